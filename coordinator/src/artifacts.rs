@@ -1,0 +1,117 @@
+//! Content-addressed weight artifacts behind a storage trait.
+//!
+//! An artifact is a byte string named by its SHA-256. [`LocalArtifacts`] keeps them as files,
+//! written to a temporary name, synced, then renamed into place, so a crash leaves either the
+//! complete artifact or none; reads verify the digest. An object store can implement
+//! [`ArtifactStore`] later.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::CoordinatorError;
+
+/// Where weight artifacts live.
+pub trait ArtifactStore: Send + Sync {
+    /// Stores `bytes` atomically and returns their SHA-256 (lowercase hex).
+    fn put(&self, bytes: &[u8]) -> Result<String, CoordinatorError>;
+    /// The bytes stored under `digest`, verified.
+    fn get(&self, digest: &str) -> Result<Vec<u8>, CoordinatorError>;
+}
+
+/// Artifacts as files `<dir>/<sha256>.bin`.
+#[derive(Debug, Clone)]
+pub struct LocalArtifacts {
+    dir: PathBuf,
+}
+
+impl LocalArtifacts {
+    pub fn open(dir: impl Into<PathBuf>) -> Result<Self, CoordinatorError> {
+        let dir = dir.into();
+        fs::create_dir_all(&dir).map_err(|source| CoordinatorError::Artifact {
+            path: dir.clone(),
+            source,
+        })?;
+        Ok(Self { dir })
+    }
+
+    fn path_of(&self, digest: &str) -> Result<PathBuf, CoordinatorError> {
+        if digest.len() != 64 || !digest.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(CoordinatorError::Invalid(format!(
+                "`{digest}` is not a sha256 digest"
+            )));
+        }
+        Ok(self.dir.join(format!("{digest}.bin")))
+    }
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> CoordinatorError + '_ {
+    move |source| CoordinatorError::Artifact {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+impl ArtifactStore for LocalArtifacts {
+    fn put(&self, bytes: &[u8]) -> Result<String, CoordinatorError> {
+        let digest = hex::encode(proto::chunk::sha256(bytes));
+        let path = self.path_of(&digest)?;
+        if path.exists() {
+            return Ok(digest);
+        }
+        let tmp = self
+            .dir
+            .join(format!(".{digest}.{}.tmp", std::process::id()));
+        let mut file = fs::File::create(&tmp).map_err(io_err(&tmp))?;
+        file.write_all(bytes).map_err(io_err(&tmp))?;
+        file.sync_all().map_err(io_err(&tmp))?;
+        drop(file);
+        fs::rename(&tmp, &path).map_err(io_err(&path))?;
+        // Make the rename itself durable.
+        if let Ok(dir) = fs::File::open(&self.dir) {
+            let _ = dir.sync_all();
+        }
+        Ok(digest)
+    }
+
+    fn get(&self, digest: &str) -> Result<Vec<u8>, CoordinatorError> {
+        let path = self.path_of(digest)?;
+        let bytes = fs::read(&path).map_err(io_err(&path))?;
+        if hex::encode(proto::chunk::sha256(&bytes)) != digest {
+            return Err(CoordinatorError::CorruptArtifact(digest.to_string()));
+        }
+        Ok(bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn put_get_and_tamper_detection() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalArtifacts::open(dir.path()).unwrap();
+        let digest = store.put(b"weights").unwrap();
+        assert_eq!(store.get(&digest).unwrap(), b"weights");
+        assert_eq!(store.put(b"weights").unwrap(), digest);
+        fs::write(dir.path().join(format!("{digest}.bin")), b"tampered").unwrap();
+        assert!(matches!(
+            store.get(&digest),
+            Err(CoordinatorError::CorruptArtifact(_))
+        ));
+        assert!(matches!(
+            store.get("../etc/passwd"),
+            Err(CoordinatorError::Invalid(_))
+        ));
+        // No temporary files are left behind.
+        let leftovers = fs::read_dir(dir.path()).unwrap().filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".tmp")
+        });
+        assert_eq!(leftovers.count(), 0);
+    }
+}

@@ -1,0 +1,290 @@
+//! Coordinator configuration (`coordinator.toml`).
+//!
+//! ```toml
+//! data_dir = "/var/lib/gridfed"
+//! listen = "0.0.0.0:7400"
+//! metrics_listen = "127.0.0.1:9400"
+//! enrollment_tokens = ["change-me"]
+//!
+//! [[federation]]
+//! name = "residential-load"
+//! tag = "residential-load"
+//! protection = "masked"
+//! rounds = 20
+//! min_participants = 3
+//! participants_per_round = 10
+//! model_spec_json = '{"n_features": 220, "horizon": 24}'
+//! initial_weights = { zeros = 1000 }
+//! ```
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::CoordinatorError;
+
+/// How updates are protected in a federation.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Protection {
+    /// Plaintext updates: for tests only, logged as a warning at every round.
+    Plain,
+    /// Dropout-tolerant masked secure aggregation.
+    #[default]
+    Masked,
+    /// Packed RLWE encryption (not available in this build).
+    Encrypted,
+}
+
+impl Protection {
+    pub fn name(self) -> &'static str {
+        match self {
+            Protection::Plain => "plain",
+            Protection::Masked => "masked",
+            Protection::Encrypted => "encrypted",
+        }
+    }
+}
+
+/// Where a federation's version 0 comes from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InitialWeights {
+    /// `n` zeros (benchmarks, linear models).
+    Zeros(u64),
+    /// A file of little-endian f32 values.
+    File(PathBuf),
+    /// Values given in-process (the demo builds them with the models crate).
+    #[serde(skip)]
+    Values(Vec<f32>),
+}
+
+/// One federation: a model spec and sector, with its round rules.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FederationSpec {
+    pub name: String,
+    /// Participants join by this tag, e.g. `residential-load`.
+    pub tag: String,
+    #[serde(default)]
+    pub protection: Protection,
+    /// Rounds to run; the federation is done after version `rounds`.
+    pub rounds: u64,
+    /// A round fails (and is retried) with fewer contributions than this.
+    #[serde(default = "defaults::min_participants")]
+    pub min_participants: usize,
+    /// Contributions wanted per round; 0 takes every available member.
+    #[serde(default)]
+    pub participants_per_round: usize,
+    /// Extra fraction selected to absorb dropouts (0.2 selects 20% more than wanted).
+    #[serde(default = "defaults::over_selection")]
+    pub over_selection: f64,
+    /// JSON model spec handed to participants (for the MLP: `models::ForecasterConfig`).
+    #[serde(default)]
+    pub model_spec_json: String,
+    pub initial_weights: InitialWeights,
+    #[serde(default = "defaults::local_epochs")]
+    pub local_epochs: u32,
+    #[serde(default = "defaults::learning_rate")]
+    pub learning_rate: f32,
+    /// Update coordinates are clipped to `[-clip, clip]` before encoding.
+    #[serde(default = "defaults::clip")]
+    pub clip: f32,
+    #[serde(default)]
+    pub fedprox_mu: f32,
+    /// Largest FedAvg weight (sample count) a participant may claim; bounds fixed-point precision.
+    #[serde(default = "defaults::max_weight")]
+    pub max_weight: u32,
+    /// SecAgg+ neighbours per participant; 0 picks from the roster size.
+    #[serde(default)]
+    pub neighbours: u32,
+    /// Shamir threshold; 0 picks a majority of the neighbourhood.
+    #[serde(default)]
+    pub threshold: u32,
+    /// How long a round waits for enough available members before starting anyway.
+    #[serde(default = "defaults::selection_ms")]
+    pub selection_timeout_ms: u64,
+    #[serde(default = "defaults::keys_ms")]
+    pub keys_timeout_ms: u64,
+    /// Covers local training and the upload.
+    #[serde(default = "defaults::upload_ms")]
+    pub upload_timeout_ms: u64,
+    #[serde(default = "defaults::unmask_ms")]
+    pub unmask_timeout_ms: u64,
+}
+
+mod defaults {
+    pub fn min_participants() -> usize {
+        2
+    }
+    pub fn over_selection() -> f64 {
+        0.0
+    }
+    pub fn local_epochs() -> u32 {
+        1
+    }
+    pub fn learning_rate() -> f32 {
+        1e-3
+    }
+    pub fn clip() -> f32 {
+        1.0
+    }
+    pub fn max_weight() -> u32 {
+        4096
+    }
+    pub fn selection_ms() -> u64 {
+        5_000
+    }
+    pub fn keys_ms() -> u64 {
+        30_000
+    }
+    pub fn upload_ms() -> u64 {
+        600_000
+    }
+    pub fn unmask_ms() -> u64 {
+        30_000
+    }
+}
+
+impl FederationSpec {
+    /// A federation over vectors of `length` zeros with default rules, for tests and benches.
+    pub fn vector(name: &str, length: u64, protection: Protection, rounds: u64) -> Self {
+        Self {
+            name: name.into(),
+            tag: name.into(),
+            protection,
+            rounds,
+            min_participants: defaults::min_participants(),
+            participants_per_round: 0,
+            over_selection: defaults::over_selection(),
+            model_spec_json: String::new(),
+            initial_weights: InitialWeights::Zeros(length),
+            local_epochs: defaults::local_epochs(),
+            learning_rate: defaults::learning_rate(),
+            clip: defaults::clip(),
+            fedprox_mu: 0.0,
+            max_weight: defaults::max_weight(),
+            neighbours: 0,
+            threshold: 0,
+            selection_timeout_ms: defaults::selection_ms(),
+            keys_timeout_ms: defaults::keys_ms(),
+            upload_timeout_ms: defaults::upload_ms(),
+            unmask_timeout_ms: defaults::unmask_ms(),
+        }
+    }
+
+    fn validate(&self) -> Result<(), CoordinatorError> {
+        let fail = |what: &str| {
+            Err(CoordinatorError::Config(format!(
+                "federation `{}`: {what}",
+                self.name
+            )))
+        };
+        if self.name.is_empty() || self.name.len() > 128 || self.tag.is_empty() {
+            return fail("name and tag must be non-empty (name at most 128 bytes)");
+        }
+        if self.rounds == 0 {
+            return fail("rounds must be at least 1");
+        }
+        if self.min_participants == 0 {
+            return fail("min_participants must be at least 1");
+        }
+        if !(self.clip.is_finite() && self.clip > 0.0) {
+            return fail("clip must be finite and positive");
+        }
+        if !(0.0..=10.0).contains(&self.over_selection) {
+            return fail("over_selection must be in [0, 10]");
+        }
+        if self.max_weight == 0 {
+            return fail("max_weight must be at least 1");
+        }
+        if self.protection == Protection::Encrypted {
+            return fail(
+                "protection `encrypted` is not available in this build (crypto `he` pending)",
+            );
+        }
+        if self.protection == Protection::Masked && self.min_participants < 2 {
+            return fail("masked rounds need min_participants >= 2");
+        }
+        Ok(())
+    }
+}
+
+/// The whole coordinator configuration.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CoordinatorConfig {
+    /// State database and artifacts live here.
+    pub data_dir: PathBuf,
+    /// gRPC address (used by the CLI; `serve` takes a bound listener).
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// Prometheus endpoint address; none disables it.
+    #[serde(default)]
+    pub metrics_listen: Option<String>,
+    /// Operator-issued tokens that allow enrollment.
+    pub enrollment_tokens: Vec<String>,
+    /// Participants refused from now on.
+    #[serde(default)]
+    pub revoked: Vec<String>,
+    /// Longest a GetTask call is held when there is nothing to do.
+    #[serde(default = "default_long_poll")]
+    pub long_poll_ms: u32,
+    #[serde(rename = "federation")]
+    pub federations: Vec<FederationSpec>,
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:7400".into()
+}
+
+fn default_long_poll() -> u32 {
+    10_000
+}
+
+impl CoordinatorConfig {
+    /// A config for tests and in-process runs.
+    pub fn new(
+        data_dir: impl Into<PathBuf>,
+        token: &str,
+        federations: Vec<FederationSpec>,
+    ) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            listen: default_listen(),
+            metrics_listen: None,
+            enrollment_tokens: vec![token.into()],
+            revoked: Vec::new(),
+            long_poll_ms: default_long_poll(),
+            federations,
+        }
+    }
+
+    /// Parses and validates a TOML document.
+    pub fn from_toml(text: &str) -> Result<Self, CoordinatorError> {
+        let config: Self =
+            toml::from_str(text).map_err(|e| CoordinatorError::Config(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), CoordinatorError> {
+        if self.enrollment_tokens.iter().any(|t| t.len() < 8) {
+            return Err(CoordinatorError::Config(
+                "enrollment tokens must be at least 8 characters".into(),
+            ));
+        }
+        let mut names = std::collections::BTreeSet::new();
+        let mut tags = std::collections::BTreeSet::new();
+        for f in &self.federations {
+            f.validate()?;
+            if !names.insert(&f.name) || !tags.insert(&f.tag) {
+                return Err(CoordinatorError::Config(format!(
+                    "duplicate federation name or tag `{}`",
+                    f.name
+                )));
+            }
+        }
+        Ok(())
+    }
+}

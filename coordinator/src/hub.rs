@@ -1,0 +1,861 @@
+//! The coordinator core: participants, federations and their rounds, as plain synchronous code.
+//! The gRPC shell authenticates and decodes requests, then calls these methods under one lock
+//! (heavy calls on blocking threads); `now_ms` always comes from the caller.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use proto::auth::SignedContext;
+use proto::v1::RequestAuth;
+use tracing::{info, warn};
+
+use crate::artifacts::{ArtifactStore, LocalArtifacts};
+use crate::auth::{NonceBook, parse_key};
+use crate::config::{CoordinatorConfig, FederationSpec, InitialWeights, Protection};
+use crate::metrics::Metrics;
+use crate::round::{Aggregated, Deadlines, PlainCollecting, RoundError, RoundPlan, WeightsRef};
+use crate::store::{FederationRecord, InFlightRound, ModelVersion, ParticipantRecord, StateStore};
+use crate::{CoordinatorError, round};
+
+/// A participant is available for selection if it polled within this window.
+const AVAILABLE_WINDOW_MS: u64 = 30_000;
+
+/// The round slot of a federation.
+#[derive(Debug)]
+enum RoundState {
+    Idle { since_ms: u64 },
+    Plain(Box<PlainCollecting>),
+    Masked(Box<round::masked::MaskedRound>),
+    Done,
+}
+
+impl RoundState {
+    fn name(&self) -> &'static str {
+        match self {
+            RoundState::Idle { .. } => "idle",
+            RoundState::Plain(_) => "collecting",
+            RoundState::Masked(m) => m.phase_name(),
+            RoundState::Done => "done",
+        }
+    }
+}
+
+struct Federation {
+    spec: FederationSpec,
+    record: FederationRecord,
+    latest: ModelVersion,
+    global: Arc<Vec<f32>>,
+    global_bytes: Arc<Vec<u8>>,
+    members: BTreeSet<String>,
+    last_seen: HashMap<String, u64>,
+    round: RoundState,
+}
+
+/// What a participant should do next (domain form of `proto::v1::RoundTask`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Task {
+    Idle {
+        reason: &'static str,
+    },
+    /// Train from the plan's global weights; masked rounds add the signed secure-aggregation
+    /// plan to answer with key advertisements.
+    Train {
+        plan: Box<RoundPlan>,
+        secagg_plan: Option<Arc<Vec<u8>>>,
+    },
+    /// A secure-aggregation step: the coordinator's broadcast for `phase`.
+    Step {
+        round: u64,
+        phase: round::masked::StepPhase,
+        payload: Arc<Vec<u8>>,
+    },
+    Done {
+        final_version: u64,
+    },
+}
+
+/// What an upload must look like before its bytes are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UploadSlot {
+    pub expected_bytes: Option<u64>,
+}
+
+/// What an upload header announced, once authenticated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UploadMeta {
+    pub round: u64,
+    pub masked: bool,
+    /// FedAvg weight of a plain update (masked updates carry it inside).
+    pub samples: u64,
+}
+
+/// The coordinator's whole state.
+pub struct Hub {
+    config: CoordinatorConfig,
+    store: StateStore,
+    artifacts: Arc<dyn ArtifactStore>,
+    participants: BTreeMap<String, ParticipantRecord>,
+    nonces: NonceBook,
+    federations: BTreeMap<String, Federation>,
+    metrics: Arc<Metrics>,
+    /// Bumped whenever a round changes phase, so long polls can wake up.
+    generation: u64,
+    identity: round::masked::CoordinatorIdentity,
+}
+
+fn random_seed() -> [u8; 32] {
+    let mut seed = [0u8; 32];
+    // The OS RNG failing is unrecoverable for a coordinator that must draw round seeds.
+    getrandom::fill(&mut seed).expect("operating system RNG unavailable");
+    seed
+}
+
+impl Hub {
+    /// Opens (or creates) the state under `config.data_dir`. An in-flight round found there was
+    /// interrupted by a crash or restart: it is aborted cleanly and the next round starts fresh.
+    pub fn open(
+        config: CoordinatorConfig,
+        now_ms: u64,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, CoordinatorError> {
+        config.validate()?;
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| CoordinatorError::Artifact {
+            path: config.data_dir.clone(),
+            source,
+        })?;
+        let store = StateStore::open(&config.data_dir.join("state.redb"))?;
+        let artifacts: Arc<dyn ArtifactStore> =
+            Arc::new(LocalArtifacts::open(config.data_dir.join("artifacts"))?);
+        let identity = round::masked::CoordinatorIdentity::load_or_create(&config.data_dir)?;
+        let mut participants = BTreeMap::new();
+        for mut p in store.participants()? {
+            if config.revoked.contains(&p.id) && !p.revoked {
+                p.revoked = true;
+                store.put_participant(&p)?;
+            }
+            participants.insert(p.id.clone(), p);
+        }
+        let mut hub = Self {
+            nonces: NonceBook::new(now_ms.saturating_mul(1000)),
+            store,
+            artifacts,
+            participants,
+            federations: BTreeMap::new(),
+            metrics,
+            generation: 0,
+            identity,
+            config: config.clone(),
+        };
+        for spec in &config.federations {
+            let federation = hub.load_federation(spec, now_ms)?;
+            hub.federations.insert(spec.name.clone(), federation);
+        }
+        Ok(hub)
+    }
+
+    fn load_federation(
+        &self,
+        spec: &FederationSpec,
+        now_ms: u64,
+    ) -> Result<Federation, CoordinatorError> {
+        let record = match self.store.federation(&spec.name)? {
+            Some(record) => record,
+            None => {
+                let weights = match &spec.initial_weights {
+                    InitialWeights::Zeros(n) => vec![0.0f32; *n as usize],
+                    InitialWeights::Values(v) => v.clone(),
+                    InitialWeights::File(path) => {
+                        let bytes =
+                            std::fs::read(path).map_err(|source| CoordinatorError::Artifact {
+                                path: path.clone(),
+                                source,
+                            })?;
+                        proto::chunk::bytes_to_f32(&bytes)?
+                    }
+                };
+                if weights.is_empty() || weights.len() as u64 > proto::MAX_VECTOR_BYTES / 8 {
+                    return Err(CoordinatorError::Config(format!(
+                        "federation `{}`: initial weights must have 1..={} values",
+                        spec.name,
+                        proto::MAX_VECTOR_BYTES / 8
+                    )));
+                }
+                let bytes = proto::chunk::f32_to_bytes(&weights);
+                let sha256 = self.artifacts.put(&bytes)?;
+                let record = FederationRecord {
+                    name: spec.name.clone(),
+                    latest_version: 0,
+                    next_round: 1,
+                };
+                let v0 = ModelVersion {
+                    federation: spec.name.clone(),
+                    version: 0,
+                    round: 0,
+                    parent: None,
+                    length: weights.len() as u64,
+                    sha256,
+                    participants: 0,
+                    protection: spec.protection,
+                    created_unix_ms: now_ms,
+                };
+                self.store.create_federation(&record, &v0)?;
+                info!(federation = %spec.name, parameters = weights.len(), "federation created");
+                record
+            }
+        };
+        let latest = self
+            .store
+            .version(&spec.name, record.latest_version)?
+            .ok_or_else(|| {
+                CoordinatorError::Store(format!(
+                    "federation `{}` lost its latest version",
+                    spec.name
+                ))
+            })?;
+        let bytes = self.artifacts.get(&latest.sha256)?;
+        let global = proto::chunk::bytes_to_f32(&bytes)?;
+        if let Some(stale) = self.store.in_flight(&spec.name)? {
+            warn!(federation = %spec.name, round = stale.round, phase = %stale.phase,
+                "aborting the round interrupted by a restart");
+            self.store.end_round(&spec.name)?;
+            self.metrics.round_aborted();
+        }
+        let members = self
+            .participants
+            .values()
+            .filter(|p| p.federations.contains(&spec.name))
+            .map(|p| p.id.clone())
+            .collect();
+        let round = if latest.version >= spec.rounds {
+            RoundState::Done
+        } else {
+            RoundState::Idle { since_ms: now_ms }
+        };
+        Ok(Federation {
+            spec: spec.clone(),
+            record,
+            latest,
+            global: Arc::new(global),
+            global_bytes: Arc::new(bytes),
+            members,
+            last_seen: HashMap::new(),
+            round,
+        })
+    }
+
+    /// The coordinator's Ed25519 verifying key (signs its protocol messages).
+    pub fn coordinator_key(&self) -> [u8; 32] {
+        self.identity.verifying_key()
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Changes whenever any round changes phase.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    pub fn long_poll_ms(&self) -> u32 {
+        self.config.long_poll_ms
+    }
+
+    /// Registers a public key with an operator token; enrolling the same key again returns the
+    /// same id.
+    pub fn enroll(
+        &mut self,
+        token: &str,
+        public_key: &[u8],
+        site_label: &str,
+        now_ms: u64,
+    ) -> Result<String, CoordinatorError> {
+        let token_ok = self
+            .config
+            .enrollment_tokens
+            .iter()
+            .any(|t| constant_time_eq(t.as_bytes(), token.as_bytes()));
+        if !token_ok {
+            self.metrics.auth_failure();
+            return Err(CoordinatorError::BadToken);
+        }
+        parse_key(public_key)?;
+        if site_label.len() > 256 {
+            return Err(CoordinatorError::Invalid(
+                "site label longer than 256 bytes".into(),
+            ));
+        }
+        let key_hex = hex::encode(public_key);
+        if let Some(p) = self.participants.values().find(|p| p.public_key == key_hex) {
+            if p.revoked {
+                return Err(CoordinatorError::Revoked(p.id.clone()));
+            }
+            return Ok(p.id.clone());
+        }
+        let id = format!("p{:06}", self.participants.len() + 1);
+        let record = ParticipantRecord {
+            id: id.clone(),
+            public_key: key_hex,
+            site_label: site_label.to_string(),
+            enrolled_unix_ms: now_ms,
+            revoked: false,
+            federations: Vec::new(),
+        };
+        self.store.put_participant(&record)?;
+        self.participants.insert(id.clone(), record);
+        self.metrics.set_participants(self.participants.len());
+        info!(participant = %id, site = site_label, "participant enrolled");
+        Ok(id)
+    }
+
+    /// Refuses every later call of `participant`.
+    pub fn revoke(&mut self, participant: &str) -> Result<(), CoordinatorError> {
+        let p = self
+            .participants
+            .get_mut(participant)
+            .ok_or_else(|| CoordinatorError::UnknownParticipant(participant.to_string()))?;
+        p.revoked = true;
+        self.store.put_participant(p)?;
+        warn!(participant, "participant revoked");
+        Ok(())
+    }
+
+    /// Verifies a signed call and returns the caller's participant id.
+    pub fn authenticate(
+        &mut self,
+        method: &str,
+        federation: &str,
+        round: u64,
+        auth: Option<&RequestAuth>,
+        payload_digest: [u8; 32],
+    ) -> Result<String, CoordinatorError> {
+        let result = self.verify(method, federation, round, auth, payload_digest);
+        if result.is_err() {
+            self.metrics.auth_failure();
+        }
+        result
+    }
+
+    fn verify(
+        &mut self,
+        method: &str,
+        federation: &str,
+        round: u64,
+        auth: Option<&RequestAuth>,
+        payload_digest: [u8; 32],
+    ) -> Result<String, CoordinatorError> {
+        let auth = auth.ok_or(CoordinatorError::Unauthenticated)?;
+        let participant = self
+            .participants
+            .get(&auth.participant_id)
+            .ok_or_else(|| CoordinatorError::UnknownParticipant(auth.participant_id.clone()))?;
+        let ctx = SignedContext {
+            method,
+            participant_id: &auth.participant_id,
+            federation,
+            round,
+            nonce: auth.nonce,
+            payload_digest,
+        };
+        self.nonces.verify(participant, &ctx, &auth.signature)?;
+        Ok(participant.id.clone())
+    }
+
+    /// Adds `participant` to the federation tagged `tag`.
+    pub fn join(
+        &mut self,
+        participant: &str,
+        tag: &str,
+    ) -> Result<&FederationSpec, CoordinatorError> {
+        let name = self
+            .federations
+            .values()
+            .find(|f| f.spec.tag == tag)
+            .map(|f| f.spec.name.clone())
+            .ok_or_else(|| CoordinatorError::UnknownTag(tag.to_string()))?;
+        let p = self
+            .participants
+            .get_mut(participant)
+            .ok_or_else(|| CoordinatorError::UnknownParticipant(participant.to_string()))?;
+        if !p.federations.contains(&name) {
+            p.federations.push(name.clone());
+            self.store.put_participant(p)?;
+            info!(participant, federation = %name, "participant joined");
+        }
+        let federation = self
+            .federations
+            .get_mut(&name)
+            .ok_or(CoordinatorError::UnknownFederation(name))?;
+        federation.members.insert(participant.to_string());
+        Ok(&federation.spec)
+    }
+
+    fn member(
+        &mut self,
+        participant: &str,
+        federation: &str,
+    ) -> Result<&mut Federation, CoordinatorError> {
+        let f = self
+            .federations
+            .get_mut(federation)
+            .ok_or_else(|| CoordinatorError::UnknownFederation(federation.to_string()))?;
+        if !f.members.contains(participant) {
+            return Err(CoordinatorError::NotMember {
+                participant: participant.into(),
+                federation: federation.into(),
+            });
+        }
+        Ok(f)
+    }
+
+    /// What `participant` should do now in `federation`.
+    pub fn task(
+        &mut self,
+        participant: &str,
+        federation: &str,
+        now_ms: u64,
+    ) -> Result<Task, CoordinatorError> {
+        self.member(participant, federation)?
+            .last_seen
+            .insert(participant.to_string(), now_ms);
+        self.advance(now_ms);
+        let f = self.member(participant, federation)?;
+        Ok(match &f.round {
+            RoundState::Done => Task::Done {
+                final_version: f.latest.version,
+            },
+            RoundState::Idle { .. } => Task::Idle {
+                reason: "waiting for enough available participants",
+            },
+            RoundState::Plain(c) => {
+                if c.admit(c.plan().round, participant).is_ok() {
+                    Task::Train {
+                        plan: Box::new(c.plan().clone()),
+                        secagg_plan: None,
+                    }
+                } else {
+                    Task::Idle {
+                        reason: "waiting for the round to close",
+                    }
+                }
+            }
+            RoundState::Masked(m) => m.task_for(participant),
+        })
+    }
+
+    /// Checks an upload header: right federation, round and phase, a selected participant that
+    /// has not uploaded yet. Returns the exact byte length expected.
+    pub fn admit_upload(
+        &mut self,
+        participant: &str,
+        federation: &str,
+        round: u64,
+        masked: bool,
+    ) -> Result<UploadSlot, CoordinatorError> {
+        let f = self.member(participant, federation)?;
+        match &f.round {
+            RoundState::Plain(c) if !masked => {
+                c.admit(round, participant)?;
+                Ok(UploadSlot {
+                    expected_bytes: Some(c.plan().global.length * 4),
+                })
+            }
+            RoundState::Masked(m) if masked => Ok(UploadSlot {
+                expected_bytes: m.admit_upload(round, participant)?,
+            }),
+            state => Err(RoundError::WrongPhase {
+                round,
+                phase: state.name(),
+                what: if masked {
+                    "a masked update"
+                } else {
+                    "a plain update"
+                },
+            }
+            .into()),
+        }
+    }
+
+    /// Accepts a complete, digest-checked upload.
+    pub fn accept_upload(
+        &mut self,
+        participant: &str,
+        federation: &str,
+        upload: UploadMeta,
+        bytes: &[u8],
+        now_ms: u64,
+    ) -> Result<(), CoordinatorError> {
+        let UploadMeta {
+            round,
+            masked,
+            samples,
+        } = upload;
+        self.metrics.bytes_in(bytes.len());
+        let f = self.member(participant, federation)?;
+        match &mut f.round {
+            RoundState::Plain(c) if !masked => {
+                let update = proto::chunk::bytes_to_f32(bytes)?;
+                c.accept(round, participant, samples, &update)?;
+            }
+            RoundState::Masked(m) if masked => {
+                m.accept_masked(round, participant, bytes, now_ms)?
+            }
+            state => {
+                return Err(RoundError::WrongPhase {
+                    round,
+                    phase: state.name(),
+                    what: "an update",
+                }
+                .into());
+            }
+        }
+        self.metrics.update_received();
+        self.advance(now_ms);
+        Ok(())
+    }
+
+    /// Accepts a secure-aggregation protocol message.
+    pub fn submit_protocol(
+        &mut self,
+        participant: &str,
+        federation: &str,
+        round: u64,
+        phase: round::masked::StepPhase,
+        payload: &[u8],
+        now_ms: u64,
+    ) -> Result<(), CoordinatorError> {
+        self.metrics.bytes_in(payload.len());
+        let f = self.member(participant, federation)?;
+        match &mut f.round {
+            RoundState::Masked(m) => {
+                m.accept_message(round, participant, phase, payload, now_ms)?
+            }
+            state => {
+                return Err(RoundError::WrongPhase {
+                    round,
+                    phase: state.name(),
+                    what: "protocol messages",
+                }
+                .into());
+            }
+        }
+        self.advance(now_ms);
+        Ok(())
+    }
+
+    /// Weights of `version` (little-endian f32 bytes) and their reference.
+    pub fn weights(
+        &self,
+        participant: &str,
+        federation: &str,
+        version: u64,
+    ) -> Result<(WeightsRef, Arc<Vec<u8>>), CoordinatorError> {
+        let f = self
+            .federations
+            .get(federation)
+            .ok_or_else(|| CoordinatorError::UnknownFederation(federation.to_string()))?;
+        if !f.members.contains(participant) {
+            return Err(CoordinatorError::NotMember {
+                participant: participant.into(),
+                federation: federation.into(),
+            });
+        }
+        let (meta, bytes) = if version == f.latest.version {
+            (f.latest.clone(), f.global_bytes.clone())
+        } else {
+            let meta = self.store.version(federation, version)?.ok_or_else(|| {
+                CoordinatorError::UnknownVersion {
+                    federation: federation.into(),
+                    version,
+                }
+            })?;
+            let bytes = Arc::new(self.artifacts.get(&meta.sha256)?);
+            (meta, bytes)
+        };
+        let sha256 = proto::chunk::sha256(&bytes);
+        Ok((
+            WeightsRef {
+                version: meta.version,
+                length: meta.length,
+                sha256,
+            },
+            bytes,
+        ))
+    }
+
+    /// Completed versions of a federation, oldest first.
+    pub fn versions(&self, federation: &str) -> Result<Vec<ModelVersion>, CoordinatorError> {
+        self.store.versions(federation)
+    }
+
+    /// The latest version of a federation and its weights.
+    pub fn latest(
+        &self,
+        federation: &str,
+    ) -> Result<(ModelVersion, Arc<Vec<f32>>), CoordinatorError> {
+        let f = self
+            .federations
+            .get(federation)
+            .ok_or_else(|| CoordinatorError::UnknownFederation(federation.to_string()))?;
+        Ok((f.latest.clone(), f.global.clone()))
+    }
+
+    /// True when every federation ran all its rounds.
+    pub fn all_done(&self) -> bool {
+        self.federations
+            .values()
+            .all(|f| matches!(f.round, RoundState::Done))
+    }
+
+    /// Moves every federation's round forward: starts rounds, closes phases at their deadline
+    /// or when complete, commits versions.
+    pub fn advance(&mut self, now_ms: u64) {
+        let names: Vec<String> = self.federations.keys().cloned().collect();
+        for name in names {
+            if let Err(e) = self.advance_one(&name, now_ms) {
+                warn!(federation = %name, error = %e, "round step failed");
+            }
+        }
+    }
+
+    fn advance_one(&mut self, name: &str, now_ms: u64) -> Result<(), CoordinatorError> {
+        let Some(f) = self.federations.get_mut(name) else {
+            return Ok(());
+        };
+        let state = std::mem::replace(&mut f.round, RoundState::Done);
+        let before = state.name();
+        let next = match state {
+            RoundState::Idle { since_ms } => match self.try_start(name, since_ms, now_ms)? {
+                Some(started) => started,
+                None => RoundState::Idle { since_ms },
+            },
+            RoundState::Plain(c) => {
+                if c.is_complete() || now_ms >= c.plan().deadlines.upload_unix_ms {
+                    let plan = c.plan().clone();
+                    self.finish(name, plan, c.close(), now_ms)?
+                } else {
+                    RoundState::Plain(c)
+                }
+            }
+            RoundState::Masked(m) => match m.advance(now_ms) {
+                round::masked::Progress::Running(mut m) => {
+                    for (phase, ms) in m.take_timings() {
+                        self.metrics.observe_phase(phase, ms);
+                    }
+                    RoundState::Masked(m)
+                }
+                round::masked::Progress::Finished(plan, result) => {
+                    self.finish(name, *plan, result.map(|a| *a), now_ms)?
+                }
+            },
+            RoundState::Done => RoundState::Done,
+        };
+        let after = next.name();
+        if let Some(f) = self.federations.get_mut(name) {
+            f.round = next;
+        }
+        if before != after {
+            self.generation += 1;
+            if let Some(f) = self.federations.get(name)
+                && let (Some(round), RoundState::Masked(_)) =
+                    (self.store.in_flight(name)?, &f.round)
+            {
+                self.store.update_round(
+                    name,
+                    &InFlightRound {
+                        phase: after.to_string(),
+                        ..round
+                    },
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    fn try_start(
+        &mut self,
+        name: &str,
+        since_ms: u64,
+        now_ms: u64,
+    ) -> Result<Option<RoundState>, CoordinatorError> {
+        let participants = &self.participants;
+        let Some(f) = self.federations.get_mut(name) else {
+            return Ok(None);
+        };
+        let mut available: Vec<String> = f
+            .members
+            .iter()
+            .filter(|m| participants.get(*m).is_some_and(|p| !p.revoked))
+            .filter(|m| {
+                f.last_seen
+                    .get(*m)
+                    .is_some_and(|t| now_ms.saturating_sub(*t) <= AVAILABLE_WINDOW_MS)
+            })
+            .cloned()
+            .collect();
+        let spec = &f.spec;
+        let target = if spec.participants_per_round == 0 {
+            f.members.len()
+        } else {
+            spec.participants_per_round
+        };
+        let wanted = ((target as f64) * (1.0 + spec.over_selection)).ceil() as usize;
+        let wanted = wanted.min(f.members.len()).max(spec.min_participants);
+        let timed_out = now_ms.saturating_sub(since_ms) >= spec.selection_timeout_ms;
+        if available.len() < wanted && !(timed_out && available.len() >= spec.min_participants) {
+            return Ok(None);
+        }
+        let seed = random_seed();
+        shuffle(&mut available, &seed);
+        available.truncate(wanted);
+        available.sort();
+        let round = f.record.next_round;
+        let keys = now_ms + spec.keys_timeout_ms;
+        let upload = keys + spec.upload_timeout_ms;
+        let plan = RoundPlan {
+            federation: name.to_string(),
+            round,
+            selected: available,
+            target: target.max(spec.min_participants),
+            min_participants: spec.min_participants,
+            global: WeightsRef {
+                version: f.latest.version,
+                length: f.latest.length,
+                sha256: proto::chunk::sha256(&f.global_bytes),
+            },
+            protection: spec.protection,
+            deadlines: Deadlines {
+                keys_unix_ms: keys,
+                upload_unix_ms: upload,
+                unmask_unix_ms: upload + spec.unmask_timeout_ms,
+            },
+            seed,
+            started_unix_ms: now_ms,
+            spec: spec.clone(),
+        };
+        f.record.next_round += 1;
+        let state = match spec.protection {
+            Protection::Plain => {
+                warn!(
+                    federation = name,
+                    round, "PLAINTEXT round: updates are visible to the coordinator (testing only)"
+                );
+                RoundState::Plain(Box::new(PlainCollecting::new(plan.clone())))
+            }
+            Protection::Masked => {
+                let keys: Vec<(String, [u8; 32])> = plan
+                    .selected
+                    .iter()
+                    .filter_map(|id| {
+                        let key = hex::decode(&participants.get(id)?.public_key).ok()?;
+                        Some((id.clone(), key.try_into().ok()?))
+                    })
+                    .collect();
+                RoundState::Masked(Box::new(round::masked::MaskedRound::start(
+                    plan.clone(),
+                    &keys,
+                    &self.identity,
+                    now_ms,
+                )?))
+            }
+            Protection::Encrypted => {
+                return Err(CoordinatorError::Config(
+                    "encrypted protection unavailable".into(),
+                ));
+            }
+        };
+        self.store.begin_round(
+            &f.record,
+            &InFlightRound {
+                round,
+                phase: state.name().into(),
+                selected: plan.selected.clone(),
+                started_unix_ms: now_ms,
+            },
+        )?;
+        self.metrics.round_started(plan.selected.len());
+        info!(
+            federation = name,
+            round,
+            selected = plan.selected.len(),
+            protection = spec.protection.name(),
+            "round started"
+        );
+        Ok(Some(state))
+    }
+
+    fn finish(
+        &mut self,
+        name: &str,
+        plan: RoundPlan,
+        result: Result<Aggregated, RoundError>,
+        now_ms: u64,
+    ) -> Result<RoundState, CoordinatorError> {
+        let Some(f) = self.federations.get_mut(name) else {
+            return Ok(RoundState::Done);
+        };
+        let aggregated = match result {
+            Ok(a) => a,
+            Err(e) => {
+                warn!(federation = name, round = plan.round, error = %e, "round failed; a new round follows");
+                self.store.end_round(name)?;
+                self.metrics.round_failed();
+                return Ok(RoundState::Idle { since_ms: now_ms });
+            }
+        };
+        let weights = aggregated.apply(&f.global);
+        let bytes = proto::chunk::f32_to_bytes(&weights);
+        let sha256 = self.artifacts.put(&bytes)?;
+        let version = ModelVersion {
+            federation: name.to_string(),
+            version: f.latest.version + 1,
+            round: plan.round,
+            parent: Some(f.latest.version),
+            length: weights.len() as u64,
+            sha256,
+            participants: aggregated.participants as u64,
+            protection: plan.protection,
+            created_unix_ms: now_ms,
+        };
+        let record = FederationRecord {
+            latest_version: version.version,
+            ..f.record.clone()
+        };
+        self.store.commit_version(&record, &version)?;
+        info!(
+            federation = name,
+            round = plan.round,
+            version = version.version,
+            participants = aggregated.participants,
+            "round aggregated; version committed"
+        );
+        self.metrics
+            .round_completed(now_ms.saturating_sub(plan.started_unix_ms));
+        f.record = record;
+        f.global = Arc::new(weights);
+        f.global_bytes = Arc::new(bytes);
+        f.latest = version;
+        Ok(if f.latest.version >= f.spec.rounds {
+            RoundState::Done
+        } else {
+            RoundState::Idle { since_ms: now_ms }
+        })
+    }
+}
+
+/// Fisher-Yates driven by a ChaCha-free, seed-derived SHA-256 counter stream (selection only
+/// needs to be unpredictable to participants, not cryptographically uniform).
+fn shuffle(items: &mut [String], seed: &[u8; 32]) {
+    use sha2::{Digest, Sha256};
+    for i in (1..items.len()).rev() {
+        let mut h = Sha256::new();
+        h.update(seed);
+        h.update((i as u64).to_le_bytes());
+        let r = u64::from_le_bytes(h.finalize()[..8].try_into().unwrap_or([0; 8]));
+        items.swap(i, (r % (i as u64 + 1)) as usize);
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

@@ -1,0 +1,167 @@
+//! The gridfed federation coordinator.
+//!
+//! - [`hub::Hub`]: the synchronous core. Enrollment, signed-call verification, federations and
+//!   their rounds ([`round`]: plan -> collecting -> (unmasking) -> aggregated, as types),
+//!   FedAvg weighted by sample counts, versions committed atomically.
+//! - [`store::StateStore`] (redb) and [`artifacts::ArtifactStore`] (weights as content-addressed
+//!   files) under the data directory: a coordinator killed at any moment restarts, aborts the
+//!   interrupted round cleanly and loses no completed version.
+//! - [`grpc`]: the thin tonic service; [`metrics`]: Prometheus text over a tiny HTTP endpoint.
+//! - [`serve`]: mini-redis style entry point taking a bound listener and a shutdown future.
+
+pub mod artifacts;
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod grpc;
+pub mod hub;
+pub mod metrics;
+pub mod round;
+pub mod store;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_stream::wrappers::TcpListenerStream;
+use tracing::info;
+
+pub use config::{CoordinatorConfig, FederationSpec, InitialWeights, Protection};
+pub use error::CoordinatorError;
+pub use hub::Hub;
+pub use metrics::Metrics;
+pub use store::ModelVersion;
+
+/// The latest committed version of `federation` under `data_dir` and its weights (for a
+/// stopped coordinator: the demo and tests read results this way).
+pub fn load_latest(
+    data_dir: &std::path::Path,
+    federation: &str,
+) -> Result<(ModelVersion, Vec<f32>), CoordinatorError> {
+    use artifacts::ArtifactStore as _;
+    let store = store::StateStore::open(&data_dir.join("state.redb"))?;
+    let record = store
+        .federation(federation)?
+        .ok_or_else(|| CoordinatorError::UnknownFederation(federation.into()))?;
+    let version = store
+        .version(federation, record.latest_version)?
+        .ok_or_else(|| CoordinatorError::UnknownVersion {
+            federation: federation.into(),
+            version: record.latest_version,
+        })?;
+    let bytes =
+        artifacts::LocalArtifacts::open(data_dir.join("artifacts"))?.get(&version.sha256)?;
+    Ok((version, proto::chunk::bytes_to_f32(&bytes)?))
+}
+
+/// Every committed version of `federation` under `data_dir`, oldest first.
+pub fn load_versions(
+    data_dir: &std::path::Path,
+    federation: &str,
+) -> Result<Vec<ModelVersion>, CoordinatorError> {
+    store::StateStore::open(&data_dir.join("state.redb"))?.versions(federation)
+}
+
+/// How often deadlines are checked when no request arrives.
+const TICK: Duration = Duration::from_millis(50);
+
+/// Runs the coordinator on `listener` (gRPC) until `shutdown` resolves. If the config names a
+/// metrics address, the Prometheus endpoint is bound there.
+pub async fn serve(
+    listener: TcpListener,
+    config: CoordinatorConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), CoordinatorError> {
+    let metrics_listener = match &config.metrics_listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|e| CoordinatorError::Config(format!("metrics address {addr}: {e}")))?,
+        ),
+        None => None,
+    };
+    serve_with(
+        listener,
+        metrics_listener,
+        config,
+        Arc::new(Metrics::default()),
+        shutdown,
+    )
+    .await
+}
+
+/// [`serve`] with an explicit metrics listener and metrics registry (tests, benchmarks).
+pub async fn serve_with(
+    listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
+    config: CoordinatorConfig,
+    metrics: Arc<Metrics>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), CoordinatorError> {
+    let data_dir = config.data_dir.clone();
+    let hub = tokio::task::spawn_blocking(move || Hub::open(config, grpc::now_ms(), metrics))
+        .await
+        .map_err(|e| CoordinatorError::Store(format!("opening state: {e}")))??;
+    let coordinator_key = hub.coordinator_key();
+    let metrics = hub.metrics().clone();
+    let hub = Arc::new(Mutex::new(hub));
+    let (changes, _) = watch::channel(0u64);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    info!(addr = ?listener.local_addr().ok(), data_dir = %data_dir.display(), "coordinator serving");
+
+    let ticker = tokio::spawn(tick(hub.clone(), changes.clone(), stop_rx.clone()));
+    let metrics_task = metrics_listener.map(|l| {
+        let mut stop = stop_rx.clone();
+        tokio::spawn(metrics::serve_metrics(l, metrics.clone(), async move {
+            let _ = stop.wait_for(|s| *s).await;
+        }))
+    });
+
+    let service = grpc::FederationService::new(hub.clone(), changes, stop_rx, coordinator_key);
+    let server = proto::v1::federation_server::FederationServer::new(service)
+        .max_decoding_message_size(proto::MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(proto::MAX_MESSAGE_BYTES);
+    let stop_on_shutdown = async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    };
+    let result = tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .serve_with_incoming_shutdown(server, TcpListenerStream::new(listener), stop_on_shutdown)
+        .await;
+    let _ = ticker.await;
+    if let Some(task) = metrics_task {
+        let _ = task.await;
+    }
+    // Wait for blocking calls still holding the state, so the database is closed on return.
+    for _ in 0..200 {
+        if Arc::strong_count(&hub) == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    drop(hub);
+    info!("coordinator stopped");
+    result.map_err(|e| CoordinatorError::Config(format!("gRPC server: {e}")))
+}
+
+async fn tick(hub: Arc<Mutex<Hub>>, changes: watch::Sender<u64>, mut stop: watch::Receiver<bool>) {
+    let mut interval = tokio::time::interval(TICK);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let (hub, changes) = (hub.clone(), changes.clone());
+        let _ = tokio::task::spawn_blocking(move || {
+            if let Ok(mut hub) = hub.lock() {
+                hub.advance(grpc::now_ms());
+                let generation = hub.generation();
+                changes.send_if_modified(|g| std::mem::replace(g, generation) != generation);
+            }
+        })
+        .await;
+    }
+}

@@ -1,0 +1,125 @@
+//! One federated round as a sequence of types: a [`RoundPlan`] becomes a collecting round
+//! ([`PlainCollecting`] or, masked, [`masked::KeyExchange`] then [`masked::MaskedCollecting`]),
+//! which closes into [`masked::Unmasking`] (masked) and finally an [`Aggregated`] result. Each
+//! step consumes the previous one, so a late update has no state left to land in.
+//!
+//! Everything here is synchronous and clock-free: callers pass `now_ms`.
+
+pub mod masked;
+mod plain;
+
+use serde::{Deserialize, Serialize};
+
+pub use plain::PlainCollecting;
+
+use crate::config::{FederationSpec, Protection};
+
+/// Why a round refused a message or could not complete. Split by fault.
+#[derive(Debug, thiserror::Error, PartialEq)]
+#[non_exhaustive]
+pub enum RoundError {
+    /// The message is about another round (late, early or forged).
+    #[error("round {got} is not the current round {current}")]
+    WrongRound { got: u64, current: u64 },
+    /// The round is in another phase.
+    #[error("round {round} is in phase `{phase}`, not accepting {what}")]
+    WrongPhase {
+        round: u64,
+        phase: &'static str,
+        what: &'static str,
+    },
+    #[error("participant `{0}` was not selected for this round")]
+    NotSelected(String),
+    #[error("participant `{0}` already submitted in this phase")]
+    AlreadySubmitted(String),
+    /// The participant's data is malformed (peer misbehaved).
+    #[error("malformed update from `{participant}`: {reason}")]
+    Malformed { participant: String, reason: String },
+    /// Not enough participants remain.
+    #[error("round {round} has {have} contributions, needs {need}")]
+    TooFew {
+        round: u64,
+        have: usize,
+        need: usize,
+    },
+    /// The secure-aggregation protocol failed (crypto crate).
+    #[error("secure aggregation: {0}")]
+    SecAgg(String),
+}
+
+/// Global weights a round starts from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WeightsRef {
+    pub version: u64,
+    pub length: u64,
+    pub sha256: [u8; 32],
+}
+
+/// Absolute phase deadlines (unix ms).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deadlines {
+    pub keys_unix_ms: u64,
+    pub upload_unix_ms: u64,
+    pub unmask_unix_ms: u64,
+}
+
+/// A round as decided at selection: who, from which weights, under which rules.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RoundPlan {
+    pub federation: String,
+    pub round: u64,
+    /// Selected participants, sorted.
+    pub selected: Vec<String>,
+    /// Contributions wanted; collecting closes early once this many arrived.
+    pub target: usize,
+    pub min_participants: usize,
+    pub global: WeightsRef,
+    pub protection: Protection,
+    pub deadlines: Deadlines,
+    /// Public round seed (neighbour graph).
+    pub seed: [u8; 32],
+    pub started_unix_ms: u64,
+    pub spec: FederationSpec,
+}
+
+impl RoundPlan {
+    pub fn is_selected(&self, participant: &str) -> bool {
+        self.selected
+            .binary_search_by(|p| p.as_str().cmp(participant))
+            .is_ok()
+    }
+
+    pub(crate) fn check(&self, round: u64, participant: &str) -> Result<(), RoundError> {
+        if round != self.round {
+            return Err(RoundError::WrongRound {
+                got: round,
+                current: self.round,
+            });
+        }
+        if !self.is_selected(participant) {
+            return Err(RoundError::NotSelected(participant.to_string()));
+        }
+        Ok(())
+    }
+}
+
+/// The outcome of a completed round: the FedAvg step to apply to the global weights.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Aggregated {
+    pub plan: RoundPlan,
+    /// Sample-weighted mean of the participants' updates (local - global).
+    pub mean_update: Vec<f32>,
+    /// Number of contributions in the mean.
+    pub participants: usize,
+}
+
+impl Aggregated {
+    /// New global weights: `global + mean_update`.
+    pub fn apply(&self, global: &[f32]) -> Vec<f32> {
+        global
+            .iter()
+            .zip(&self.mean_update)
+            .map(|(g, d)| g + d)
+            .collect()
+    }
+}

@@ -1,0 +1,317 @@
+//! Crash-safe coordinator state in redb: participants, federations, model versions and the
+//! in-flight round of each federation. Values are JSON; every multi-record change is one
+//! transaction, so a crash leaves the previous or the next state, never a mix.
+
+use std::path::Path;
+
+use redb::{Database, ReadableDatabase, TableDefinition};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::CoordinatorError;
+use crate::config::Protection;
+
+const PARTICIPANTS: TableDefinition<&str, &[u8]> = TableDefinition::new("participants");
+const FEDERATIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("federations");
+const VERSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("versions");
+const ROUNDS: TableDefinition<&str, &[u8]> = TableDefinition::new("rounds");
+
+/// An enrolled participant.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParticipantRecord {
+    pub id: String,
+    /// Ed25519 verifying key, hex.
+    pub public_key: String,
+    pub site_label: String,
+    pub enrolled_unix_ms: u64,
+    pub revoked: bool,
+    /// Federations joined.
+    pub federations: Vec<String>,
+}
+
+/// A federation's durable progress.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FederationRecord {
+    pub name: String,
+    pub latest_version: u64,
+    /// Number the next round gets (rounds aborted by a restart are not reused).
+    pub next_round: u64,
+}
+
+/// One completed, immutable model version.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelVersion {
+    pub federation: String,
+    pub version: u64,
+    /// Round that produced it (0 for the initial weights).
+    pub round: u64,
+    pub parent: Option<u64>,
+    /// Number of f32 parameters.
+    pub length: u64,
+    /// SHA-256 (hex) of the little-endian f32 artifact.
+    pub sha256: String,
+    pub participants: u64,
+    pub protection: Protection,
+    pub created_unix_ms: u64,
+}
+
+/// What was running when the coordinator last wrote its state.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InFlightRound {
+    pub round: u64,
+    pub phase: String,
+    pub selected: Vec<String>,
+    pub started_unix_ms: u64,
+}
+
+/// The redb database under the data directory.
+pub struct StateStore {
+    db: Database,
+}
+
+fn version_key(federation: &str, version: u64) -> String {
+    format!("{federation}/{version:020}")
+}
+
+impl StateStore {
+    pub fn open(path: &Path) -> Result<Self, CoordinatorError> {
+        let db = Database::create(path)?;
+        let tx = db.begin_write()?;
+        for table in [PARTICIPANTS, FEDERATIONS, VERSIONS, ROUNDS] {
+            tx.open_table(table)?;
+        }
+        tx.commit()?;
+        Ok(Self { db })
+    }
+
+    fn scan<T: DeserializeOwned>(
+        &self,
+        table: TableDefinition<&str, &[u8]>,
+        prefix: &str,
+    ) -> Result<Vec<T>, CoordinatorError> {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(table)?;
+        let mut out = Vec::new();
+        for entry in table.range(prefix..)? {
+            let (key, value) = entry?;
+            if !key.value().starts_with(prefix) {
+                break;
+            }
+            out.push(serde_json::from_slice(value.value())?);
+        }
+        Ok(out)
+    }
+
+    fn get<T: DeserializeOwned>(
+        &self,
+        table: TableDefinition<&str, &[u8]>,
+        key: &str,
+    ) -> Result<Option<T>, CoordinatorError> {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(table)?;
+        match table.get(key)? {
+            Some(v) => Ok(Some(serde_json::from_slice(v.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Applies a batch of puts and deletes in one transaction.
+    fn write(&self, batch: &[Write<'_>]) -> Result<(), CoordinatorError> {
+        let tx = self.db.begin_write()?;
+        for op in batch {
+            match op {
+                Write::Put(table, key, value) => {
+                    tx.open_table(*table)?
+                        .insert(key.as_str(), value.as_slice())?;
+                }
+                Write::Delete(table, key) => {
+                    tx.open_table(*table)?.remove(*key)?;
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn participants(&self) -> Result<Vec<ParticipantRecord>, CoordinatorError> {
+        self.scan(PARTICIPANTS, "")
+    }
+
+    pub fn put_participant(&self, p: &ParticipantRecord) -> Result<(), CoordinatorError> {
+        self.write(&[Write::Put(
+            PARTICIPANTS,
+            p.id.clone(),
+            serde_json::to_vec(p)?,
+        )])
+    }
+
+    pub fn federation(&self, name: &str) -> Result<Option<FederationRecord>, CoordinatorError> {
+        self.get(FEDERATIONS, name)
+    }
+
+    pub fn versions(&self, federation: &str) -> Result<Vec<ModelVersion>, CoordinatorError> {
+        self.scan(VERSIONS, &format!("{federation}/"))
+    }
+
+    pub fn version(
+        &self,
+        federation: &str,
+        version: u64,
+    ) -> Result<Option<ModelVersion>, CoordinatorError> {
+        self.get(VERSIONS, &version_key(federation, version))
+    }
+
+    pub fn in_flight(&self, federation: &str) -> Result<Option<InFlightRound>, CoordinatorError> {
+        self.get(ROUNDS, federation)
+    }
+
+    /// Records a federation with its initial version (version 0).
+    pub fn create_federation(
+        &self,
+        record: &FederationRecord,
+        v0: &ModelVersion,
+    ) -> Result<(), CoordinatorError> {
+        self.write(&[
+            Write::Put(
+                FEDERATIONS,
+                record.name.clone(),
+                serde_json::to_vec(record)?,
+            ),
+            Write::Put(
+                VERSIONS,
+                version_key(&v0.federation, v0.version),
+                serde_json::to_vec(v0)?,
+            ),
+        ])
+    }
+
+    /// Marks a round as in flight (and bumps the federation's next round number).
+    pub fn begin_round(
+        &self,
+        record: &FederationRecord,
+        round: &InFlightRound,
+    ) -> Result<(), CoordinatorError> {
+        self.write(&[
+            Write::Put(
+                FEDERATIONS,
+                record.name.clone(),
+                serde_json::to_vec(record)?,
+            ),
+            Write::Put(ROUNDS, record.name.clone(), serde_json::to_vec(round)?),
+        ])
+    }
+
+    /// Updates the phase of the in-flight round.
+    pub fn update_round(
+        &self,
+        federation: &str,
+        round: &InFlightRound,
+    ) -> Result<(), CoordinatorError> {
+        self.write(&[Write::Put(
+            ROUNDS,
+            federation.to_string(),
+            serde_json::to_vec(round)?,
+        )])
+    }
+
+    /// Ends the in-flight round without a version (failed or aborted).
+    pub fn end_round(&self, federation: &str) -> Result<(), CoordinatorError> {
+        self.write(&[Write::Delete(ROUNDS, federation)])
+    }
+
+    /// Commits a completed version and ends its round, atomically. The artifact must already
+    /// be stored.
+    pub fn commit_version(
+        &self,
+        record: &FederationRecord,
+        version: &ModelVersion,
+    ) -> Result<(), CoordinatorError> {
+        self.write(&[
+            Write::Put(
+                VERSIONS,
+                version_key(&version.federation, version.version),
+                serde_json::to_vec(version)?,
+            ),
+            Write::Put(
+                FEDERATIONS,
+                record.name.clone(),
+                serde_json::to_vec(record)?,
+            ),
+            Write::Delete(ROUNDS, &record.name),
+        ])
+    }
+}
+
+enum Write<'a> {
+    Put(
+        TableDefinition<'static, &'static str, &'static [u8]>,
+        String,
+        Vec<u8>,
+    ),
+    Delete(
+        TableDefinition<'static, &'static str, &'static [u8]>,
+        &'a str,
+    ),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_survive_reopen_and_commit_is_atomic() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.redb");
+        let fed = FederationRecord {
+            name: "f".into(),
+            latest_version: 0,
+            next_round: 1,
+        };
+        let v = |n: u64| ModelVersion {
+            federation: "f".into(),
+            version: n,
+            round: n,
+            parent: n.checked_sub(1),
+            length: 3,
+            sha256: "00".repeat(32),
+            participants: 2,
+            protection: Protection::Masked,
+            created_unix_ms: 1,
+        };
+        {
+            let store = StateStore::open(&path).unwrap();
+            store.create_federation(&fed, &v(0)).unwrap();
+            let round = InFlightRound {
+                round: 1,
+                phase: "collecting".into(),
+                selected: vec![],
+                started_unix_ms: 0,
+            };
+            store
+                .begin_round(
+                    &FederationRecord {
+                        next_round: 2,
+                        ..fed.clone()
+                    },
+                    &round,
+                )
+                .unwrap();
+            assert_eq!(store.in_flight("f").unwrap(), Some(round));
+            store
+                .commit_version(
+                    &FederationRecord {
+                        latest_version: 1,
+                        next_round: 2,
+                        ..fed.clone()
+                    },
+                    &v(1),
+                )
+                .unwrap();
+        }
+        let store = StateStore::open(&path).unwrap();
+        assert_eq!(store.versions("f").unwrap(), vec![v(0), v(1)]);
+        assert_eq!(store.in_flight("f").unwrap(), None);
+        assert_eq!(store.federation("f").unwrap().unwrap().latest_version, 1);
+        assert!(store.versions("g").unwrap().is_empty());
+    }
+}

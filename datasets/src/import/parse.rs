@@ -1,0 +1,155 @@
+//! Parsing the cells of an operator's CSV: local or offset timestamps, and numbers.
+
+use chrono::offset::LocalResult;
+use chrono::{DateTime, NaiveDateTime, TimeZone};
+use chrono_tz::Tz;
+
+/// Formats tried for naive local timestamps when no format is given (after RFC3339).
+const NAIVE_FORMATS: [&str; 4] = [
+    "%Y-%m-%d %H:%M:%S",
+    "%Y-%m-%dT%H:%M:%S",
+    "%Y-%m-%d %H:%M",
+    "%Y-%m-%dT%H:%M",
+];
+
+/// Unix seconds of a local wall-clock time in `tz`; a time the DST switch makes ambiguous
+/// or skips is an error, because guessing would shift an hour of data.
+fn localize(naive: NaiveDateTime, tz: Tz) -> Result<DateTime<Tz>, String> {
+    match tz.from_local_datetime(&naive) {
+        LocalResult::Single(t) => Ok(t),
+        LocalResult::Ambiguous(a, b) => Err(format!(
+            "local time {naive} is ambiguous in {tz}: it occurs twice when clocks go back (offsets {} and {}); \
+             export with a UTC offset or in UTC",
+            a.format("%:z"),
+            b.format("%:z")
+        )),
+        LocalResult::None => Err(format!(
+            "local time {naive} does not exist in {tz}: clocks jump past it when DST starts"
+        )),
+    }
+}
+
+fn whole_seconds<Z: TimeZone>(t: DateTime<Z>) -> Result<i64, String> {
+    if t.timestamp_subsec_nanos() == 0 {
+        Ok(t.timestamp())
+    } else {
+        Err("has a fraction of a second".into())
+    }
+}
+
+/// Parses one timestamp cell into Unix seconds. With an offset (RFC3339, or `%z` in the
+/// format) the offset is used as is; `%s` is Unix time; anything else is local time in `tz`.
+pub(super) fn parse_timestamp(text: &str, format: Option<&str>, tz: Tz) -> Result<i64, String> {
+    match format {
+        Some(format)
+            if ["%z", "%:z", "%::z", "%#z"]
+                .iter()
+                .any(|z| format.contains(z)) =>
+        {
+            DateTime::parse_from_str(text, format)
+                .map_err(|e| format!("does not match `{format}`: {e}"))
+                .and_then(whole_seconds)
+        }
+        Some(format) => {
+            let naive = NaiveDateTime::parse_from_str(text, format)
+                .map_err(|e| format!("does not match `{format}`: {e}"))?;
+            if format.contains("%s") {
+                whole_seconds(naive.and_utc())
+            } else {
+                whole_seconds(localize(naive, tz)?)
+            }
+        }
+        None => {
+            if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+                return whole_seconds(t);
+            }
+            let naive = NAIVE_FORMATS
+                .iter()
+                .find_map(|f| NaiveDateTime::parse_from_str(text, f).ok())
+                .ok_or_else(|| {
+                    "is neither RFC3339 nor `%Y-%m-%d %H:%M:%S` (give a timestamp format)"
+                        .to_string()
+                })?;
+            whole_seconds(localize(naive, tz)?)
+        }
+    }
+}
+
+/// Parses a number cell; `decimal_comma` accepts `1,5` for 1.5 (files separated by `;`).
+/// `NaN` and `inf` parse here and are refused by the value checks.
+pub(super) fn parse_number(text: &str, decimal_comma: bool) -> Option<f64> {
+    text.parse().ok().or_else(|| {
+        let comma = decimal_comma && text.matches(',').count() == 1 && !text.contains('.');
+        comma.then(|| text.replace(',', ".").parse().ok()).flatten()
+    })
+}
+
+/// The field delimiter guessed from the header line: the most frequent of `,` `;` and tab.
+pub(super) fn sniff_delimiter(header: &[u8]) -> u8 {
+    [b',', b';', b'\t']
+        .into_iter()
+        .max_by_key(|d| (header.iter().filter(|&&b| b == *d).count(), *d == b','))
+        .unwrap_or(b',')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BERLIN: Tz = chrono_tz::Europe::Berlin;
+
+    #[test]
+    fn local_and_offset_timestamps() {
+        // 2024-01-15 12:00 in Berlin is 11:00 UTC.
+        assert_eq!(
+            parse_timestamp("2024-01-15 12:00:00", None, BERLIN),
+            Ok(1_705_316_400)
+        );
+        assert_eq!(
+            parse_timestamp("2024-01-15T11:00:00Z", None, BERLIN),
+            Ok(1_705_316_400)
+        );
+        assert_eq!(
+            parse_timestamp("2024-01-15T12:00:00+01:00", None, BERLIN),
+            Ok(1_705_316_400)
+        );
+        assert_eq!(
+            parse_timestamp("15.01.2024 12:00", Some("%d.%m.%Y %H:%M"), BERLIN),
+            Ok(1_705_316_400)
+        );
+        assert_eq!(
+            parse_timestamp("1705316400", Some("%s"), BERLIN),
+            Ok(1_705_316_400)
+        );
+    }
+
+    #[test]
+    fn dst_switches_are_refused() {
+        let gap = parse_timestamp("2024-03-31 02:30:00", None, BERLIN).unwrap_err();
+        assert!(gap.contains("does not exist"), "{gap}");
+        let twice = parse_timestamp("2024-10-27 02:30:00", None, BERLIN).unwrap_err();
+        assert!(twice.contains("ambiguous"), "{twice}");
+        assert!(
+            parse_timestamp(
+                "2024-01-15 12:00:00.5",
+                Some("%Y-%m-%d %H:%M:%S%.f"),
+                BERLIN
+            )
+            .is_err()
+        );
+        assert!(parse_timestamp("yesterday", None, BERLIN).is_err());
+    }
+
+    #[test]
+    fn numbers_and_delimiters() {
+        assert_eq!(parse_number("1.5", false), Some(1.5));
+        assert_eq!(parse_number("1,5", true), Some(1.5));
+        assert_eq!(parse_number("1,5", false), None);
+        assert_eq!(parse_number("1,000.5", true), None);
+        assert_eq!(parse_number("abc", true), None);
+        assert_eq!(sniff_delimiter(b"time;value\n"), b';');
+        assert_eq!(sniff_delimiter(b"time,value\n"), b',');
+        assert_eq!(sniff_delimiter(b"time\tvalue\n"), b'\t');
+        assert_eq!(sniff_delimiter(b"time\n"), b',');
+    }
+}

@@ -1,0 +1,151 @@
+//! Reading and validating Parquet telemetry.
+//!
+//! The accepted schema (long format, one row per site and time step):
+//!
+//! | column | type |
+//! |---|---|
+//! | `timestamp` | Timestamp, any unit, with a time zone (Arrow stores such values as UTC instants whatever the zone's name; `UTC` is what [`crate::writer`] writes). Tz-naive timestamps are refused: they are too often local wall-clock time. Whole seconds only. |
+//! | `site_id` | Utf8, LargeUtf8, Utf8View or a dictionary of these |
+//! | `load_kw`, `pv_kw` | Float64 (Float32 is widened), nullable; at least one of them |
+//! | `temperature_c`, `ghi_w_m2`, `cloud_cover` and their `_forecast` twins | Float64 (or Float32), nullable |
+//!
+//! Any other column is an error (with a "did you mean" hint), so a typo never drops a column
+//! silently. A file may hold several sites, each site's rows in strictly increasing time
+//! order; rows of different sites may interleave. Missing time steps are gaps and stay
+//! missing. `load_kw` is consumption (demand before PV) and cannot be negative.
+//!
+//! Every error names the file, the column and the 0-based data row within the file.
+
+mod arrays;
+pub(crate) mod checks;
+pub(crate) mod hint;
+mod layout;
+mod sites;
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+use crate::metadata::{METADATA_FILE, read_metadata};
+use crate::{DatasetError, Resolution, SiteMetadata, SiteTelemetry};
+use arrays::BatchColumns;
+use layout::FileLayout;
+use sites::FileSites;
+
+/// Rows decoded at a time; memory stays bounded by one batch plus the telemetry kept.
+const BATCH_ROWS: usize = 8192;
+
+/// One site's telemetry after validation, with the resolution detected from its timestamps.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ValidatedSite {
+    pub telemetry: SiteTelemetry,
+    pub resolution: Resolution,
+}
+
+/// A fleet directory: its metadata and each site's telemetry, in metadata order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FleetData {
+    pub sites: Vec<SiteMetadata>,
+    pub telemetry: Vec<ValidatedSite>,
+}
+
+fn not_parquet(path: &Path, reason: String) -> DatasetError {
+    DatasetError::NotParquet {
+        path: path.to_path_buf(),
+        reason,
+    }
+}
+
+/// Reads and validates one Parquet telemetry file against the fleet's metadata.
+///
+/// Returns the sites in order of their first row in the file. A column a site never fills
+/// (the PV rows of a building in a multi-site file) is `None` for that site. Every site in
+/// the file needs an entry in `sites`; entries without rows in this file are ignored.
+pub fn read_telemetry(
+    path: &Path,
+    sites: &[SiteMetadata],
+) -> Result<Vec<ValidatedSite>, DatasetError> {
+    let file = File::open(path).map_err(|e| DatasetError::io(path, e))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(|e| not_parquet(path, e.to_string()))?;
+    let layout = FileLayout::from_schema(path, builder.schema())?;
+    let batches = builder
+        .with_batch_size(BATCH_ROWS)
+        .build()
+        .map_err(|e| not_parquet(path, e.to_string()))?;
+    let mut file_sites = FileSites::new(path, &layout, sites);
+    let mut first_row = 0;
+    for batch in batches {
+        let batch = batch.map_err(|e| {
+            not_parquet(
+                path,
+                format!("corrupt data at or after row {first_row}: {e}"),
+            )
+        })?;
+        let columns = BatchColumns::new(path, &layout, &batch)?;
+        file_sites.push(&columns, batch.num_rows(), first_row)?;
+        first_row += batch.num_rows();
+    }
+    file_sites.finish()
+}
+
+/// The `*.parquet` files of `dir`, sorted by name. Hidden files (`.x.parquet`, such as
+/// macOS `._` resource forks or an unfinished write) are skipped.
+fn parquet_files(dir: &Path) -> Result<Vec<PathBuf>, DatasetError> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| DatasetError::io(dir, e))? {
+        let path = entry.map_err(|e| DatasetError::io(dir, e))?.path();
+        let visible = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| !n.starts_with('.'));
+        let parquet = path.extension().is_some_and(|e| e == "parquet");
+        if visible && parquet && path.is_file() {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Reads a fleet directory: `sites.json` and every `*.parquet` file in it (by name).
+///
+/// Each site must appear in exactly one file, and every site in `sites.json` must have
+/// telemetry: a metadata entry without data is an error, not skipped, because a fleet that
+/// silently shrinks would skew every federation built on it.
+pub fn read_fleet_dir(dir: &Path) -> Result<FleetData, DatasetError> {
+    let metadata_path = dir.join(METADATA_FILE);
+    let sites = read_metadata(&metadata_path)?;
+    let mut found: HashMap<String, (PathBuf, ValidatedSite)> = HashMap::new();
+    for file in parquet_files(dir)? {
+        for site in read_telemetry(&file, &sites)? {
+            if let Some((first, _)) = found.get(&site.telemetry.site_id) {
+                return Err(DatasetError::DuplicateSite {
+                    path: file.clone(),
+                    site: site.telemetry.site_id.clone(),
+                    first: first.clone(),
+                });
+            }
+            found.insert(site.telemetry.site_id.clone(), (file.clone(), site));
+        }
+    }
+    let telemetry = sites
+        .iter()
+        .map(|meta| {
+            found
+                .remove(&meta.site_id)
+                .map(|(_, site)| site)
+                .ok_or_else(|| DatasetError::Metadata {
+                    path: metadata_path.clone(),
+                    reason: format!(
+                        "site `{}` has no telemetry: no *.parquet file in {} holds it",
+                        meta.site_id,
+                        dir.display()
+                    ),
+                })
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(FleetData { sites, telemetry })
+}

@@ -1,0 +1,96 @@
+//! `gridfed participant check`: validates the config and the site's data and states exactly
+//! what the daemon would share -- shapes and modes, never values.
+
+use std::fmt;
+
+use serde::Serialize;
+
+use crate::ParticipantError;
+use crate::config::ParticipantConfig;
+
+/// What the daemon would share, derived from the config and data only.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CheckReport {
+    pub site_id: String,
+    pub target: String,
+    pub coordinator: String,
+    pub federation_tag: String,
+    pub train_samples: usize,
+    pub test_samples: usize,
+    pub n_features: usize,
+    pub context: usize,
+    pub horizon: usize,
+    /// Parameters of the default quantile MLP for this layout (the federation's spec decides).
+    pub default_model_parameters: usize,
+    /// One line per message kind the daemon sends.
+    pub shared: Vec<String>,
+    pub never_shared: Vec<String>,
+}
+
+/// Validates `config` and the site's data and builds the report (no network access).
+pub fn check(config: &ParticipantConfig) -> Result<CheckReport, ParticipantError> {
+    config.validate()?;
+    let prepared = crate::site::load_site(&config.data)?;
+    let train = &prepared.train;
+    let model = models::ForecasterConfig::new(train.n_features, train.horizon);
+    model.validate()?;
+    let d = model.num_params();
+    Ok(CheckReport {
+        site_id: config.data.site_id.clone(),
+        target: config.data.target.clone(),
+        coordinator: config.coordinator.clone(),
+        federation_tag: config.federation_tag.clone(),
+        train_samples: train.len(),
+        test_samples: prepared.test.len(),
+        n_features: train.n_features,
+        context: train.context,
+        horizon: train.horizon,
+        default_model_parameters: d,
+        shared: vec![
+            "Enroll: operator token, Ed25519 public key (32 bytes), site label".into(),
+            "Join / GetTask / DownloadWeights: federation tag or name, signed request envelope"
+                .into(),
+            format!(
+                "masked mode: per round 2 X25519 public keys, Shamir shares encrypted to each neighbour, and one masked vector of {} u32 words (the clipped update (local - global) x weight, plus the weight) that is uniform noise without the other participants' masks; then the shares the unmasking needs",
+                d + 1
+            ),
+            format!(
+                "plain mode (explicit test opt-in): the clipped update of {d} f32 values and its sample count (capped)"
+            ),
+        ],
+        never_shared: vec![
+            "telemetry (load_kw, pv_kw, weather covariates) and timestamps".into(),
+            "training samples, normalization statistics, site metadata".into(),
+            "the local model itself, except as its protected update".into(),
+        ],
+    })
+}
+
+impl fmt::Display for CheckReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "site {} ({}) -> federation tag `{}` at {}",
+            self.site_id, self.target, self.federation_tag, self.coordinator
+        )?;
+        writeln!(
+            f,
+            "data OK: {} training and {} test samples, {} features (context {}, horizon {})",
+            self.train_samples, self.test_samples, self.n_features, self.context, self.horizon
+        )?;
+        writeln!(
+            f,
+            "model: {} parameters with the default MLP for this layout",
+            self.default_model_parameters
+        )?;
+        writeln!(f, "shared with the coordinator:")?;
+        for line in &self.shared {
+            writeln!(f, "  - {line}")?;
+        }
+        writeln!(f, "never shared:")?;
+        for line in &self.never_shared {
+            writeln!(f, "  - {line}")?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,246 @@
+//! The participant's side of the wire: signed calls, chunked uploads and verified downloads.
+//! Every outgoing message passes through one function, [`FederationLink::send_log`], so a
+//! [`WireTap`] sees exactly what leaves the site.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use prost::Message;
+use prost::bytes::Bytes;
+use proto::chunk::Reassembly;
+use proto::v1::federation_client::FederationClient;
+use proto::v1::{self as pb, download_chunk, upload_chunk};
+use tonic::transport::{Channel, Endpoint};
+
+use crate::ParticipantError;
+use crate::identity::SiteIdentity;
+
+/// Observes every message a participant sends (tests use it to prove no telemetry leaves).
+pub trait WireTap: Send + Sync {
+    /// `method` is the gRPC method; `encoded` the protobuf bytes of the message as sent.
+    fn outgoing(&self, method: &'static str, encoded: &[u8]);
+}
+
+/// An authenticated connection to the coordinator.
+#[derive(Clone)]
+pub struct FederationLink {
+    client: FederationClient<Channel>,
+    identity: Arc<SiteIdentity>,
+    participant_id: String,
+    tap: Option<Arc<dyn WireTap>>,
+}
+
+/// Opens a gRPC channel to `url` (e.g. `http://127.0.0.1:7400`).
+pub async fn connect(url: &str) -> Result<FederationClient<Channel>, ParticipantError> {
+    let endpoint = Endpoint::from_shared(url.to_string())
+        .map_err(|e| ParticipantError::Config(format!("coordinator url `{url}`: {e}")))?
+        .connect_timeout(Duration::from_secs(5))
+        .tcp_nodelay(true);
+    let channel = endpoint.connect().await?;
+    Ok(FederationClient::new(channel)
+        .max_decoding_message_size(proto::MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(proto::MAX_MESSAGE_BYTES))
+}
+
+impl FederationLink {
+    /// Enrolls `identity` with an operator token (idempotent for the same key) and returns the
+    /// authenticated link.
+    pub async fn enroll(
+        mut client: FederationClient<Channel>,
+        identity: Arc<SiteIdentity>,
+        token: &str,
+        site_label: &str,
+        tap: Option<Arc<dyn WireTap>>,
+    ) -> Result<Self, ParticipantError> {
+        let request = pb::EnrollRequest {
+            token: token.to_string(),
+            public_key: identity.public_key().to_vec(),
+            site_label: site_label.to_string(),
+        };
+        if let Some(tap) = &tap {
+            tap.outgoing("Enroll", &request.encode_to_vec());
+        }
+        let participant_id = client.enroll(request).await?.into_inner().participant_id;
+        Ok(Self {
+            client,
+            identity,
+            participant_id,
+            tap,
+        })
+    }
+
+    pub fn participant_id(&self) -> &str {
+        &self.participant_id
+    }
+
+    fn send_log<M: Message>(&self, method: &'static str, message: &M) {
+        if let Some(tap) = &self.tap {
+            tap.outgoing(method, &message.encode_to_vec());
+        }
+    }
+
+    pub async fn join(&mut self, tag: &str) -> Result<pb::JoinResponse, ParticipantError> {
+        let mut request = pb::JoinRequest {
+            auth: None,
+            tag: tag.to_string(),
+        };
+        request.auth = Some(self.identity.authorize(
+            &self.participant_id,
+            proto::method::JOIN,
+            "",
+            0,
+            &request,
+        ));
+        self.send_log("Join", &request);
+        Ok(self.client.join(request).await?.into_inner())
+    }
+
+    pub async fn task(
+        &mut self,
+        federation: &str,
+        wait_ms: u32,
+    ) -> Result<pb::RoundTask, ParticipantError> {
+        let mut request = pb::TaskRequest {
+            auth: None,
+            federation: federation.to_string(),
+            wait_ms,
+        };
+        request.auth = Some(self.identity.authorize(
+            &self.participant_id,
+            proto::method::GET_TASK,
+            federation,
+            0,
+            &request,
+        ));
+        self.send_log("GetTask", &request);
+        Ok(self.client.get_task(request).await?.into_inner())
+    }
+
+    pub async fn submit(
+        &mut self,
+        federation: &str,
+        round: u64,
+        phase: pb::SecAggPhase,
+        payload: Vec<u8>,
+    ) -> Result<pb::SubmitReceipt, ParticipantError> {
+        let mut request = pb::ProtocolSubmission {
+            auth: None,
+            federation: federation.to_string(),
+            round,
+            phase: phase as i32,
+            payload,
+        };
+        request.auth = Some(self.identity.authorize(
+            &self.participant_id,
+            proto::method::SUBMIT_PROTOCOL,
+            federation,
+            round,
+            &request,
+        ));
+        self.send_log("SubmitProtocol", &request);
+        Ok(self.client.submit_protocol(request).await?.into_inner())
+    }
+
+    /// Streams `data` in chunks of at most [`proto::CHUNK_BYTES`] after a signed header that
+    /// announces its length and SHA-256.
+    pub async fn upload(
+        &mut self,
+        federation: &str,
+        round: u64,
+        element_type: pb::ElementType,
+        sample_count: u64,
+        data: Vec<u8>,
+    ) -> Result<pb::SubmitReceipt, ParticipantError> {
+        let mut header = pb::UploadHeader {
+            auth: None,
+            federation: federation.to_string(),
+            round,
+            element_type: element_type as i32,
+            total_bytes: data.len() as u64,
+            sha256: proto::chunk::sha256(&data).to_vec(),
+            sample_count,
+        };
+        header.auth = Some(self.identity.authorize(
+            &self.participant_id,
+            proto::method::UPLOAD_UPDATE,
+            federation,
+            round,
+            &header,
+        ));
+        let data = Bytes::from(data);
+        let mut messages = vec![pb::UploadChunk {
+            part: Some(upload_chunk::Part::Header(header)),
+        }];
+        for start in (0..data.len()).step_by(proto::CHUNK_BYTES) {
+            let end = (start + proto::CHUNK_BYTES).min(data.len());
+            messages.push(pb::UploadChunk {
+                part: Some(upload_chunk::Part::Data(data.slice(start..end))),
+            });
+        }
+        for m in &messages {
+            self.send_log("UploadUpdate", m);
+        }
+        Ok(self
+            .client
+            .upload_update(tokio_stream::iter(messages))
+            .await?
+            .into_inner())
+    }
+
+    /// Downloads a weights version, checking the announced length and digest against `expected`.
+    pub async fn download(
+        &mut self,
+        federation: &str,
+        expected: &pb::WeightsRef,
+    ) -> Result<Vec<f32>, ParticipantError> {
+        let mut request = pb::DownloadRequest {
+            auth: None,
+            federation: federation.to_string(),
+            version: expected.version,
+        };
+        request.auth = Some(self.identity.authorize(
+            &self.participant_id,
+            proto::method::DOWNLOAD_WEIGHTS,
+            federation,
+            0,
+            &request,
+        ));
+        self.send_log("DownloadWeights", &request);
+        let mut stream = self.client.download_weights(request).await?.into_inner();
+        let header = match stream.message().await?.and_then(|c| c.part) {
+            Some(download_chunk::Part::Header(h)) => h.weights.ok_or_else(|| {
+                ParticipantError::Protocol("download header without weights".into())
+            })?,
+            _ => {
+                return Err(ParticipantError::Protocol(
+                    "download must start with a header".into(),
+                ));
+            }
+        };
+        if header.version != expected.version
+            || header.sha256 != expected.sha256
+            || header.length != expected.length
+        {
+            return Err(ParticipantError::Protocol(format!(
+                "coordinator sent weights version {} ({} values) instead of the planned version {}",
+                header.version, header.length, expected.version
+            )));
+        }
+        let total = header
+            .length
+            .checked_mul(4)
+            .ok_or_else(|| ParticipantError::Protocol("weights length overflows".into()))?;
+        let mut data = Reassembly::new(total, &header.sha256, proto::MAX_VECTOR_BYTES, None)?;
+        while let Some(chunk) = stream.message().await? {
+            match chunk.part {
+                Some(download_chunk::Part::Data(bytes)) => data.push(&bytes)?,
+                _ => {
+                    return Err(ParticipantError::Protocol(
+                        "only data chunks may follow the header".into(),
+                    ));
+                }
+            }
+        }
+        Ok(proto::chunk::bytes_to_f32(&data.finish()?)?)
+    }
+}

@@ -1,0 +1,49 @@
+//! Why the participant daemon stopped or skipped a round.
+
+/// Errors of the participant daemon.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ParticipantError {
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error("{path}: {source}")]
+    Io {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("site data: {0}")]
+    Data(#[from] datasets::DatasetError),
+    #[error("local training: {0}")]
+    Model(#[from] models::ModelError),
+    #[error("secure aggregation: {0}")]
+    Crypto(String),
+    #[error("cannot reach the coordinator: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    #[error("coordinator refused: {0}")]
+    Status(#[from] tonic::Status),
+    #[error("protocol: {0}")]
+    Protocol(String),
+    #[error(transparent)]
+    Chunk(#[from] proto::chunk::ChunkError),
+}
+
+impl ParticipantError {
+    /// Worth retrying after a reconnect (the coordinator is down, restarting or busy).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ParticipantError::Transport(_) => true,
+            ParticipantError::Status(s) => matches!(
+                s.code(),
+                tonic::Code::Unavailable
+                    | tonic::Code::Unknown
+                    | tonic::Code::DeadlineExceeded
+                    | tonic::Code::Aborted
+                    | tonic::Code::Cancelled
+                    | tonic::Code::Internal
+                    | tonic::Code::FailedPrecondition
+                    | tonic::Code::Unauthenticated
+            ),
+            _ => false,
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! The site's Ed25519 identity and request signing.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use ed25519_dalek::{Signer as _, SigningKey};
+use proto::auth::{SignedContext, payload_digest, signing_bytes};
+use proto::v1::RequestAuth;
+
+use crate::ParticipantError;
+
+/// A participant's signing key plus its nonce counter.
+pub struct SiteIdentity {
+    key: SigningKey,
+    last_nonce: Mutex<u64>,
+}
+
+impl std::fmt::Debug for SiteIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SiteIdentity")
+            .field("public_key", &hex::encode(self.public_key()))
+            .finish_non_exhaustive()
+    }
+}
+
+impl SiteIdentity {
+    pub fn from_secret(secret: [u8; 32]) -> Self {
+        Self {
+            key: SigningKey::from_bytes(&secret),
+            last_nonce: Mutex::new(0),
+        }
+    }
+
+    /// A fresh random identity.
+    pub fn generate() -> Result<Self, ParticipantError> {
+        let mut secret = [0u8; 32];
+        getrandom::fill(&mut secret)
+            .map_err(|e| ParticipantError::Config(format!("OS RNG: {e}")))?;
+        Ok(Self::from_secret(secret))
+    }
+
+    /// Loads the 32-byte secret at `path`, creating it (mode 0600 on Unix) if absent.
+    pub fn load_or_create(path: &Path) -> Result<Self, ParticipantError> {
+        let io = |source| ParticipantError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        match std::fs::read(path) {
+            Ok(bytes) => {
+                let secret: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
+                    ParticipantError::Config(format!("{} must hold a 32-byte key", path.display()))
+                })?;
+                Ok(Self::from_secret(secret))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let identity = Self::generate()?;
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir).map_err(io)?;
+                }
+                let tmp = path.with_extension("tmp");
+                std::fs::write(&tmp, identity.key.to_bytes()).map_err(io)?;
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::PermissionsExt;
+                    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))
+                        .map_err(io)?;
+                }
+                std::fs::rename(&tmp, path).map_err(io)?;
+                Ok(identity)
+            }
+            Err(e) => Err(io(e)),
+        }
+    }
+
+    pub fn public_key(&self) -> [u8; 32] {
+        self.key.verifying_key().to_bytes()
+    }
+
+    pub fn signing_key(&self) -> &SigningKey {
+        &self.key
+    }
+
+    /// A strictly increasing nonce: unix microseconds, or one above the last if the clock lags.
+    fn next_nonce(&self) -> u64 {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_micros() as u64)
+            .unwrap_or(0);
+        let mut last = self.last_nonce.lock().unwrap_or_else(|p| p.into_inner());
+        *last = now.max(*last + 1);
+        *last
+    }
+
+    /// Signs `unsigned` (a request with its `auth` unset) for `method`.
+    pub fn authorize<M: prost::Message>(
+        &self,
+        participant_id: &str,
+        method: &str,
+        federation: &str,
+        round: u64,
+        unsigned: &M,
+    ) -> RequestAuth {
+        let nonce = self.next_nonce();
+        let ctx = SignedContext {
+            method,
+            participant_id,
+            federation,
+            round,
+            nonce,
+            payload_digest: payload_digest(unsigned),
+        };
+        let signature = self.key.sign(&signing_bytes(&ctx));
+        RequestAuth {
+            participant_id: participant_id.to_string(),
+            nonce,
+            signature: signature.to_bytes().to_vec(),
+        }
+    }
+}

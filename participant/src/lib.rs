@@ -1,0 +1,75 @@
+//! The gridfed participant daemon.
+//!
+//! A site runs one daemon per federation it joins. The daemon reads the site's telemetry
+//! ([`site`]), trains locally from the coordinator's global weights ([`trainer`]), clips the
+//! update, and shares it only as a chunked upload: plaintext in test federations, masked with
+//! the crypto crate's secure aggregation otherwise ([`secure`]). Raw telemetry never leaves:
+//! every outgoing message passes through [`client::FederationLink`], which a [`client::WireTap`]
+//! can observe.
+//!
+//! - [`run`]: the daemon (`gridfed participant run --config participant.toml`).
+//! - [`check`]: validates config and data and reports what would be shared
+//!   (`gridfed participant check`).
+
+pub mod check;
+pub mod client;
+pub mod config;
+pub mod daemon;
+pub mod error;
+pub mod identity;
+pub mod secure;
+pub mod site;
+pub mod trainer;
+
+use std::sync::Arc;
+
+pub use check::{CheckReport, check};
+pub use config::{DataConfig, Limits, ParticipantConfig};
+pub use daemon::{Daemon, DaemonSettings, RunSummary};
+pub use error::ParticipantError;
+pub use identity::SiteIdentity;
+pub use trainer::{FixedUpdate, LocalResult, LocalTrainer, MlpTrainer, TrainSpec};
+
+/// The secure-aggregation id of a participant: the number in its coordinator-assigned id
+/// (`p000042` -> 42).
+pub fn secagg_id(participant_id: &str) -> Result<u32, ParticipantError> {
+    participant_id
+        .strip_prefix('p')
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| {
+            ParticipantError::Protocol(format!("participant id `{participant_id}` has no number"))
+        })
+}
+
+impl DaemonSettings {
+    pub fn from_config(config: &ParticipantConfig) -> Self {
+        Self {
+            coordinator: config.coordinator.clone(),
+            enrollment_token: config.enrollment_token.clone(),
+            site_label: if config.site_label.is_empty() {
+                config.data.site_id.clone()
+            } else {
+                config.site_label.clone()
+            },
+            federation_tag: config.federation_tag.clone(),
+            limits: config.limits.clone(),
+        }
+    }
+}
+
+/// Runs the daemon of `config` until its federation is done or `shutdown` resolves.
+pub async fn run(
+    config: ParticipantConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<RunSummary, ParticipantError> {
+    config.validate()?;
+    let data = config.data.clone();
+    let prepared = tokio::task::spawn_blocking(move || site::load_site(&data))
+        .await
+        .map_err(|e| ParticipantError::Protocol(format!("loading data: {e}")))??;
+    let identity = Arc::new(SiteIdentity::load_or_create(&config.key_file)?);
+    let trainer = Arc::new(MlpTrainer::new(prepared.train));
+    Daemon::new(DaemonSettings::from_config(&config), identity, trainer)?
+        .run(shutdown)
+        .await
+}

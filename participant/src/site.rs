@@ -1,0 +1,53 @@
+//! Loading the site's own telemetry into training samples. Everything here stays on the site.
+
+use datasets::prepare::prepare_site;
+use datasets::{PreparedSite, RegularSeries, Resolution, SplitSpec, Target};
+
+use crate::ParticipantError;
+use crate::config::DataConfig;
+
+/// Reads `config.dir`, validates it, and prepares this site's train/test samples.
+pub fn load_site(config: &DataConfig) -> Result<PreparedSite, ParticipantError> {
+    let target: Target = config.data_target()?;
+    let resolution: Resolution = config
+        .resolution
+        .parse()
+        .map_err(|e: String| ParticipantError::Config(format!("data.resolution: {e}")))?;
+    let fleet = datasets::reader::read_fleet_dir(&config.dir)?;
+    let index = fleet
+        .sites
+        .iter()
+        .position(|s| s.site_id == config.site_id)
+        .ok_or_else(|| {
+            ParticipantError::Config(format!(
+                "site `{}` is not in {}",
+                config.site_id,
+                config.dir.display()
+            ))
+        })?;
+    let site = &fleet.sites[index];
+    let validated = &fleet.telemetry[index];
+    let series = RegularSeries::resample(&validated.telemetry, validated.resolution, resolution)?;
+    let mut split = SplitSpec::day_ahead(resolution.steps_per_day());
+    split.test_fraction = config.test_fraction;
+    if let Some(c) = config.context {
+        split.context = c;
+    }
+    if let Some(h) = config.horizon {
+        split.horizon = h;
+    }
+    prepare_site(&series, site, target, split)?.ok_or_else(|| {
+        ParticipantError::Config(format!(
+            "site `{}` does not measure {}",
+            config.site_id, config.target
+        ))
+    })
+}
+
+impl DataConfig {
+    fn data_target(&self) -> Result<Target, ParticipantError> {
+        self.target
+            .parse()
+            .map_err(|e: String| ParticipantError::Config(format!("data.target: {e}")))
+    }
+}

@@ -1,0 +1,98 @@
+//! Local training behind a trait: the MLP of the `models` crate on the site's own samples, or a
+//! fixed update (benchmarks measure the federation with training excluded).
+
+use datasets::SampleSet;
+use models::ForecasterConfig;
+
+use crate::ParticipantError;
+
+/// The training part of a round task.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainSpec {
+    pub round: u64,
+    pub model_spec_json: String,
+    pub local_epochs: u32,
+    pub learning_rate: f32,
+    pub fedprox_mu: f32,
+}
+
+/// Local parameters after training and the number of samples behind them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LocalResult {
+    pub params: Vec<f32>,
+    pub samples: u64,
+}
+
+/// Trains locally from the global weights.
+pub trait LocalTrainer: Send + Sync + 'static {
+    fn train(&self, spec: &TrainSpec, global: &[f32]) -> Result<LocalResult, ParticipantError>;
+}
+
+/// The quantile MLP of `models`, trained on this site's training samples only.
+pub struct MlpTrainer {
+    samples: SampleSet,
+}
+
+impl MlpTrainer {
+    pub fn new(samples: SampleSet) -> Self {
+        Self { samples }
+    }
+
+    pub fn samples(&self) -> &SampleSet {
+        &self.samples
+    }
+}
+
+impl LocalTrainer for MlpTrainer {
+    fn train(&self, spec: &TrainSpec, global: &[f32]) -> Result<LocalResult, ParticipantError> {
+        let mut config: ForecasterConfig =
+            serde_json::from_str(&spec.model_spec_json).map_err(|e| {
+                ParticipantError::Protocol(format!("model spec of round {}: {e}", spec.round))
+            })?;
+        config.learning_rate = f64::from(spec.learning_rate);
+        config.proximal_mu = spec.fedprox_mu;
+        // A different shuffle per round, the same for a given round (reproducible runs).
+        config.seed = config.seed.wrapping_add(spec.round);
+        let update = models::train_local(
+            &config,
+            global,
+            &self.samples,
+            spec.local_epochs.max(1) as usize,
+        )?;
+        Ok(LocalResult {
+            params: update.params,
+            samples: update.samples as u64,
+        })
+    }
+}
+
+/// Returns `global + delta` with a fixed sample count: the federation's cost without training.
+pub struct FixedUpdate {
+    pub delta: Vec<f32>,
+    pub samples: u64,
+}
+
+impl LocalTrainer for FixedUpdate {
+    fn train(&self, _spec: &TrainSpec, global: &[f32]) -> Result<LocalResult, ParticipantError> {
+        if global.len() != self.delta.len() {
+            return Err(ParticipantError::Protocol(format!(
+                "fixed update has {} values, the model {}",
+                self.delta.len(),
+                global.len()
+            )));
+        }
+        Ok(LocalResult {
+            params: global.iter().zip(&self.delta).map(|(g, d)| g + d).collect(),
+            samples: self.samples,
+        })
+    }
+}
+
+/// The update a participant shares: `local - global`, each coordinate clipped to `[-clip, clip]`.
+pub fn clipped_update(local: &[f32], global: &[f32], clip: f32) -> Vec<f32> {
+    local
+        .iter()
+        .zip(global)
+        .map(|(l, g)| (l - g).clamp(-clip, clip))
+        .collect()
+}

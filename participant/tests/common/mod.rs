@@ -1,0 +1,177 @@
+//! Shared harness: a real coordinator on 127.0.0.1:0 and participant daemons as tokio tasks.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use coordinator::{CoordinatorConfig, FederationSpec, Metrics};
+use participant::{Daemon, DaemonSettings, FixedUpdate, LocalTrainer, RunSummary, SiteIdentity};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub const TOKEN: &str = "operator-token-123";
+
+pub struct RunningCoordinator {
+    pub addr: SocketAddr,
+    pub metrics: Arc<Metrics>,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<Result<(), coordinator::CoordinatorError>>,
+}
+
+impl RunningCoordinator {
+    pub async fn start(dir: &Path, federations: Vec<FederationSpec>) -> Self {
+        Self::start_on("127.0.0.1:0", dir, federations).await
+    }
+
+    pub async fn start_on(addr: &str, dir: &Path, federations: Vec<FederationSpec>) -> Self {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+        let listener = TcpListener::bind(addr).await.expect("bind");
+        let addr = listener.local_addr().unwrap();
+        let mut config = CoordinatorConfig::new(dir, TOKEN, federations);
+        config.long_poll_ms = 2_000;
+        let metrics = Arc::new(Metrics::default());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(coordinator::serve_with(
+            listener,
+            None,
+            config,
+            metrics.clone(),
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        Self {
+            addr,
+            metrics,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.task
+            .await
+            .expect("coordinator task")
+            .expect("coordinator result");
+    }
+}
+
+pub fn settings(url: &str, label: &str, tag: &str) -> DaemonSettings {
+    DaemonSettings {
+        coordinator: url.to_string(),
+        enrollment_token: TOKEN.into(),
+        site_label: label.into(),
+        federation_tag: tag.into(),
+        limits: participant::Limits {
+            long_poll_ms: 2_000,
+            backoff_initial_ms: 50,
+            backoff_max_ms: 500,
+            ..Default::default()
+        },
+    }
+}
+
+pub fn spawn_daemon(
+    url: &str,
+    label: &str,
+    tag: &str,
+    trainer: Arc<dyn LocalTrainer>,
+) -> JoinHandle<Result<RunSummary, participant::ParticipantError>> {
+    let identity = Arc::new(SiteIdentity::generate().unwrap());
+    let daemon = Daemon::new(settings(url, label, tag), identity, trainer).unwrap();
+    tokio::spawn(daemon.run(std::future::pending()))
+}
+
+/// A deterministic update for participant `i`, inside the clip range [-1, 1].
+pub fn delta(i: usize, d: usize) -> Vec<f32> {
+    (0..d)
+        .map(|j| (((i * 7919 + j * 104_729) % 2001) as f32 / 1000.0 - 1.0) * 0.9)
+        .collect()
+}
+
+pub fn fixed(i: usize, d: usize, samples: u64) -> Arc<dyn LocalTrainer> {
+    Arc::new(FixedUpdate {
+        delta: delta(i, d),
+        samples,
+    })
+}
+
+/// Sample-weighted mean of the given (delta, weight) pairs.
+pub fn fedavg(updates: &[(Vec<f32>, u64)]) -> Vec<f32> {
+    let d = updates[0].0.len();
+    let total: f64 = updates.iter().map(|u| u.1 as f64).sum();
+    (0..d)
+        .map(|j| {
+            (updates
+                .iter()
+                .map(|(v, w)| f64::from(v[j]) * *w as f64)
+                .sum::<f64>()
+                / total) as f32
+        })
+        .collect()
+}
+
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+/// A trainer that is too slow to upload in time (a participant that dies mid-round).
+pub struct Stalled;
+
+impl LocalTrainer for Stalled {
+    fn train(
+        &self,
+        _: &participant::TrainSpec,
+        _: &[f32],
+    ) -> Result<participant::LocalResult, participant::ParticipantError> {
+        std::thread::sleep(Duration::from_secs(30));
+        Err(participant::ParticipantError::Protocol("stalled".into()))
+    }
+}
+
+/// A trainer that takes a while (so a coordinator restart lands mid-round).
+pub struct Slow(pub FixedUpdate, pub Duration);
+
+impl LocalTrainer for Slow {
+    fn train(
+        &self,
+        spec: &participant::TrainSpec,
+        global: &[f32],
+    ) -> Result<participant::LocalResult, participant::ParticipantError> {
+        std::thread::sleep(self.1);
+        self.0.train(spec, global)
+    }
+}
+
+pub async fn join_all(
+    handles: Vec<JoinHandle<Result<RunSummary, participant::ParticipantError>>>,
+    limit: Duration,
+) -> Vec<RunSummary> {
+    let mut out = Vec::new();
+    for h in handles {
+        let summary = tokio::time::timeout(limit, h)
+            .await
+            .expect("daemon timed out")
+            .expect("daemon panicked")
+            .expect("daemon failed");
+        out.push(summary);
+    }
+    out
+}

@@ -1,0 +1,196 @@
+//! Full federated rounds over real gRPC on 127.0.0.1: plaintext, masked (equal to the plaintext
+//! FedAvg), a participant dying mid-round, and the coordinator restarted mid-round.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use coordinator::{FederationSpec, Protection};
+use participant::FixedUpdate;
+
+const SAMPLES: [u64; 6] = [120, 80, 200, 50, 170, 90];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_round_is_sample_weighted_fedavg() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = 1_000;
+    let spec = FederationSpec {
+        min_participants: 3,
+        ..FederationSpec::vector("load", d as u64, Protection::Plain, 1)
+    };
+    let coord = RunningCoordinator::start(dir.path(), vec![spec]).await;
+    let handles = (0..3)
+        .map(|i| {
+            spawn_daemon(
+                &coord.url(),
+                &format!("site-{i}"),
+                "load",
+                fixed(i, d, SAMPLES[i]),
+            )
+        })
+        .collect();
+    let summaries = join_all(handles, Duration::from_secs(60)).await;
+    assert!(
+        summaries
+            .iter()
+            .all(|s| s.final_version == Some(1) && s.rounds_uploaded == 1)
+    );
+    coord.stop().await;
+    let (version, weights) = coordinator::load_latest(dir.path(), "load").unwrap();
+    assert_eq!((version.version, version.participants), (1, 3));
+    let expected = fedavg(
+        &(0..3)
+            .map(|i| (delta(i, d), SAMPLES[i]))
+            .collect::<Vec<_>>(),
+    );
+    assert!(max_abs_diff(&weights, &expected) < 1e-6);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn masked_rounds_equal_plaintext_fedavg() {
+    let dir = tempfile::tempdir().unwrap();
+    let (n, d) = (5, 20_000);
+    let spec = FederationSpec {
+        min_participants: 4,
+        ..FederationSpec::vector("pv", d as u64, Protection::Masked, 2)
+    };
+    let coord = RunningCoordinator::start(dir.path(), vec![spec]).await;
+    let handles = (0..n)
+        .map(|i| {
+            spawn_daemon(
+                &coord.url(),
+                &format!("site-{i}"),
+                "pv",
+                fixed(i, d, SAMPLES[i]),
+            )
+        })
+        .collect();
+    let summaries = join_all(handles, Duration::from_secs(120)).await;
+    assert!(
+        summaries
+            .iter()
+            .all(|s| s.final_version == Some(2) && s.rounds_uploaded == 2),
+        "{summaries:?}"
+    );
+    coord.stop().await;
+    let (version, weights) = coordinator::load_latest(dir.path(), "pv").unwrap();
+    assert_eq!(
+        (version.version, version.participants, version.protection),
+        (2, n as u64, Protection::Masked)
+    );
+    // Two rounds of the same deltas: twice the weighted mean, up to the fixed-point bound.
+    let once = fedavg(
+        &(0..n)
+            .map(|i| (delta(i, d), SAMPLES[i]))
+            .collect::<Vec<_>>(),
+    );
+    let expected: Vec<f32> = once.iter().map(|v| 2.0 * v).collect();
+    let err = max_abs_diff(&weights, &expected);
+    assert!(
+        err < 1e-4,
+        "masked result differs from plaintext FedAvg by {err}"
+    );
+    assert_eq!(
+        coordinator::load_versions(dir.path(), "pv").unwrap().len(),
+        3
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn participant_killed_mid_round_leaves_survivors_sum() {
+    let dir = tempfile::tempdir().unwrap();
+    let (n, d) = (6, 5_000);
+    let spec = FederationSpec {
+        min_participants: 4,
+        upload_timeout_ms: 4_000,
+        ..FederationSpec::vector("load", d as u64, Protection::Masked, 1)
+    };
+    let coord = RunningCoordinator::start(dir.path(), vec![spec]).await;
+    let mut handles: Vec<_> = (0..n - 1)
+        .map(|i| {
+            spawn_daemon(
+                &coord.url(),
+                &format!("site-{i}"),
+                "load",
+                fixed(i, d, SAMPLES[i]),
+            )
+        })
+        .collect();
+    let victim = spawn_daemon(&coord.url(), "victim", "load", std::sync::Arc::new(Stalled));
+    // The victim advertises keys and shares them, then dies while "training".
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    victim.abort();
+    let summaries = join_all(std::mem::take(&mut handles), Duration::from_secs(60)).await;
+    assert!(summaries.iter().all(|s| s.final_version == Some(1)));
+    coord.stop().await;
+    let (version, weights) = coordinator::load_latest(dir.path(), "load").unwrap();
+    assert_eq!(version.participants, (n - 1) as u64);
+    let expected = fedavg(
+        &(0..n - 1)
+            .map(|i| (delta(i, d), SAMPLES[i]))
+            .collect::<Vec<_>>(),
+    );
+    let err = max_abs_diff(&weights, &expected);
+    assert!(err < 1e-4, "survivors' FedAvg differs by {err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coordinator_restarted_mid_round_aborts_cleanly_and_finishes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (n, d) = (4, 2_000);
+    let spec = FederationSpec {
+        min_participants: 4,
+        ..FederationSpec::vector("load", d as u64, Protection::Masked, 2)
+    };
+    let coord = RunningCoordinator::start(dir.path(), vec![spec.clone()]).await;
+    let addr = coord.addr;
+    let url = coord.url();
+    let handles: Vec<_> = (0..n)
+        .map(|i| {
+            let trainer = std::sync::Arc::new(Slow(
+                FixedUpdate {
+                    delta: delta(i, d),
+                    samples: SAMPLES[i],
+                },
+                Duration::from_millis(1_500),
+            ));
+            spawn_daemon(&url, &format!("site-{i}"), "load", trainer)
+        })
+        .collect();
+    // Round 1 is in flight (participants are training) when the coordinator goes down.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    coord.stop().await;
+    assert!(
+        coordinator::load_versions(dir.path(), "load")
+            .unwrap()
+            .len()
+            == 1,
+        "no version may complete"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let coord = RunningCoordinator::start_on(&addr.to_string(), dir.path(), vec![spec]).await;
+    let summaries = join_all(handles, Duration::from_secs(90)).await;
+    assert!(
+        summaries.iter().all(|s| s.final_version == Some(2)),
+        "{summaries:?}"
+    );
+    assert!(summaries.iter().all(|s| s.reconnects >= 1));
+    coord.stop().await;
+    let versions = coordinator::load_versions(dir.path(), "load").unwrap();
+    assert_eq!(
+        versions.iter().map(|v| v.version).collect::<Vec<_>>(),
+        vec![0, 1, 2]
+    );
+    // Round 1 was aborted by the restart: versions 1 and 2 come from rounds 2 and 3.
+    assert_eq!(versions[1].round, 2);
+    assert_eq!(versions[2].round, 3);
+    let (_, weights) = coordinator::load_latest(dir.path(), "load").unwrap();
+    let once = fedavg(
+        &(0..n)
+            .map(|i| (delta(i, d), SAMPLES[i]))
+            .collect::<Vec<_>>(),
+    );
+    let expected: Vec<f32> = once.iter().map(|v| 2.0 * v).collect();
+    assert!(max_abs_diff(&weights, &expected) < 1e-4);
+}

@@ -1,0 +1,36 @@
+//! Loading a fleet (from disk or the synthetic generator) onto one regular grid.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use datasets::synth::Fleet;
+use datasets::{RegularSeries, Resolution, SiteMetadata};
+
+/// Sites and their telemetry on a common regular grid, in the same order.
+pub struct GriddedFleet {
+    pub sites: Vec<SiteMetadata>,
+    pub series: Vec<RegularSeries>,
+    pub resolution: Resolution,
+}
+
+/// Reads and validates a fleet directory and resamples every site to `resolution`.
+pub fn load_dir(dir: &Path, resolution: Resolution) -> Result<GriddedFleet> {
+    let data = datasets::reader::read_fleet_dir(dir)
+        .with_context(|| format!("reading fleet directory {}", dir.display()))?;
+    let series = data
+        .telemetry
+        .iter()
+        .map(|v| RegularSeries::resample(&v.telemetry, v.resolution, resolution))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(GriddedFleet { sites: data.sites, series, resolution })
+}
+
+/// A freshly generated synthetic fleet, already regular at its own resolution.
+pub fn from_synthetic(fleet: Fleet, resolution: Resolution) -> GriddedFleet {
+    let series = fleet
+        .telemetry
+        .into_iter()
+        .map(|telemetry| RegularSeries { resolution, telemetry })
+        .collect();
+    GriddedFleet { sites: fleet.sites, series, resolution }
+}

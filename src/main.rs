@@ -1,0 +1,42 @@
+//! `gridfed`: the command-line front of the federated forecasting platform.
+//!
+//! One subcommand per user task. This binary is glue only: it parses arguments, calls the
+//! library crates and prints their results.
+
+mod commands;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "gridfed", version, about = "Federated, privacy-preserving load and PV forecasting")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Generate a synthetic fleet, train forecasters and print the accuracy table.
+    Demo(commands::demo::DemoArgs),
+    /// Create, validate and import site telemetry.
+    #[command(subcommand)]
+    Datasets(commands::datasets::DatasetsCommand),
+    /// Train forecasters on a fleet directory and report their accuracy.
+    Train(commands::train::TrainArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Demo(args) => commands::demo::run(args),
+        Command::Datasets(cmd) => commands::datasets::run(cmd),
+        Command::Train(args) => commands::train::run(args),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
