@@ -115,8 +115,8 @@ fn bench_sizes(c: &mut Criterion, summary: &mut Summary) {
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
                     seed += 1;
-                    let round = PreparedRound::prepare(&config(n, params, dropout, seed))
-                        .expect("round");
+                    let round =
+                        PreparedRound::prepare(&config(n, params, dropout, seed)).expect("round");
                     let outcome = round.mask(&inputs).expect("masking").unmask();
                     mask_streams = outcome.result.as_ref().expect("unmasked").mask_streams;
                     unmask_times.push(outcome.unmasking);

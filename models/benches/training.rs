@@ -21,7 +21,8 @@ fn training(c: &mut Criterion) {
             .init(&models::training_device())
             .and_then(|m| models::to_flat(&m))
             .expect("init");
-        let name = format!("mlp_one_epoch_{:?}_preset_{:?}", target, config.hidden).to_lowercase();
+        let widths: Vec<String> = config.hidden.iter().map(usize::to_string).collect();
+        let name = format!("mlp_one_epoch_{target:?}_{}", widths.join("x")).to_lowercase();
         group.bench_function(name, |b| {
             b.iter(|| train_local(&config, &initial, &train, 1).expect("local epoch"));
         });

@@ -37,6 +37,8 @@ pub enum ModelKind {
     Climatology,
     Ridge,
     Mlp,
+    /// The MLP trained by federated rounds (scored by the coordinator with [`score_forecasts`]).
+    FederatedMlp,
 }
 
 impl ModelKind {
@@ -48,6 +50,7 @@ impl ModelKind {
             ModelKind::Climatology => "climatology",
             ModelKind::Ridge => "ridge",
             ModelKind::Mlp => "mlp",
+            ModelKind::FederatedMlp => "federated mlp",
         }
     }
 }
@@ -104,7 +107,7 @@ impl EvaluationReport {
 /// In `Centralized` mode ridge and the MLP are fitted once on all training samples pooled, in
 /// `Local` mode once per site on that site's samples (sites in parallel). Baselines are the
 /// same in both modes. Ridge uses `config`'s quantiles and validation fraction. PV forecasts
-/// of every model are floored at 0 kW before scoring.
+/// of every model are floored at 0 kW before scoring (see [`score_forecasts`]).
 pub fn evaluate_fleet(
     target: Target,
     train_sets: &[SampleSet],
@@ -176,16 +179,8 @@ pub fn evaluate_fleet(
     scored.push((ModelKind::Ridge, ridge?));
     scored.push((ModelKind::Mlp, mlp));
 
-    if target == Target::Pv {
-        // Generation is never negative; baselines already respect that, learned models may not.
-        for (_, forecasts) in &mut scored {
-            for (forecast, test) in forecasts.iter_mut().zip(test_sets) {
-                forecast.clamp_min_kw(test, 0.0)?;
-            }
-        }
-    }
     for (kind, forecasts) in &scored {
-        report.rows.extend(score(
+        report.rows.extend(score_forecasts(
             *kind,
             target,
             test_sets,
@@ -197,8 +192,10 @@ pub fn evaluate_fleet(
 }
 
 /// Per-site and pooled rows for one model's forecasts of `test_sets` (e.g. a federated model
-/// scored beside the others), with skill against the given persistence forecasts.
-pub fn score(
+/// scored beside the others), with skill against the given persistence forecasts. PV
+/// forecasts are floored at 0 kW first: generation is never negative, and the baselines
+/// already respect that while learned models may not.
+pub fn score_forecasts(
     kind: ModelKind,
     target: Target,
     test_sets: &[SampleSet],
@@ -213,13 +210,19 @@ pub fn score(
             test_sets.len()
         )));
     }
+    let mut forecasts = forecasts.to_vec();
+    if target == Target::Pv {
+        for (forecast, test) in forecasts.iter_mut().zip(test_sets) {
+            forecast.clamp_min_kw(test, 0.0)?;
+        }
+    }
     let selections: &[StepSelection] = match target {
         Target::Load => &[StepSelection::All],
         Target::Pv => &[StepSelection::All, StepSelection::Daylight],
     };
     // Per site, per selection: error sums of the model and of persistence.
     let mut sites: Vec<(String, Vec<(ErrorSums, ErrorSums)>)> = Vec::new();
-    for ((test, forecast), reference) in test_sets.iter().zip(forecasts).zip(persistence_forecasts)
+    for ((test, forecast), reference) in test_sets.iter().zip(&forecasts).zip(persistence_forecasts)
     {
         let first = sites.len();
         sites.extend(test.site_ids.iter().map(|id| (id.clone(), Vec::new())));

@@ -33,7 +33,10 @@ pub use artifact::{Lineage, ModelArtifact, ModelManifest, ModelSpec, SiteNormali
 pub use baselines::{Climatology, Season, hour_of_week, persistence, seasonal_naive};
 pub use config::{Activation, ForecasterConfig, ParameterSpec};
 pub use error::ModelError;
-pub use evaluation::{EvaluationReport, EvaluationRow, ModelKind, TrainingMode, evaluate_fleet};
+pub use evaluation::{
+    EvaluationReport, EvaluationRow, ModelKind, ModelTiming, TrainingMode, evaluate_fleet,
+    score_forecasts,
+};
 pub use flat::{NamedParameter, from_flat, load_flat, named_parameters, to_flat};
 pub use forecast::QuantileForecast;
 pub use forecaster::{QuantileForecaster, inference_device, training_device};

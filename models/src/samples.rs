@@ -63,8 +63,19 @@ pub fn check_samples(data: &SampleSet) -> Result<usize, ModelError> {
             norm.scale_kw
         ));
     }
-    if let Some(i) = data.x.iter().chain(&data.y).position(|v| !v.is_finite()) {
-        return bad(format!("non-finite value at flat position {i} of x then y"));
+    if let Some(i) = data.x.iter().position(|v| !v.is_finite()) {
+        return bad(format!(
+            "non-finite feature {} of sample {}",
+            i % data.n_features,
+            i / data.n_features
+        ));
+    }
+    if let Some(i) = data.y.iter().position(|v| !v.is_finite()) {
+        return bad(format!(
+            "non-finite target step {} of sample {}",
+            i % data.horizon,
+            i / data.horizon
+        ));
     }
     Ok(n)
 }

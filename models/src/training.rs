@@ -29,6 +29,8 @@ pub struct TrainingReport {
     pub best_epoch: usize,
     /// Mean pinball loss on the validation split, normalized units.
     pub best_validation_loss: f32,
+    /// Samples trained on while selecting the epoch count (with `refit`, the final model then
+    /// saw `fit_samples + validation_samples` and the purged samples in between).
     pub fit_samples: usize,
     pub validation_samples: usize,
     /// Mean training loss of each epoch.
@@ -87,6 +89,10 @@ pub fn train(config: &ForecasterConfig, data: &SampleSet) -> Result<TrainedForec
         } else {
             session.learning_rate *= config.plateau_decay;
         }
+    }
+    if best_epoch == 0 {
+        // Only a NaN validation loss never improves on infinity.
+        return Err(ModelError::Diverged { epoch: 1 });
     }
     let model = if config.refit {
         refit(config, data, &device, &rates[..best_epoch])?

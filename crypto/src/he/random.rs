@@ -4,11 +4,13 @@
 //! comes from a [`NoiseSource`]; public randomness (the common polynomial `a`) is expanded from a
 //! public seed by the same generator, so every party derives the same `a`.
 //!
-//! The smudging Gaussian is the one exception to drawing every byte through tfhe's generator:
-//! tfhe hands out randomness one byte per call (about 1.2 ns a byte here) and its polar sampler
-//! draws 16 bytes a pair, which made smudging half the cost of a partial decryption. We key an
-//! AES-128-CTR keystream (the construction of tfhe's generator) with 128 bits from the tfhe
-//! CSPRNG and run the same polar method over it in bulk.
+//! Noise is the one thing not drawn byte by byte through tfhe's generator: it hands out
+//! randomness one byte per call (about 1.2 ns a byte here), which made noise sampling half the
+//! cost of encryption (TUniform, 3 bytes a sample) and of a partial decryption (Gaussian, 16
+//! bytes a pair). For each block we key an AES-128-CTR keystream (the construction of tfhe's
+//! generator) with 128 bits from the tfhe CSPRNG and run tfhe's TUniform algorithm, and the polar
+//! method for the Gaussian, over it in bulk. Keys, encryption randomness, Shamir coefficients and
+//! the public polynomial come straight from tfhe's samplers.
 
 use std::fmt;
 
@@ -16,9 +18,7 @@ use aes::Aes128;
 use aes::cipher::{KeyIvInit, StreamCipher};
 use rand::TryRngCore;
 use rand::rngs::OsRng;
-use tfhe::core_crypto::commons::math::random::{
-    DefaultRandomGenerator, RandomGenerator, Seed, TUniform,
-};
+use tfhe::core_crypto::commons::math::random::{DefaultRandomGenerator, RandomGenerator, Seed};
 
 use zeroize::Zeroize;
 
@@ -75,13 +75,23 @@ impl NoiseSource {
         self.generator.fill_slice_with_random_uniform(out);
     }
 
-    /// Adds TUniform(17) noise to every coefficient (wrapping).
+    /// Adds TUniform(17) noise to every coefficient (wrapping): tfhe's sampler, run in bulk.
     pub(crate) fn add_tuniform(&mut self, out: &mut [u64]) {
-        self.generator
-            .unsigned_integer_slice_wrapping_add_random_from_distribution_assign(
-                out,
-                TUniform::<u64>::new(NOISE_BOUND_LOG2),
-            );
+        // tfhe's TUniform(b) (`t_uniform.rs`): r uniform on b + 2 bits, value
+        // (r >> 1) + (r & 1) - 2^b, i.e. -2^b..=2^b with the two ends at half weight. Three
+        // 19-bit draws per 64-bit keystream word.
+        const BITS: u32 = NOISE_BOUND_LOG2 + 2;
+        const MASK: u64 = (1 << BITS) - 1;
+        let mut stream = Keystream::new(self.generator.random_uniform::<u128>());
+        for chunk in out.chunks_mut(3) {
+            let mut random = stream.next_u64();
+            for word in chunk {
+                let r = random & MASK;
+                random >>= BITS;
+                let noise = ((r >> 1) + (r & 1)).wrapping_sub(1 << NOISE_BOUND_LOG2);
+                *word = word.wrapping_add(noise);
+            }
+        }
     }
 
     /// Adds rounded Gaussian noise of standard deviation `std` (in units of 1) to every word.
@@ -123,8 +133,7 @@ impl Keystream {
         }
     }
 
-    /// A uniform f64 in [0, 1) with 53 random bits.
-    fn unit(&mut self) -> f64 {
+    fn next_u64(&mut self) -> u64 {
         if self.position == self.buffer.len() {
             self.buffer.fill(0);
             self.cipher.apply_keystream(&mut self.buffer[..]);
@@ -133,7 +142,12 @@ impl Keystream {
         let mut word = [0u8; 8];
         word.copy_from_slice(&self.buffer[self.position..self.position + 8]);
         self.position += 8;
-        (u64::from_le_bytes(word) >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+        u64::from_le_bytes(word)
+    }
+
+    /// A uniform f64 in [0, 1) with 53 random bits.
+    fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
     }
 }
 
@@ -171,6 +185,38 @@ mod tests {
             (variance / expected - 1.0).abs() < 0.03,
             "{variance} vs {expected}"
         );
+    }
+
+    #[test]
+    fn bulk_tuniform_matches_tfhe_s_sampler() {
+        use tfhe::core_crypto::commons::math::random::TUniform;
+        let count = 1 << 18;
+        let mut ours = vec![0u64; count];
+        NoiseSource::from_seed(4).add_tuniform(&mut ours);
+        let mut theirs = vec![0u64; count];
+        RandomGenerator::<DefaultRandomGenerator>::new(Seed(5))
+            .fill_slice_with_random_from_distribution(
+                &mut theirs,
+                TUniform::<u64>::new(NOISE_BOUND_LOG2),
+            );
+        let bound = 1i64 << NOISE_BOUND_LOG2;
+        for sample in [&ours, &theirs] {
+            let values: Vec<i64> = sample.iter().map(|&x| x as i64).collect();
+            assert_eq!(values.iter().min(), Some(&-bound));
+            assert_eq!(values.iter().max(), Some(&bound));
+        }
+        // Same histogram over 32 equal cells of [-2^17, 2^17] (two-sample chi-square, 31 dof:
+        // P(chi2 > 61.1) = 0.001).
+        let cell = |x: u64| (((x as i64 + bound) * 32) / (2 * bound + 1)) as usize;
+        let (mut a, mut b) = ([0f64; 32], [0f64; 32]);
+        ours.iter().for_each(|&x| a[cell(x)] += 1.0);
+        theirs.iter().for_each(|&x| b[cell(x)] += 1.0);
+        let chi: f64 = a
+            .iter()
+            .zip(&b)
+            .map(|(x, y)| (x - y).powi(2) / (x + y))
+            .sum();
+        assert!(chi < 61.1, "chi-square {chi}");
     }
 
     #[test]

@@ -173,8 +173,9 @@ impl CollectingAdvertisements {
         self.round.require(Phase::AdvertiseKeys, advertised.len())?;
         let graph =
             NeighbourGraph::new(&self.graph_seed, &advertised, self.round.params.neighbours);
+        // Signing one message per participant: spread over the cores.
         let directories = advertised
-            .iter()
+            .par_iter()
             .map(|&id| {
                 let neighbour_adverts = graph
                     .neighbours(id)
@@ -281,8 +282,9 @@ impl CollectingShares {
             });
         }
         self.round.require(Phase::ShareKeys, live.len())?;
-        let relays = live
-            .iter()
+        let recipients: Vec<ParticipantId> = live.iter().copied().collect();
+        let relays = recipients
+            .par_iter()
             .map(|&recipient| {
                 let shares = self
                     .graph
@@ -333,6 +335,23 @@ pub struct CollectingMaskedInputs {
 impl CollectingMaskedInputs {
     /// Takes one masked input and adds it to the running sum (on all rayon threads).
     pub fn receive(&mut self, message: &SignedMessage) -> Result<(), CryptoError> {
+        let id = self.authenticate(message)?;
+        self.add(id, message)
+    }
+
+    /// [`Self::receive`] for many messages, verifying their signatures in parallel; one result
+    /// per message, in order.
+    pub fn receive_all(&mut self, messages: &[SignedMessage]) -> Vec<Result<(), CryptoError>> {
+        let checked: Vec<_> = messages.par_iter().map(|m| self.authenticate(m)).collect();
+        messages
+            .iter()
+            .zip(checked)
+            .map(|(m, id)| id.and_then(|id| self.add(id, m)))
+            .collect()
+    }
+
+    /// Everything that needs no mutation: addressing, membership, length, signature.
+    fn authenticate(&self, message: &SignedMessage) -> Result<ParticipantId, CryptoError> {
         let id = self.round.sender(message, Phase::MaskedInput)?;
         if !self.live.contains(&id) {
             return Err(CryptoError::NotInRound(id));
@@ -348,8 +367,15 @@ impl CollectingMaskedInputs {
             });
         }
         self.round.verify(message, id)?;
-        add_le_words(&mut self.sum, words);
-        self.uploaded.insert(id);
+        Ok(id)
+    }
+
+    fn add(&mut self, id: ParticipantId, message: &SignedMessage) -> Result<(), CryptoError> {
+        // Checked again: a batch may hold the same sender twice.
+        if !self.uploaded.insert(id) {
+            return Err(duplicate(id, Phase::MaskedInput));
+        }
+        add_le_words(&mut self.sum, MaskedInput::word_bytes(message.payload())?);
         Ok(())
     }
 
@@ -401,7 +427,7 @@ impl CollectingMaskedInputs {
         }
         .encode();
         let requests = survivors
-            .iter()
+            .par_iter()
             .map(|&id| {
                 self.round.sign(
                     Phase::UnmaskRequest,

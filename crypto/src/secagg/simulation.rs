@@ -312,9 +312,10 @@ impl MaskedRound {
         }
         outcome.bytes_sent.clone_from(&bytes_sent);
         let start = Instant::now();
-        for message in &messages {
-            coordinator.receive(message)?;
-        }
+        coordinator
+            .receive_all(&messages)
+            .into_iter()
+            .collect::<Result<(), _>>()?;
         drop(messages);
         let (mut collecting, requests) = coordinator.close()?;
         outcome.unmasking += start.elapsed();
@@ -338,9 +339,10 @@ impl MaskedRound {
             responses.push(response);
         }
         let start = Instant::now();
-        for response in &responses {
-            collecting.receive(response)?;
-        }
+        collecting
+            .receive_all(&responses)
+            .into_iter()
+            .collect::<Result<(), _>>()?;
         let result = collecting.finish();
         outcome.unmasking += start.elapsed();
         result

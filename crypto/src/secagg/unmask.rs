@@ -91,6 +91,24 @@ impl CollectingUnmaskResponses {
     /// Takes one survivor's revealed shares: exactly one per live neighbour, of the right kind
     /// and at the responder's evaluation point.
     pub fn receive(&mut self, message: &SignedMessage) -> Result<(), CryptoError> {
+        let (id, response) = self.authenticate(message)?;
+        self.store(id, response)
+    }
+
+    /// [`Self::receive`] for many messages, verifying and decoding them in parallel; one result
+    /// per message, in order.
+    pub fn receive_all(&mut self, messages: &[SignedMessage]) -> Vec<Result<(), CryptoError>> {
+        let checked: Vec<_> = messages.par_iter().map(|m| self.authenticate(m)).collect();
+        checked
+            .into_iter()
+            .map(|c| c.and_then(|(id, response)| self.store(id, response)))
+            .collect()
+    }
+
+    fn authenticate(
+        &self,
+        message: &SignedMessage,
+    ) -> Result<(ParticipantId, UnmaskResponse), CryptoError> {
         let id = self.round.sender(message, Phase::UnmaskResponse)?;
         if !self.survivors.contains(&id) {
             return Err(CryptoError::NotInRound(id));
@@ -135,13 +153,23 @@ impl CollectingUnmaskResponses {
                 return Err(violation("share at the wrong evaluation point"));
             }
         }
+        Ok((id, response))
+    }
+
+    fn store(&mut self, id: ParticipantId, response: UnmaskResponse) -> Result<(), CryptoError> {
+        // Checked again: a batch may hold the same sender twice.
+        if !self.responders.insert(id) {
+            return Err(CryptoError::Duplicate {
+                sender: Party::Participant(id),
+                phase: Phase::UnmaskResponse,
+            });
+        }
         for revealed in response.shares {
             self.shares
                 .entry(revealed.owner)
                 .or_default()
                 .push(revealed.share);
         }
-        self.responders.insert(id);
         Ok(())
     }
 

@@ -1,0 +1,119 @@
+//! `gridfed train`: train and score forecasters on a fleet directory.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, ValueEnum};
+use datasets::{Resolution, SampleSet, SplitSpec, Target, prepare_fleet};
+use models::{EvaluationReport, ForecasterConfig, TrainingMode, evaluate_fleet};
+
+use super::fleet::{GriddedFleet, load_dir};
+use super::report::render;
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum Mode {
+    /// One model per site, trained on that site alone.
+    Local,
+    /// One model on every site's data pooled (the non-private reference).
+    Centralized,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum Format {
+    Table,
+    Json,
+}
+
+#[derive(Args)]
+pub struct TrainArgs {
+    /// Fleet directory: sites.json + one or more Parquet files.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// What to forecast: load or pv.
+    #[arg(long)]
+    pub target: Target,
+    #[arg(long, value_enum, default_value = "centralized")]
+    pub mode: Mode,
+    /// Grid to train on (data is averaged onto it; finer data than the grid is required).
+    #[arg(long, default_value = "1h")]
+    pub resolution: Resolution,
+    /// Forecast horizon in grid steps (default: one day).
+    #[arg(long)]
+    pub horizon: Option<usize>,
+    /// Context length in grid steps (default: one week).
+    #[arg(long)]
+    pub context: Option<usize>,
+    /// Fraction of days, the last ones, held out for testing.
+    #[arg(long, default_value_t = 0.2)]
+    pub test_fraction: f64,
+    /// Upper bound on MLP training epochs (early stopping usually ends sooner).
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
+}
+
+/// The split every trainer in gridfed uses unless told otherwise.
+pub fn split_spec(
+    resolution: Resolution,
+    context: Option<usize>,
+    horizon: Option<usize>,
+    test_fraction: f64,
+) -> SplitSpec {
+    let mut spec = SplitSpec::day_ahead(resolution.steps_per_day());
+    spec.context = context.unwrap_or(spec.context);
+    spec.horizon = horizon.unwrap_or(spec.horizon);
+    spec.test_fraction = test_fraction;
+    spec
+}
+
+/// Per-site train and test sets of `target` for every site that measures it.
+pub fn prepared_sets(
+    fleet: &GriddedFleet,
+    target: Target,
+    split: SplitSpec,
+) -> Result<(Vec<datasets::PreparedSite>, Vec<SampleSet>, Vec<SampleSet>)> {
+    let prepared = prepare_fleet(&fleet.sites, &fleet.series, target, split)?;
+    if prepared.is_empty() {
+        bail!("no site in the fleet measures `{}`", target.column());
+    }
+    let train = prepared.iter().map(|p| p.train.clone()).collect();
+    let test = prepared.iter().map(|p| p.test.clone()).collect();
+    Ok((prepared, train, test))
+}
+
+/// Trains and scores every model for `target` on `fleet`.
+pub fn evaluate(
+    fleet: &GriddedFleet,
+    target: Target,
+    mode: TrainingMode,
+    split: SplitSpec,
+    epochs: Option<usize>,
+    seed: u64,
+) -> Result<EvaluationReport> {
+    let (_, train, test) = prepared_sets(fleet, target, split)?;
+    let first = &train[0];
+    let mut config = ForecasterConfig::day_ahead(target, first.n_features, first.horizon).with_seed(seed);
+    if let Some(epochs) = epochs {
+        config = config.with_epochs(epochs);
+    }
+    Ok(evaluate_fleet(target, &train, &test, mode, &config)?)
+}
+
+pub fn run(args: TrainArgs) -> Result<()> {
+    let fleet = load_dir(&args.data, args.resolution)?;
+    let split = split_spec(args.resolution, args.context, args.horizon, args.test_fraction);
+    let mode = match args.mode {
+        Mode::Local => TrainingMode::Local,
+        Mode::Centralized => TrainingMode::Centralized,
+    };
+    let report = evaluate(&fleet, args.target, mode, split, args.epochs, args.seed)
+        .with_context(|| format!("training {:?} models", args.target))?;
+    match args.format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        Format::Table => print!("{}", render(&report, true)),
+    }
+    Ok(())
+}
