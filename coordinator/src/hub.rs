@@ -632,7 +632,13 @@ impl Hub {
             RoundState::Plain(c) => {
                 if c.is_complete() || now_ms >= c.plan().deadlines.upload_unix_ms {
                     let plan = c.plan().clone();
-                    self.finish(name, plan, c.close(), now_ms)?
+                    self.metrics
+                        .observe_phase("collect", now_ms.saturating_sub(plan.started_unix_ms));
+                    let started = std::time::Instant::now();
+                    let result = c.close();
+                    let compute_ms = started.elapsed().as_millis() as u64;
+                    self.metrics.observe_phase("aggregate", compute_ms);
+                    self.finish(name, plan, result, now_ms + compute_ms)?
                 } else {
                     RoundState::Plain(c)
                 }
@@ -644,8 +650,17 @@ impl Hub {
                     }
                     RoundState::Masked(m)
                 }
-                round::masked::Progress::Finished(plan, result) => {
-                    self.finish(name, *plan, result.map(|a| *a), now_ms)?
+                round::masked::Progress::Finished(done) => {
+                    let round::masked::Finished {
+                        plan,
+                        result,
+                        timings,
+                        compute_ms,
+                    } = *done;
+                    for (phase, ms) in timings {
+                        self.metrics.observe_phase(phase, ms);
+                    }
+                    self.finish(name, plan, result, now_ms + compute_ms)?
                 }
             },
             RoundState::Done => RoundState::Done,
@@ -803,6 +818,7 @@ impl Hub {
                 return Ok(RoundState::Idle { since_ms: now_ms });
             }
         };
+        let commit_started = std::time::Instant::now();
         let weights = aggregated.apply(&f.global);
         let bytes = proto::chunk::f32_to_bytes(&weights);
         let sha256 = self.artifacts.put(&bytes)?;
@@ -829,8 +845,11 @@ impl Hub {
             participants = aggregated.participants,
             "round aggregated; version committed"
         );
+        // Applying the update and committing the version are part of the round.
+        let commit_ms = commit_started.elapsed().as_millis() as u64;
+        self.metrics.observe_phase("commit", commit_ms);
         self.metrics
-            .round_completed(now_ms.saturating_sub(plan.started_unix_ms));
+            .round_completed((now_ms + commit_ms).saturating_sub(plan.started_unix_ms));
         f.record = record;
         f.global = Arc::new(weights);
         f.global_bytes = Arc::new(bytes);

@@ -82,6 +82,14 @@ impl Metrics {
     pub fn total_bytes_out(&self) -> u64 {
         self.bytes_out.load(Relaxed)
     }
+    /// Sum of the durations of completed rounds, ms (from selection to the committed version).
+    pub fn round_duration_ms_sum(&self) -> u64 {
+        self.round_ms_sum.load(Relaxed)
+    }
+    /// Phase name -> (sum of ms, count), for the phases observed so far.
+    pub fn phase_durations(&self) -> BTreeMap<&'static str, (u64, u64)> {
+        self.phases.lock().map(|p| p.clone()).unwrap_or_default()
+    }
 
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {

@@ -311,7 +311,8 @@ fn ring_order(plan: &RoundPlan) -> Vec<ParticipantId> {
         let last = *ring.last().unwrap();
         let next = cycle
             .neighbours(last)
-            .into_iter()
+            .iter()
+            .copied()
             .find(|n| !ring.contains(n))
             .unwrap();
         ring.push(next);

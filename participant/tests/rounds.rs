@@ -103,6 +103,8 @@ async fn participant_killed_mid_round_leaves_survivors_sum() {
     let (n, d) = (6, 5_000);
     let spec = FederationSpec {
         min_participants: 4,
+        // The upload deadline is keys + upload after the round starts: keep the wait short.
+        keys_timeout_ms: 3_000,
         upload_timeout_ms: 4_000,
         ..FederationSpec::vector("load", d as u64, Protection::Masked, 1)
     };

@@ -70,7 +70,17 @@ impl CoordinatorIdentity {
 /// Result of advancing a masked round.
 pub enum Progress {
     Running(Box<MaskedRound>),
-    Finished(Box<RoundPlan>, Result<Box<Aggregated>, RoundError>),
+    Finished(Box<Finished>),
+}
+
+/// A masked round that ended, with or without a result.
+pub struct Finished {
+    pub plan: RoundPlan,
+    pub result: Result<Aggregated, RoundError>,
+    /// Phase timings not yet taken (the last phase's).
+    pub timings: Vec<(&'static str, u64)>,
+    /// Milliseconds spent computing the final unmasking after the phase closed.
+    pub compute_ms: u64,
 }
 
 /// The crypto coordinator state of the current phase.
@@ -391,10 +401,7 @@ impl MaskedRound {
             return Progress::Running(self);
         }
         let Some(phase) = self.phase.take() else {
-            return Progress::Finished(
-                Box::new(self.plan.clone()),
-                Err(RoundError::SecAgg("round already closed".into())),
-            );
+            return self.finished(Err(RoundError::SecAgg("round already closed".into())), 0);
         };
         let name = phase.name();
         self.timings
@@ -417,19 +424,24 @@ impl MaskedRound {
                 .close()
                 .map(|(next, out)| (Phase::Unmask(next), out, now_ms + spec.unmask_timeout_ms)),
             Phase::Unmask(s) => {
+                let started = std::time::Instant::now();
                 let result = s.finish().map_err(secagg_error).and_then(|aggregate| {
                     let n = aggregate.contributors.len() as u32;
                     let mean = self
                         .codec
                         .decode_weighted_mean(&aggregate.sum, n)
                         .map_err(secagg_error)?;
-                    Ok(Box::new(Aggregated {
+                    Ok(Aggregated {
                         plan: self.plan.clone(),
                         mean_update: mean.mean,
                         participants: n as usize,
-                    }))
+                    })
                 });
-                return Progress::Finished(Box::new(self.plan.clone()), result);
+                let compute_ms = started.elapsed().as_millis() as u64;
+                if let Some(last) = self.timings.last_mut() {
+                    last.1 += compute_ms;
+                }
+                return self.finished(result, compute_ms);
             }
         };
         match outcome {
@@ -447,8 +459,21 @@ impl MaskedRound {
                 self.phase_deadline_ms = deadline;
                 Progress::Running(self)
             }
-            Err(e) => Progress::Finished(Box::new(self.plan.clone()), Err(secagg_error(e))),
+            Err(e) => self.finished(Err(secagg_error(e)), 0),
         }
+    }
+
+    fn finished(
+        mut self: Box<Self>,
+        result: Result<Aggregated, RoundError>,
+        compute_ms: u64,
+    ) -> Progress {
+        Progress::Finished(Box::new(Finished {
+            plan: self.plan.clone(),
+            result,
+            timings: std::mem::take(&mut self.timings),
+            compute_ms,
+        }))
     }
 }
 

@@ -202,9 +202,15 @@ impl CommitteeMember {
             .zip(aggregate.masks().par_chunks(POLYNOMIAL_SIZE))
             .zip(sources)
             .for_each(|((out, mask), mut source)| {
-                let mut product = vec![0u64; POLYNOMIAL_SIZE];
-                ring.multiply_consuming(ring.forward(mask), &additive_spectrum, &mut product);
-                out.copy_from_slice(&product[..out.len()]);
+                let spectrum = ring.forward(mask);
+                if out.len() == POLYNOMIAL_SIZE {
+                    ring.multiply_consuming(spectrum, &additive_spectrum, out);
+                } else {
+                    // The last block keeps only as many coefficients as it has slots.
+                    let mut product = vec![0u64; POLYNOMIAL_SIZE];
+                    ring.multiply_consuming(spectrum, &additive_spectrum, &mut product);
+                    out.copy_from_slice(&product[..out.len()]);
+                }
                 source.add_gaussian(out, smudging);
                 round_words(out, PARTIAL_DROPPED_BITS);
             });

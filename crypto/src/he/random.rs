@@ -8,8 +8,8 @@
 //! randomness one byte per call (about 1.2 ns a byte here), which made noise sampling half the
 //! cost of encryption (TUniform, 3 bytes a sample) and of a partial decryption (Gaussian, 16
 //! bytes a pair). For each block we key an AES-128-CTR keystream (the construction of tfhe's
-//! generator) with 128 bits from the tfhe CSPRNG and run tfhe's TUniform algorithm, and the polar
-//! method for the Gaussian, over it in bulk. Keys, encryption randomness, Shamir coefficients and
+//! generator) with 128 bits from the tfhe CSPRNG and run tfhe's TUniform algorithm, and the
+//! Ziggurat normal sampler of `rand_distr` for the Gaussian, over it in bulk. Keys, encryption randomness, Shamir coefficients and
 //! the public polynomial come straight from tfhe's samplers.
 
 use std::fmt;
@@ -18,6 +18,7 @@ use aes::Aes128;
 use aes::cipher::{KeyIvInit, StreamCipher};
 use rand::TryRngCore;
 use rand::rngs::OsRng;
+use rand_distr::{Distribution, StandardNormal};
 use tfhe::core_crypto::commons::math::random::{DefaultRandomGenerator, RandomGenerator, Seed};
 
 use zeroize::Zeroize;
@@ -97,21 +98,12 @@ impl NoiseSource {
     /// Adds rounded Gaussian noise of standard deviation `std` (in units of 1) to every word.
     pub(crate) fn add_gaussian(&mut self, out: &mut [u64], std: f64) {
         let mut stream = Keystream::new(self.generator.random_uniform::<u128>());
-        for pair in out.chunks_mut(2) {
-            // Marsaglia's polar method on 53-bit uniforms in (-1, 1): |sample| < 12.2 std.
-            let (x, y, scale) = loop {
-                let x = stream.unit() * 2.0 - 1.0;
-                let y = stream.unit() * 2.0 - 1.0;
-                let radius = x * x + y * y;
-                if radius > 0.0 && radius < 1.0 {
-                    break (x, y, std * (-2.0 * radius.ln() / radius).sqrt());
-                }
-            };
-            for (word, sample) in pair.iter_mut().zip([x * scale, y * scale]) {
-                // Round half away from zero; |sample| < 2^63 so the cast is exact.
-                let rounded = (sample + 0.5f64.copysign(sample)) as i64;
-                *word = word.wrapping_add(rounded as u64);
-            }
+        for word in out {
+            // Ziggurat (rand_distr) over the keystream; exact tails, |sample| < 2^63.
+            let sample = Distribution::<f64>::sample(&StandardNormal, &mut stream) * std;
+            // Round half away from zero.
+            let rounded = (sample + 0.5f64.copysign(sample)) as i64;
+            *word = word.wrapping_add(rounded as u64);
         }
     }
 }
@@ -144,10 +136,21 @@ impl Keystream {
         self.position += 8;
         u64::from_le_bytes(word)
     }
+}
 
-    /// A uniform f64 in [0, 1) with 53 random bits.
-    fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+impl rand::RngCore for Keystream {
+    fn next_u32(&mut self) -> u32 {
+        self.next_u64() as u32
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        Keystream::next_u64(self)
+    }
+
+    fn fill_bytes(&mut self, dest: &mut [u8]) {
+        for chunk in dest.chunks_mut(8) {
+            chunk.copy_from_slice(&Keystream::next_u64(self).to_le_bytes()[..chunk.len()]);
+        }
     }
 }
 

@@ -147,7 +147,7 @@ mod tests {
                 let hood = graph.neighbours(a);
                 assert_eq!(hood.len(), degree, "n={n} k={k}");
                 assert!(!hood.contains(&a));
-                for &b in &hood {
+                for &b in hood {
                     assert!(graph.neighbours(b).contains(&a), "asymmetric edge {a}-{b}");
                 }
             }

@@ -141,7 +141,9 @@ impl LocalTrainer for Stalled {
         _: &participant::TrainSpec,
         _: &[f32],
     ) -> Result<participant::LocalResult, participant::ParticipantError> {
-        std::thread::sleep(Duration::from_secs(30));
+        // Longer than the test's key + upload deadlines; short, because dropping the runtime
+        // waits for blocking threads.
+        std::thread::sleep(Duration::from_secs(8));
         Err(participant::ParticipantError::Protocol("stalled".into()))
     }
 }

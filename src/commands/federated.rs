@@ -1,0 +1,306 @@
+//! Federated training of the quantile MLP over a real, in-process federation: a coordinator on
+//! 127.0.0.1:0 with a temporary data directory and one participant daemon per site, talking
+//! gRPC over loopback. Each daemon trains on its own site's samples only; the coordinator sees
+//! masked (or, in test mode, plain) updates and commits one model version per round.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+use coordinator::{CoordinatorConfig, FederationSpec, InitialWeights, Metrics, Protection};
+use datasets::PreparedSite;
+use models::ForecasterConfig;
+use participant::{Daemon, DaemonSettings, Limits, MlpTrainer, SiteIdentity};
+use serde::Serialize;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+const FEDERATION: &str = "forecaster";
+const TOKEN: &str = "in-process-enrollment";
+
+/// One committed round of [`federated_training`].
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct FederatedRound {
+    /// Model version the round produced (1-based).
+    pub version: u64,
+    /// Contributions in the FedAvg.
+    pub participants: u64,
+    /// Wall time since the previous version (local training included).
+    pub seconds: f64,
+    /// Payload bytes all participants sent / received during the round.
+    pub bytes_up: u64,
+    pub bytes_down: u64,
+}
+
+/// What [`federated_training`] produced.
+#[derive(Clone, Debug, Serialize)]
+pub struct FederatedOutcome {
+    /// Final flat parameters; load with `models::QuantileForecaster::from_flat(config, ..)`.
+    #[serde(skip)]
+    pub params: Vec<f32>,
+    pub protection: Protection,
+    pub rounds: Vec<FederatedRound>,
+    /// Mean coordinator-side phase time per round, ms.
+    pub phases_ms: BTreeMap<String, f64>,
+    /// Payload bytes per participant over the whole training, sent and received.
+    pub bytes_sent_per_participant: u64,
+    pub bytes_received_per_participant: u64,
+    pub seconds: f64,
+}
+
+/// Trains `config`'s MLP by federated averaging across `sites` (one participant each, using
+/// only its `train` samples): `rounds` rounds of `local_epochs` local epochs, FedAvg weighted
+/// by sample counts, updates protected by `mode`. Initial weights are `config.init` with
+/// `config.seed`. `progress(done, rounds)` is called as each round commits.
+pub fn federated_training(
+    sites: &[PreparedSite],
+    config: &ForecasterConfig,
+    rounds: usize,
+    local_epochs: usize,
+    mode: Protection,
+    progress: impl Fn(usize, usize) + Send + Sync,
+) -> Result<FederatedOutcome> {
+    ensure!(rounds >= 1, "federated training needs at least one round");
+    ensure!(local_epochs >= 1, "federated training needs at least one local epoch");
+    ensure!(!sites.is_empty(), "federated training needs at least one site");
+    if mode == Protection::Masked {
+        ensure!(sites.len() >= 2, "masked aggregation needs at least 2 sites");
+    }
+    config.validate()?;
+    for site in sites {
+        let train = &site.train;
+        ensure!(
+            (train.n_features, train.horizon) == (config.n_features, config.horizon),
+            "site {} has {} features and horizon {}, the model {} and {}",
+            site.site.site_id,
+            train.n_features,
+            train.horizon,
+            config.n_features,
+            config.horizon
+        );
+        ensure!(
+            !train.is_empty(),
+            "site {} has no training samples",
+            site.site.site_id
+        );
+    }
+    let initial = models::to_flat(&config.init(&models::inference_device())?)?;
+    let max_samples = sites.iter().map(|s| s.train.len()).max().unwrap_or(1);
+    let spec = FederationSpec {
+        tag: FEDERATION.into(),
+        protection: mode,
+        min_participants: sites.len(),
+        model_spec_json: serde_json::to_string(config)?,
+        initial_weights: InitialWeights::Values(initial),
+        local_epochs: u32::try_from(local_epochs).context("too many local epochs")?,
+        learning_rate: config.learning_rate as f32,
+        fedprox_mu: config.proximal_mu,
+        // FedAvg weights are the true sample counts.
+        max_weight: u32::try_from(max_samples.max(1)).context("too many samples")?,
+        ..FederationSpec::vector(FEDERATION, 0, mode, rounds as u64)
+    };
+    let dir = tempfile::tempdir().context("creating a temporary coordinator directory")?;
+    let config = CoordinatorConfig::new(dir.path(), TOKEN, vec![spec]);
+    config.validate()?;
+    let metrics = Arc::new(Metrics::default());
+    let started = Instant::now();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    let mut records = runtime.block_on(run_federation(
+        config,
+        sites,
+        metrics.clone(),
+        rounds,
+        &progress,
+    ))?;
+    drop(runtime);
+    let seconds = started.elapsed().as_secs_f64();
+
+    let (latest, params) = coordinator::load_latest(dir.path(), FEDERATION)?;
+    ensure!(
+        latest.version == rounds as u64,
+        "federation stopped at version {} of {rounds}",
+        latest.version
+    );
+    for version in coordinator::load_versions(dir.path(), FEDERATION)? {
+        if let Some(record) = records.iter_mut().find(|r| r.version == version.version) {
+            record.participants = version.participants;
+        }
+    }
+    let n = sites.len() as u64;
+    let completed = metrics.rounds_completed().max(1) as f64;
+    Ok(FederatedOutcome {
+        params,
+        protection: mode,
+        rounds: records,
+        phases_ms: metrics
+            .phase_durations()
+            .into_iter()
+            .map(|(phase, (sum, _))| (phase.to_string(), sum as f64 / completed))
+            .collect(),
+        bytes_sent_per_participant: metrics.total_bytes_in() / n,
+        bytes_received_per_participant: metrics.total_bytes_out() / n,
+        seconds,
+    })
+}
+
+async fn run_federation(
+    config: CoordinatorConfig,
+    sites: &[PreparedSite],
+    metrics: Arc<Metrics>,
+    rounds: usize,
+    progress: &(impl Fn(usize, usize) + Send + Sync),
+) -> Result<Vec<FederatedRound>> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(coordinator::serve_with(
+        listener,
+        None,
+        config,
+        metrics.clone(),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    let mut daemons = Vec::with_capacity(sites.len());
+    for site in sites {
+        let settings = DaemonSettings {
+            coordinator: url.clone(),
+            enrollment_token: TOKEN.into(),
+            site_label: site.site.site_id.clone(),
+            federation_tag: FEDERATION.into(),
+            limits: Limits {
+                backoff_initial_ms: 50,
+                backoff_max_ms: 1_000,
+                ..Limits::default()
+            },
+        };
+        let trainer = Arc::new(MlpTrainer::new(site.train.clone()));
+        let daemon = Daemon::new(settings, Arc::new(SiteIdentity::generate()?), trainer)?;
+        daemons.push(Some(tokio::spawn(daemon.run(std::future::pending()))));
+    }
+
+    let mut records = Vec::with_capacity(rounds);
+    let (mut last, mut last_up, mut last_down) = (Instant::now(), 0u64, 0u64);
+    let outcome: Result<()> = async {
+        loop {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let done = metrics.rounds_completed() as usize;
+            while records.len() < done.min(rounds) {
+                let (up, down) = (metrics.total_bytes_in(), metrics.total_bytes_out());
+                records.push(FederatedRound {
+                    version: records.len() as u64 + 1,
+                    participants: 0,
+                    seconds: last.elapsed().as_secs_f64(),
+                    bytes_up: up - last_up,
+                    bytes_down: down - last_down,
+                });
+                (last, last_up, last_down) = (Instant::now(), up, down);
+                progress(records.len(), rounds);
+            }
+            // A daemon that ended before the last round failed: stop everything.
+            for (i, slot) in daemons.iter_mut().enumerate() {
+                if slot.as_ref().is_some_and(|h| h.is_finished())
+                    && let Some(handle) = slot.take()
+                {
+                    let summary = handle
+                        .await
+                        .with_context(|| format!("participant {i} panicked"))?
+                        .with_context(|| format!("participant {} failed", sites[i].site.site_id))?;
+                    if summary.final_version.is_none() {
+                        bail!("participant {} stopped early", sites[i].site.site_id);
+                    }
+                }
+            }
+            if daemons.iter().all(Option::is_none) && records.len() >= rounds {
+                return Ok(());
+            }
+        }
+    }
+    .await;
+    for handle in daemons.into_iter().flatten() {
+        handle.abort();
+    }
+    let _ = stop.send(());
+    server.await.context("coordinator task")??;
+    outcome.map(|()| records)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datasets::synth::{FleetConfig, generate_fleet};
+    use datasets::{Resolution, SplitSpec, Target, prepare_fleet};
+    use models::{ModelKind, QuantileForecaster, TrainingMode, evaluate_fleet, score_forecasts};
+
+    /// Federated vs centralized day-ahead nMAE on a synthetic fleet (slow: run in release with
+    /// `--ignored --nocapture`). Env: GRIDFED_SITES, GRIDFED_DAYS, GRIDFED_ROUNDS, GRIDFED_EPOCHS.
+    #[test]
+    #[ignore]
+    fn federated_close_to_centralized() {
+        let var = |k: &str, d: usize| {
+            std::env::var(k)
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(d)
+        };
+        let fleet = generate_fleet(&FleetConfig {
+            sites: var("GRIDFED_SITES", 10),
+            days: var("GRIDFED_DAYS", 200),
+            resolution: Resolution::Hour,
+            seed: 7,
+            ..FleetConfig::default()
+        });
+        let series: Vec<datasets::RegularSeries> = fleet
+            .telemetry
+            .into_iter()
+            .map(|telemetry| datasets::RegularSeries {
+                resolution: Resolution::Hour,
+                telemetry,
+            })
+            .collect();
+        let target = match std::env::var("GRIDFED_TARGET").as_deref() {
+            Ok("pv") => Target::Pv,
+            _ => Target::Load,
+        };
+        let prepared =
+            prepare_fleet(&fleet.sites, &series, target, SplitSpec::day_ahead(24)).unwrap();
+        let train: Vec<_> = prepared.iter().map(|p| p.train.clone()).collect();
+        let test: Vec<_> = prepared.iter().map(|p| p.test.clone()).collect();
+        let config = ForecasterConfig::day_ahead(target, train[0].n_features, train[0].horizon);
+        let t = Instant::now();
+        let central =
+            evaluate_fleet(target, &train, &test, TrainingMode::Centralized, &config).unwrap();
+        let central_s = t.elapsed().as_secs_f64();
+        let outcome = federated_training(
+            &prepared,
+            &config,
+            var("GRIDFED_ROUNDS", 10),
+            var("GRIDFED_EPOCHS", 2),
+            Protection::Masked,
+            |r, n| eprintln!("round {r}/{n}"),
+        )
+        .unwrap();
+        let model = QuantileForecaster::from_flat(config.clone(), &outcome.params).unwrap();
+        let forecasts: Vec<_> = test.iter().map(|t| model.predict(t).unwrap()).collect();
+        let persistence: Vec<_> = test
+            .iter()
+            .map(|t| models::persistence(t).unwrap())
+            .collect();
+        let rows =
+            score_forecasts(ModelKind::FederatedMlp, target, &test, &forecasts, &persistence)
+                .unwrap();
+        let fed = rows.last().unwrap().metrics.nmae;
+        let cen = central.overall(ModelKind::Mlp).unwrap().metrics.nmae;
+        eprintln!(
+            "{target:?}: federated nMAE {fed:.4} ({:.1} s), centralized {cen:.4} ({central_s:.1} s), ratio {:.3}\n{}",
+            outcome.seconds,
+            fed / cen,
+            serde_json::to_string(&outcome).unwrap()
+        );
+    }
+}

@@ -1,0 +1,485 @@
+//! `gridfed coordinator`, `gridfed participant` and `gridfed bench round`: the federation
+//! services from the command line, and a benchmark of whole rounds over loopback gRPC.
+//!
+//! Glue only: configs are parsed by the `coordinator` and `participant` crates, which do the
+//! work; each entry point builds its own tokio runtime.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+use clap::{Args, Subcommand, ValueEnum};
+use coordinator::{CoordinatorConfig, FederationSpec, InitialWeights, Metrics, Protection};
+use participant::{Daemon, DaemonSettings, FixedUpdate, Limits, ParticipantConfig, SiteIdentity};
+use serde::Serialize;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+use super::train::Format;
+
+/// `gridfed coordinator ...`
+#[derive(Subcommand, Debug)]
+pub enum CoordinatorCommand {
+    /// Run the coordinator service until Ctrl-C.
+    Serve {
+        /// coordinator.toml (relative paths in it are relative to the file).
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+/// `gridfed participant ...`
+#[derive(Subcommand, Debug)]
+pub enum ParticipantCommand {
+    /// Run the participant daemon until its federation is done or Ctrl-C.
+    Run {
+        /// participant.toml (relative paths in it are relative to the file).
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Validate the config and the site's data and print what the daemon would share.
+    Check {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+}
+
+/// `gridfed bench ...`
+#[derive(Subcommand, Debug)]
+pub enum BenchCommand {
+    /// Real federated rounds over loopback gRPC, training excluded; prints JSON.
+    Round(BenchRoundArgs),
+}
+
+/// How the benchmarked rounds protect the updates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BenchMode {
+    /// Dropout-tolerant masked secure aggregation.
+    Masked,
+    /// Plaintext updates (the baseline).
+    Plain,
+}
+
+impl From<BenchMode> for Protection {
+    fn from(mode: BenchMode) -> Self {
+        match mode {
+            BenchMode::Masked => Protection::Masked,
+            BenchMode::Plain => Protection::Plain,
+        }
+    }
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct BenchRoundArgs {
+    /// Participant daemons (tokio tasks, each with its own gRPC connection).
+    #[arg(long, default_value_t = 10)]
+    pub participants: usize,
+    /// Parameters per update.
+    #[arg(long, default_value_t = 100_000)]
+    pub length: usize,
+    #[arg(long, value_enum, default_value = "masked")]
+    pub mode: BenchMode,
+    /// Rounds to run; latencies are averaged over them.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: u64,
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+async fn ctrl_c() {
+    if tokio::signal::ctrl_c().await.is_err() {
+        // No signal handler available: run until killed.
+        std::future::pending::<()>().await;
+    }
+}
+
+/// `path` as written, or joined to the config file's directory when relative.
+fn beside(config: &Path, path: &Path) -> PathBuf {
+    match config.parent() {
+        Some(dir) if path.is_relative() => dir.join(path),
+        _ => path.to_path_buf(),
+    }
+}
+
+fn read_text(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+}
+
+/// Reads and validates coordinator.toml, resolving relative paths against its directory.
+pub fn load_coordinator_config(path: &Path) -> Result<CoordinatorConfig> {
+    let mut config = CoordinatorConfig::from_toml(&read_text(path)?)
+        .with_context(|| format!("invalid coordinator config {}", path.display()))?;
+    config.data_dir = beside(path, &config.data_dir);
+    for federation in &mut config.federations {
+        if let InitialWeights::File(file) = &mut federation.initial_weights {
+            *file = beside(path, file);
+        }
+    }
+    Ok(config)
+}
+
+/// Reads and validates participant.toml, resolving relative paths against its directory.
+pub fn load_participant_config(path: &Path) -> Result<ParticipantConfig> {
+    let mut config = ParticipantConfig::from_toml(&read_text(path)?)
+        .with_context(|| format!("invalid participant config {}", path.display()))?;
+    config.key_file = beside(path, &config.key_file);
+    config.data.dir = beside(path, &config.data.dir);
+    Ok(config)
+}
+
+pub fn run_coordinator(cmd: CoordinatorCommand) -> Result<()> {
+    let CoordinatorCommand::Serve { config } = cmd;
+    let config = load_coordinator_config(&config)?;
+    init_tracing();
+    runtime()?.block_on(async move {
+        let listener = TcpListener::bind(&config.listen)
+            .await
+            .with_context(|| format!("binding {}", config.listen))?;
+        eprintln!(
+            "coordinator listening on {} (data in {})",
+            listener.local_addr()?,
+            config.data_dir.display()
+        );
+        coordinator::serve(listener, config, ctrl_c())
+            .await
+            .context("coordinator stopped with an error")
+    })
+}
+
+pub fn run_participant(cmd: ParticipantCommand) -> Result<()> {
+    match cmd {
+        ParticipantCommand::Run { config } => {
+            let config = load_participant_config(&config)?;
+            init_tracing();
+            let summary = runtime()?
+                .block_on(participant::run(config, ctrl_c()))
+                .context("participant daemon failed")?;
+            println!(
+                "participant {} in federation `{}`: {} rounds uploaded, final version {}, {} reconnects",
+                summary.participant_id,
+                summary.federation,
+                summary.rounds_uploaded,
+                summary
+                    .final_version
+                    .map_or("none (stopped)".to_string(), |v| v.to_string()),
+                summary.reconnects
+            );
+            Ok(())
+        }
+        ParticipantCommand::Check { config, format } => {
+            let config = load_participant_config(&config)?;
+            let report = participant::check(&config).context("participant check failed")?;
+            match format {
+                Format::Table => print!("{report}"),
+                Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+            }
+            Ok(())
+        }
+    }
+}
+
+pub fn run_bench(cmd: BenchCommand) -> Result<()> {
+    match cmd {
+        BenchCommand::Round(args) => run_bench_round(args),
+    }
+}
+
+/// What `gridfed bench round` prints.
+#[derive(Debug, Serialize)]
+pub struct BenchRoundReport {
+    pub mode: BenchMode,
+    pub participants: usize,
+    pub length: usize,
+    pub rounds: u64,
+    /// Mean round latency over loopback gRPC: from selection to the committed version
+    /// (download of the global weights, protocol phases, uploads, aggregation, commit).
+    pub round_ms: f64,
+    /// Mean time of each coordinator-side phase per round.
+    pub phases_ms: BTreeMap<String, f64>,
+    /// Payload bytes one participant sent per round (mean over participants).
+    pub bytes_sent_per_participant: u64,
+    /// Payload bytes one participant received per round (global weights, protocol messages).
+    pub bytes_received_per_participant: u64,
+    /// The aggregation of the same vectors in one process, without network or daemons:
+    /// masked, the coordinator's unmasking (sum of masked inputs, mask removal) and decoding;
+    /// plain, the weighted FedAvg sum.
+    pub aggregation_only_ms: f64,
+    /// Masked only: one participant masking its update in-process.
+    pub masking_one_participant_ms: Option<f64>,
+    /// Largest deviation of the final weights from the exact plaintext FedAvg.
+    pub max_abs_error: f64,
+    /// Wall time of the whole run: enrollment, joins and every round.
+    pub wall_s: f64,
+}
+
+/// A deterministic update for participant `i`, inside the clip range [-1, 1].
+fn bench_delta(i: usize, d: usize) -> Vec<f32> {
+    let offset = (i * 7919) % 2001;
+    (0..d)
+        .map(|j| (((offset + j * 104_729) % 2001) as f32 / 1000.0 - 1.0) * 0.9)
+        .collect()
+}
+
+fn bench_samples(i: usize) -> u64 {
+    100 + (i as u64 * 37) % 400
+}
+
+pub fn run_bench_round(args: BenchRoundArgs) -> Result<()> {
+    let report = bench_round(&args)?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(())
+}
+
+/// Runs the benchmark and returns its report (see [`BenchRoundReport`]).
+pub fn bench_round(args: &BenchRoundArgs) -> Result<BenchRoundReport> {
+    let (n, d) = (args.participants, args.length);
+    ensure!(args.rounds >= 1, "--rounds must be at least 1");
+    ensure!(d >= 1, "--length must be at least 1");
+    match args.mode {
+        BenchMode::Masked => ensure!(n >= 2, "masked rounds need at least 2 participants"),
+        BenchMode::Plain => ensure!(n >= 1, "need at least 1 participant"),
+    }
+    let deltas: Vec<Arc<Vec<f32>>> = (0..n).map(|i| Arc::new(bench_delta(i, d))).collect();
+    let dir = tempfile::tempdir().context("creating a temporary data directory")?;
+    let spec = FederationSpec {
+        min_participants: n,
+        // Generous deadlines: on a busy machine nobody may be dropped from the measured rounds.
+        selection_timeout_ms: 60_000,
+        keys_timeout_ms: 120_000,
+        upload_timeout_ms: 300_000,
+        unmask_timeout_ms: 120_000,
+        ..FederationSpec::vector("bench", d as u64, args.mode.into(), args.rounds)
+    };
+    let started = Instant::now();
+    let metrics = Arc::new(Metrics::default());
+    runtime()?.block_on(run_loopback(
+        dir.path(),
+        spec,
+        &deltas,
+        metrics.clone(),
+        Duration::from_secs(600),
+    ))?;
+    let wall_s = started.elapsed().as_secs_f64();
+
+    let rounds = metrics.rounds_completed();
+    ensure!(
+        rounds == args.rounds,
+        "{rounds} of {} rounds completed",
+        args.rounds
+    );
+    let (_, weights) = coordinator::load_latest(dir.path(), "bench")?;
+    let once = fedavg(&deltas, n);
+    let max_abs_error = weights
+        .iter()
+        .zip(&once)
+        .map(|(w, e)| (f64::from(*w) - args.rounds as f64 * f64::from(*e)).abs())
+        .fold(0.0, f64::max);
+
+    let per_round = |total: u64| total as f64 / rounds as f64;
+    let phases_ms = metrics
+        .phase_durations()
+        .into_iter()
+        .map(|(phase, (sum, _))| (phase.to_string(), per_round(sum)))
+        .collect();
+    let per_participant_round = |total: u64| total / (rounds * n as u64);
+    let (aggregation_only_ms, masking_one_participant_ms) = aggregation_only(args.mode, &deltas)?;
+    Ok(BenchRoundReport {
+        mode: args.mode,
+        participants: n,
+        length: d,
+        rounds,
+        round_ms: per_round(metrics.round_duration_ms_sum()),
+        phases_ms,
+        bytes_sent_per_participant: per_participant_round(metrics.total_bytes_in()),
+        bytes_received_per_participant: per_participant_round(metrics.total_bytes_out()),
+        aggregation_only_ms,
+        masking_one_participant_ms,
+        max_abs_error,
+        wall_s,
+    })
+}
+
+/// Sample-weighted mean of the benchmark deltas.
+fn fedavg(deltas: &[Arc<Vec<f32>>], n: usize) -> Vec<f32> {
+    let d = deltas.first().map_or(0, |v| v.len());
+    let total: f64 = (0..n).map(|i| bench_samples(i) as f64).sum();
+    let mut sum = vec![0.0f64; d];
+    for (i, delta) in deltas.iter().enumerate() {
+        let w = bench_samples(i) as f64;
+        for (s, v) in sum.iter_mut().zip(delta.iter()) {
+            *s += w * f64::from(*v);
+        }
+    }
+    sum.into_iter().map(|s| (s / total) as f32).collect()
+}
+
+/// A coordinator on 127.0.0.1:0 and one `FixedUpdate` daemon per delta, all on this runtime;
+/// returns once every daemon saw the federation finish.
+async fn run_loopback(
+    data_dir: &Path,
+    spec: FederationSpec,
+    deltas: &[Arc<Vec<f32>>],
+    metrics: Arc<Metrics>,
+    limit: Duration,
+) -> Result<()> {
+    let token = "bench-enrollment-token";
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let tag = spec.tag.clone();
+    let config = CoordinatorConfig::new(data_dir, token, vec![spec]);
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(coordinator::serve_with(
+        listener,
+        None,
+        config,
+        metrics,
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    let mut daemons = Vec::with_capacity(deltas.len());
+    for (i, delta) in deltas.iter().enumerate() {
+        let settings = DaemonSettings {
+            coordinator: url.clone(),
+            enrollment_token: token.into(),
+            site_label: format!("bench-site-{i}"),
+            federation_tag: tag.clone(),
+            limits: Limits {
+                backoff_initial_ms: 50,
+                backoff_max_ms: 1_000,
+                ..Limits::default()
+            },
+        };
+        let trainer = Arc::new(FixedUpdate {
+            delta: delta.as_ref().clone(),
+            samples: bench_samples(i),
+        });
+        let daemon = Daemon::new(settings, Arc::new(SiteIdentity::generate()?), trainer)?;
+        daemons.push(tokio::spawn(daemon.run(std::future::pending())));
+    }
+    let outcome = async {
+        for (i, daemon) in daemons.into_iter().enumerate() {
+            let summary = tokio::time::timeout(limit, daemon)
+                .await
+                .with_context(|| format!("participant {i} did not finish in {limit:?}"))?
+                .with_context(|| format!("participant {i} panicked"))?
+                .with_context(|| format!("participant {i} failed"))?;
+            if summary.final_version.is_none() {
+                bail!("participant {i} stopped before the federation finished");
+            }
+        }
+        Ok(())
+    }
+    .await;
+    let _ = stop.send(());
+    server.await.context("coordinator task")??;
+    outcome
+}
+
+/// The aggregation of the benchmark's vectors in one process: returns (aggregation ms, masking
+/// ms of one participant).
+fn aggregation_only(mode: BenchMode, deltas: &[Arc<Vec<f32>>]) -> Result<(f64, Option<f64>)> {
+    let n = deltas.len();
+    let d = deltas.first().map_or(0, |v| v.len());
+    let spec = FederationSpec::vector("bench", d as u64, mode.into(), 1);
+    match mode {
+        BenchMode::Plain => {
+            let plan = coordinator::round::RoundPlan {
+                federation: "bench".into(),
+                round: 1,
+                selected: (0..n).map(|i| format!("p{i:06}")).collect(),
+                target: n,
+                min_participants: 1,
+                global: coordinator::round::WeightsRef {
+                    version: 0,
+                    length: d as u64,
+                    sha256: [0; 32],
+                },
+                protection: Protection::Plain,
+                deadlines: coordinator::round::Deadlines {
+                    keys_unix_ms: u64::MAX,
+                    upload_unix_ms: u64::MAX,
+                    unmask_unix_ms: u64::MAX,
+                },
+                seed: [0; 32],
+                started_unix_ms: 0,
+                spec,
+            };
+            let started = Instant::now();
+            let mut collecting = coordinator::round::PlainCollecting::new(plan);
+            for (i, delta) in deltas.iter().enumerate() {
+                collecting.accept(1, &format!("p{i:06}"), bench_samples(i), delta)?;
+            }
+            let aggregated = collecting.close()?;
+            let ms = started.elapsed().as_secs_f64() * 1e3;
+            ensure!(aggregated.participants == n, "in-process plain sum lost updates");
+            Ok((ms, None))
+        }
+        BenchMode::Masked => {
+            use crypto::secagg::SecAggParams;
+            use crypto::secagg::simulation::{Dropout, PreparedRound, SimulationConfig};
+            let vector_len = u32::try_from(d + 1).context("vector too long")?;
+            // The coordinator's parameters for this roster (see coordinator::round::masked).
+            let mut params = if n >= 4 {
+                SecAggParams::suggested(n, vector_len)?
+            } else {
+                let k = n as u32 - 1;
+                SecAggParams {
+                    vector_len,
+                    neighbours: k,
+                    threshold: k,
+                    min_survivors: 0,
+                }
+            };
+            params.min_survivors = params.min_survivors.max(params.threshold + 1).max(n as u32);
+            let codec =
+                crypto::FixedPointCodec::weighted(spec.clip, n as u32, spec.max_weight)?;
+            let inputs: Vec<Vec<u32>> = deltas
+                .iter()
+                .enumerate()
+                .map(|(i, delta)| codec.encode_weighted(delta, bench_samples(i) as u32))
+                .collect::<Result<_, _>>()?;
+            let config = SimulationConfig {
+                participants: n as u32,
+                params,
+                dropout: Dropout::default(),
+                seed: 7,
+                through_bytes: true,
+            };
+            let masked = PreparedRound::prepare(&config)?.mask(&inputs)?;
+            drop(inputs);
+            let outcome = masked.unmask();
+            let aggregate = outcome.result?;
+            let started = Instant::now();
+            let mean = codec.decode_weighted_mean(&aggregate.sum, n as u32)?;
+            let decode = started.elapsed();
+            ensure!(
+                mean.mean.len() == d,
+                "in-process masked aggregate has the wrong length"
+            );
+            Ok((
+                (outcome.unmasking + decode).as_secs_f64() * 1e3,
+                Some(outcome.single_masking.as_secs_f64() * 1e3),
+            ))
+        }
+    }
+}
