@@ -121,6 +121,19 @@ fn encrypted_aggregation(c: &mut Criterion) {
             aggregator.finish().expect("sum")
         })
     });
+    let frames: Vec<Vec<u8>> = ciphertexts.iter().map(|c| c.seal(&sender)).collect();
+    group.bench_function("verify_and_add_50_sealed", |b| {
+        b.iter(|| {
+            let mut aggregator = EncryptedAggregator::new(&keys.key, LENGTH).expect("aggregator");
+            for (frame, p) in frames.iter().zip(0u32..) {
+                aggregator
+                    .add_sealed(ParticipantId(p), frame, &sender.verifying_key())
+                    .expect("add");
+            }
+            aggregator.finish().expect("sum")
+        })
+    });
+    drop(frames);
     let mut aggregator = EncryptedAggregator::new(&keys.key, LENGTH).expect("aggregator");
     let batch: Vec<(ParticipantId, &Ciphertext)> = ciphertexts
         .iter()

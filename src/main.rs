@@ -23,6 +23,15 @@ enum Command {
     Datasets(commands::datasets::DatasetsCommand),
     /// Train forecasters on a fleet directory and report their accuracy.
     Train(commands::train::TrainArgs),
+    /// Run the federation coordinator.
+    #[command(subcommand)]
+    Coordinator(commands::federation::CoordinatorCommand),
+    /// Run or check a participant daemon.
+    #[command(subcommand)]
+    Participant(commands::federation::ParticipantCommand),
+    /// Benchmarks of the running system.
+    #[command(subcommand)]
+    Bench(commands::federation::BenchCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -31,6 +40,9 @@ fn main() -> std::process::ExitCode {
         Command::Demo(args) => commands::demo::run(args),
         Command::Datasets(cmd) => commands::datasets::run(cmd),
         Command::Train(args) => commands::train::run(args),
+        Command::Coordinator(cmd) => commands::federation::run_coordinator(cmd),
+        Command::Participant(cmd) => commands::federation::run_participant(cmd),
+        Command::Bench(cmd) => commands::federation::run_bench(cmd),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

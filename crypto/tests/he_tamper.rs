@@ -5,8 +5,9 @@
 
 use crypto::he::{
     AggregationPlan, Ciphertext, Committee, CommitteeMember, CommitteeSeat, CommitteeSize,
-    DecryptorSet, HeError, MemberIndex, NoiseSource, PartialDecryption, PublicKeyShare,
-    ShareCommitments, SlotCount, SummandCount, Threshold, combine, generate_keys_in_process,
+    DecryptorSet, EncryptedAggregator, HeError, MemberIndex, NoiseSource, PartialDecryption,
+    PublicKeyShare, ShareCommitments, SlotCount, SummandCount, Threshold, combine,
+    generate_keys_in_process,
 };
 use crypto::secagg::{FederationId, ParticipantId};
 use ed25519_dalek::SigningKey;
@@ -74,6 +75,27 @@ fn tampered_ciphertexts_are_rejected() {
     every_flip_is_refused(&frame, |f| {
         Ciphertext::open(f, &sender.verifying_key(), &keys.key, LENGTH).map(|_| ())
     });
+    // Streaming aggregation refuses the same frames and adds nothing when it does.
+    let mut aggregator = EncryptedAggregator::new(&keys.key, LENGTH).unwrap();
+    let mut tampered = frame.clone();
+    tampered[100] ^= 1;
+    assert!(matches!(
+        aggregator.add_sealed(ParticipantId(1), &tampered, &sender.verifying_key()),
+        Err(HeError::BadSignature { .. })
+    ));
+    assert!(aggregator.contributors().is_empty());
+    aggregator
+        .add_sealed(ParticipantId(1), &frame, &sender.verifying_key())
+        .unwrap();
+    assert!(matches!(
+        aggregator.add_sealed(ParticipantId(1), &frame, &sender.verifying_key()),
+        Err(HeError::DuplicateContribution(_))
+    ));
+    let sum = aggregator.finish().unwrap();
+    assert_eq!(
+        sum,
+        Ciphertext::open(&frame, &sender.verifying_key(), &keys.key, LENGTH).unwrap()
+    );
     // Signed by someone else than the claimed sender.
     assert!(matches!(
         Ciphertext::open(&frame, &identity(10).verifying_key(), &keys.key, LENGTH),

@@ -5,8 +5,8 @@ mod common;
 
 use common::{Harness, params, recipient};
 use crypto::secagg::{
-    FederationId, NeighbourGraph, ParticipantId, ParticipantRound, Party, Phase, RoundId,
-    RoundPlan, SecretKind, ShareList, SignedMessage, UnmaskRequest, UnmaskResponse,
+    FederationId, MaskedInput, NeighbourGraph, ParticipantId, ParticipantRound, Party, Phase,
+    RoundId, RoundPlan, SecretKind, ShareList, SignedMessage, UnmaskRequest, UnmaskResponse,
     generate_signing_key,
 };
 use crypto::{AbortReason, CryptoError};
@@ -369,4 +369,34 @@ fn participants_refuse_to_unmask_a_split_group() {
         rejected.error
     );
     assert!(rejected.state.handle(&request).is_ok());
+}
+
+#[test]
+fn batched_uploads_refuse_wrong_lengths_and_in_batch_replays_individually() {
+    let (mut h, collecting) = Harness::open(6, params(8, 3, 2, 4), 9);
+    let (mut masked, ready) = h.run_until_ready(collecting);
+    let mut messages: Vec<SignedMessage> = ready
+        .into_iter()
+        .map(|(_, state)| state.mask(&[5; 8]).unwrap().1)
+        .collect();
+    let short = h.participant_resign(&messages[1], MaskedInput::encode(&[5; 7]));
+    let replay = messages[0].clone();
+    messages[1] = short;
+    messages.push(replay);
+    let results = masked.receive_all(&messages);
+    assert!(results[0].is_ok());
+    assert!(matches!(
+        results[1],
+        Err(CryptoError::ProtocolViolation { .. })
+    ));
+    assert!(results[2..6].iter().all(Result::is_ok));
+    assert!(matches!(
+        results[6],
+        Err(CryptoError::Duplicate {
+            phase: Phase::MaskedInput,
+            ..
+        })
+    ));
+    // Participant 1's genuine input never arrived: it counts as dropped after sharing keys.
+    assert_eq!(masked.pending().len(), 1);
 }

@@ -130,8 +130,22 @@ pub fn load_coordinator_config(path: &Path) -> Result<CoordinatorConfig> {
         .with_context(|| format!("invalid coordinator config {}", path.display()))?;
     config.data_dir = beside(path, &config.data_dir);
     for federation in &mut config.federations {
-        if let InitialWeights::File(file) = &mut federation.initial_weights {
-            *file = beside(path, file);
+        match &mut federation.initial_weights {
+            InitialWeights::File(file) => *file = beside(path, file),
+            // An MLP from zeros never breaks symmetry: start from the spec's seeded init.
+            InitialWeights::Zeros(_) if !federation.model_spec_json.is_empty() => {
+                let model: models::ForecasterConfig =
+                    serde_json::from_str(&federation.model_spec_json).with_context(|| {
+                        format!(
+                            "federation `{}`: model_spec_json is not a forecaster config",
+                            federation.name
+                        )
+                    })?;
+                model.validate()?;
+                let weights = models::to_flat(&model.init(&models::inference_device())?)?;
+                federation.initial_weights = InitialWeights::Values(weights);
+            }
+            _ => {}
         }
     }
     Ok(config)
@@ -431,7 +445,10 @@ fn aggregation_only(mode: BenchMode, deltas: &[Arc<Vec<f32>>]) -> Result<(f64, O
             }
             let aggregated = collecting.close()?;
             let ms = started.elapsed().as_secs_f64() * 1e3;
-            ensure!(aggregated.participants == n, "in-process plain sum lost updates");
+            ensure!(
+                aggregated.participants == n,
+                "in-process plain sum lost updates"
+            );
             Ok((ms, None))
         }
         BenchMode::Masked => {
@@ -451,8 +468,7 @@ fn aggregation_only(mode: BenchMode, deltas: &[Arc<Vec<f32>>]) -> Result<(f64, O
                 }
             };
             params.min_survivors = params.min_survivors.max(params.threshold + 1).max(n as u32);
-            let codec =
-                crypto::FixedPointCodec::weighted(spec.clip, n as u32, spec.max_weight)?;
+            let codec = crypto::FixedPointCodec::weighted(spec.clip, n as u32, spec.max_weight)?;
             let inputs: Vec<Vec<u32>> = deltas
                 .iter()
                 .enumerate()

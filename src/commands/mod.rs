@@ -2,6 +2,8 @@
 
 pub mod datasets;
 pub mod demo;
+pub mod federated;
+pub mod federation;
 pub mod fleet;
 pub mod report;
 pub mod train;

@@ -19,6 +19,8 @@
 
 use std::collections::BTreeSet;
 
+use ed25519_dalek::VerifyingKey;
+
 use super::HeError;
 use super::ciphertext::Ciphertext;
 use super::committee::{Committee, MemberIndex};
@@ -145,6 +147,29 @@ impl EncryptedAggregator {
         let addends: Vec<&Ciphertext> = batch.iter().map(|(_, c)| *c).collect();
         self.sum.accumulate(&addends);
         self.contributors.extend(incoming);
+        Ok(())
+    }
+
+    /// Verifies and adds one participant's sealed ciphertext straight from its frame: the
+    /// coordinator's memory stays at one running sum however many participants send.
+    pub fn add_sealed(
+        &mut self,
+        contributor: ParticipantId,
+        frame: &[u8],
+        sender: &VerifyingKey,
+    ) -> Result<(), HeError> {
+        if self.contributors.contains(&contributor) {
+            return Err(HeError::DuplicateContribution(contributor));
+        }
+        let summands = u64::from(self.sum.summands()) + 1;
+        if summands > u64::from(self.plan.max_summands().0) {
+            return Err(HeError::TooManySummands {
+                summands,
+                max: self.plan.max_summands().0,
+            });
+        }
+        self.sum.accumulate_frame(frame, sender)?;
+        self.contributors.insert(contributor);
         Ok(())
     }
 

@@ -209,6 +209,43 @@ impl Ciphertext {
         self.digest = OnceLock::new();
     }
 
+    /// Verifies a fresh ciphertext frame signed by `sender` and adds it into `self` while
+    /// decoding, so a coordinator never holds more than the running sum. Nothing is added unless
+    /// the whole frame checks out (signature, key, plaintext bits, one summand, length).
+    pub(crate) fn accumulate_frame(
+        &mut self,
+        frame: &[u8],
+        sender: &VerifyingKey,
+    ) -> Result<(), HeError> {
+        let mut reader =
+            FrameReader::open(frame, FrameKind::Ciphertext, body_len(self.len()), sender)?;
+        if reader.array::<32>()? != self.key {
+            return Err(HeError::WrongBinding {
+                what: "ciphertext",
+                binding: "collective key",
+            });
+        }
+        if reader.u8()? != self.bits {
+            return Err(reader.malformed("plaintext bits differ from the plan"));
+        }
+        if reader.u32()? != 1 {
+            return Err(HeError::WrongBinding {
+                what: "ciphertext",
+                binding: "fresh update (it is already a sum)",
+            });
+        }
+        if reader.u64()? != self.length {
+            return Err(reader.malformed("declared length differs from the frame size"));
+        }
+        // The frame size was checked against the expected length, so these cannot fail midway.
+        reader.add_words_into(&mut self.masks, CIPHERTEXT_DROPPED_BITS)?;
+        reader.add_words_into(&mut self.bodies, CIPHERTEXT_DROPPED_BITS)?;
+        reader.finish()?;
+        self.summands += 1;
+        self.digest = OnceLock::new();
+        Ok(())
+    }
+
     /// The signed wire frame.
     #[must_use]
     pub fn seal(&self, signer: &SigningKey) -> Vec<u8> {

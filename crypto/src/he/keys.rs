@@ -21,10 +21,18 @@ pub(crate) const SHARE_BODY_LEN: usize = 32 + 2 + POLYNOMIAL_SIZE * 8;
 
 /// A member's verified public key share. Only [`PublicKeyShare::open`] makes one, after checking
 /// the member's signature against the roster and the share against the member's commitment.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct PublicKeyShare {
     member: MemberIndex,
     b: Vec<u64>,
+}
+
+impl std::fmt::Debug for PublicKeyShare {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PublicKeyShare")
+            .field("member", &self.member)
+            .finish_non_exhaustive()
+    }
 }
 
 impl PublicKeyShare {

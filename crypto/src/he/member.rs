@@ -42,6 +42,12 @@ pub(crate) struct KeyShare(pub(crate) Vec<GaloisElement>);
 #[derive(Zeroize, ZeroizeOnDrop)]
 pub struct SecretFrame(Vec<u8>);
 
+impl std::fmt::Debug for SecretFrame {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SecretFrame({} bytes)", self.0.len())
+    }
+}
+
 impl SecretFrame {
     #[must_use]
     pub fn as_bytes(&self) -> &[u8] {

@@ -292,8 +292,30 @@ impl<'a> FrameReader<'a> {
 
     /// `count` packed words (see [`FrameWriter::put_words`]).
     pub(crate) fn words(&mut self, count: usize, dropped_bits: u32) -> Result<Vec<u64>, HeError> {
+        let mut words = vec![0u64; count];
+        self.unpack(&mut words, dropped_bits, |word, value| *word = value)?;
+        Ok(words)
+    }
+
+    /// Adds `out.len()` packed words into `out` (wrapping), without materializing them.
+    pub(crate) fn add_words_into(
+        &mut self,
+        out: &mut [u64],
+        dropped_bits: u32,
+    ) -> Result<(), HeError> {
+        self.unpack(out, dropped_bits, |word, value| {
+            *word = word.wrapping_add(value)
+        })
+    }
+
+    fn unpack(
+        &mut self,
+        out: &mut [u64],
+        dropped_bits: u32,
+        apply: impl Fn(&mut u64, u64) + Sync,
+    ) -> Result<(), HeError> {
         let width = word_width(dropped_bits);
-        let len = count.checked_mul(width).ok_or(HeError::Malformed {
+        let len = out.len().checked_mul(width).ok_or(HeError::Malformed {
             what: self.what,
             reason: "word count overflows",
         })?;
@@ -303,9 +325,7 @@ impl<'a> FrameReader<'a> {
         } else {
             (1u64 << (8 * width)) - 1
         };
-        let mut words = vec![0u64; count];
-        words
-            .par_chunks_mut(4096)
+        out.par_chunks_mut(4096)
             .enumerate()
             .for_each(|(chunk, out)| {
                 let start = chunk * 4096 * width;
@@ -315,10 +335,10 @@ impl<'a> FrameReader<'a> {
                     let mut raw = [0u8; 8];
                     let available = (bytes.len() - at).min(8);
                     raw[..available].copy_from_slice(&bytes[at..at + available]);
-                    *word = (u64::from_le_bytes(raw) & keep) << dropped_bits;
+                    apply(word, (u64::from_le_bytes(raw) & keep) << dropped_bits);
                 }
             });
-        Ok(words)
+        Ok(())
     }
 
     /// Fails unless the whole body was read.

@@ -6,7 +6,8 @@
 //! recipient in its header. The coordinator holds no participant secret until unmasking, and
 //! then at most one of the two secrets of each participant.
 //!
-//! [`CollectingAdvertisements`] -> [`CollectingShares`] -> [`CollectingMaskedInputs`] ->
+//! [`CollectingAdvertisements`] -> [`CollectingShares`] ->
+//! [`CollectingMaskedInputs`](super::uploads::CollectingMaskedInputs) ->
 //! [`CollectingUnmaskResponses`](super::unmask::CollectingUnmaskResponses) -> sum.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -18,19 +19,14 @@ use rayon::prelude::*;
 use super::envelope::{MessageHeader, SignedMessage};
 use super::graph::NeighbourGraph;
 use super::identity::roster_keys;
-use super::ids::{ParticipantId, Party, Phase, RoundId, SecretKind};
+use super::ids::{ParticipantId, Party, Phase, RoundId};
 use super::messages::{
-    EncryptedShare, KeyAdvertisement, KeyDirectory, MaskedInput, RosterEntry, RoundPlan, ShareList,
-    UnmaskRequest,
+    EncryptedShare, KeyAdvertisement, KeyDirectory, RosterEntry, RoundPlan, ShareList,
 };
 use super::params::SecAggParams;
-use super::prg::le_words;
 use super::share_box::SEALED_LEN;
-use super::unmask::CollectingUnmaskResponses;
+use super::uploads::CollectingMaskedInputs;
 use crate::{AbortReason, CryptoError};
-
-/// Words added per rayon task when accumulating masked inputs.
-const ADD_CHUNK_WORDS: usize = 1 << 16;
 
 /// What every coordinator state knows.
 pub(crate) struct Round {
@@ -83,7 +79,7 @@ impl Round {
         self.params.threshold as usize
     }
 
-    fn require(&self, phase: Phase, have: usize) -> Result<(), CryptoError> {
+    pub(crate) fn require(&self, phase: Phase, have: usize) -> Result<(), CryptoError> {
         let need = self.params.min_survivors as usize;
         if have < need {
             return Err(AbortReason::TooFewParticipants { phase, have, need }.into());
@@ -92,7 +88,7 @@ impl Round {
     }
 }
 
-fn duplicate(id: ParticipantId, phase: Phase) -> CryptoError {
+pub(crate) fn duplicate(id: ParticipantId, phase: Phase) -> CryptoError {
     CryptoError::Duplicate {
         sender: Party::Participant(id),
         phase,
@@ -308,165 +304,8 @@ impl CollectingShares {
                 )
             })
             .collect();
-        let sum = vec![0u32; self.round.params.vector_len as usize];
-        let next = CollectingMaskedInputs {
-            round: self.round,
-            graph: self.graph,
-            adverts: self.adverts,
-            live,
-            sum,
-            uploaded: BTreeSet::new(),
-        };
+        let next = CollectingMaskedInputs::new(self.round, self.graph, self.adverts, live);
         Ok((next, relays))
-    }
-}
-
-/// Shares relayed; collecting masked inputs, which are added up as they arrive (memory stays
-/// one vector, whatever the number of participants).
-pub struct CollectingMaskedInputs {
-    round: Round,
-    graph: NeighbourGraph,
-    adverts: BTreeMap<ParticipantId, KeyAdvertisement>,
-    live: BTreeSet<ParticipantId>,
-    sum: Vec<u32>,
-    uploaded: BTreeSet<ParticipantId>,
-}
-
-impl CollectingMaskedInputs {
-    /// Takes one masked input and adds it to the running sum (on all rayon threads).
-    pub fn receive(&mut self, message: &SignedMessage) -> Result<(), CryptoError> {
-        let id = self.authenticate(message)?;
-        self.add(id, message)
-    }
-
-    /// [`Self::receive`] for many messages, verifying their signatures in parallel; one result
-    /// per message, in order.
-    pub fn receive_all(&mut self, messages: &[SignedMessage]) -> Vec<Result<(), CryptoError>> {
-        let checked: Vec<_> = messages.par_iter().map(|m| self.authenticate(m)).collect();
-        messages
-            .iter()
-            .zip(checked)
-            .map(|(m, id)| id.and_then(|id| self.add(id, m)))
-            .collect()
-    }
-
-    /// Everything that needs no mutation: addressing, membership, length, signature.
-    fn authenticate(&self, message: &SignedMessage) -> Result<ParticipantId, CryptoError> {
-        let id = self.round.sender(message, Phase::MaskedInput)?;
-        if !self.live.contains(&id) {
-            return Err(CryptoError::NotInRound(id));
-        }
-        if self.uploaded.contains(&id) {
-            return Err(duplicate(id, Phase::MaskedInput));
-        }
-        let words = MaskedInput::word_bytes(message.payload())?;
-        if words.len() != self.sum.len() * 4 {
-            return Err(CryptoError::ProtocolViolation {
-                sender: Party::Participant(id),
-                reason: "masked input of the wrong length",
-            });
-        }
-        self.round.verify(message, id)?;
-        Ok(id)
-    }
-
-    fn add(&mut self, id: ParticipantId, message: &SignedMessage) -> Result<(), CryptoError> {
-        // Checked again: a batch may hold the same sender twice.
-        if !self.uploaded.insert(id) {
-            return Err(duplicate(id, Phase::MaskedInput));
-        }
-        add_le_words(&mut self.sum, MaskedInput::word_bytes(message.payload())?);
-        Ok(())
-    }
-
-    /// Live participants whose masked input has not arrived.
-    #[must_use]
-    pub fn pending(&self) -> Vec<ParticipantId> {
-        self.live.difference(&self.uploaded).copied().collect()
-    }
-
-    /// Ends the phase: returns one unmasking request per participant whose input is in the sum.
-    /// Aborts, before anyone reveals a share, when some secret could not be rebuilt because
-    /// fewer than `threshold` of its holders are left.
-    pub fn close(self) -> Result<(CollectingUnmaskResponses, Vec<SignedMessage>), CryptoError> {
-        let survivors: Vec<ParticipantId> = self.uploaded.iter().copied().collect();
-        self.round.require(Phase::MaskedInput, survivors.len())?;
-        let dropped: Vec<ParticipantId> = self.live.difference(&self.uploaded).copied().collect();
-        let t = self.round.threshold();
-        for &owner in self.live.iter() {
-            let holders = self
-                .graph
-                .neighbours(owner)
-                .iter()
-                .copied()
-                .filter(|n| self.uploaded.contains(n))
-                .count();
-            let needed = self.uploaded.contains(&owner) || holders > 0;
-            if needed && holders < t {
-                let kind = if self.uploaded.contains(&owner) {
-                    SecretKind::SelfMaskSeed
-                } else {
-                    SecretKind::PairwiseMaskKey
-                };
-                return Err(AbortReason::TooFewShares {
-                    owner,
-                    kind,
-                    have: holders,
-                    need: t,
-                }
-                .into());
-            }
-        }
-        let components = self.graph.components(&survivors);
-        if components != 1 {
-            return Err(AbortReason::SurvivorsDisconnected { components }.into());
-        }
-        let request = UnmaskRequest {
-            survivors: survivors.clone(),
-            dropped: dropped.clone(),
-        }
-        .encode();
-        let requests = survivors
-            .par_iter()
-            .map(|&id| {
-                self.round.sign(
-                    Phase::UnmaskRequest,
-                    Party::Participant(id),
-                    request.clone(),
-                )
-            })
-            .collect();
-        let next = CollectingUnmaskResponses::new(
-            self.round,
-            self.graph,
-            self.adverts,
-            self.live,
-            self.uploaded,
-            self.sum,
-        );
-        Ok((next, requests))
-    }
-}
-
-/// Adds little-endian words to `sum` on all rayon threads.
-fn add_le_words(sum: &mut [u32], bytes: &[u8]) {
-    let chunks = sum.par_chunks_mut(ADD_CHUNK_WORDS);
-    if let Some(words) = le_words(bytes) {
-        chunks
-            .zip(words.par_chunks(ADD_CHUNK_WORDS))
-            .for_each(|(sum, words)| {
-                sum.iter_mut()
-                    .zip(words)
-                    .for_each(|(s, w)| *s = s.wrapping_add(*w));
-            });
-    } else {
-        chunks
-            .zip(bytes.par_chunks(ADD_CHUNK_WORDS * 4))
-            .for_each(|(sum, bytes)| {
-                for (s, le) in sum.iter_mut().zip(bytes.chunks_exact(4)) {
-                    *s = s.wrapping_add(u32::from_le_bytes([le[0], le[1], le[2], le[3]]));
-                }
-            });
     }
 }
 
@@ -480,8 +319,4 @@ macro_rules! round_debug {
     )*};
 }
 
-round_debug!(
-    CollectingAdvertisements,
-    CollectingShares,
-    CollectingMaskedInputs
-);
+round_debug!(CollectingAdvertisements, CollectingShares);

@@ -261,6 +261,15 @@ impl MaskedInput {
         w.finish()
     }
 
+    /// A payload of `len` zero words, to be filled in place (see `ReadyToMask::mask`).
+    #[must_use]
+    pub(crate) fn zeroed(len: usize) -> Vec<u8> {
+        let mut payload = vec![0u8; Self::HEADER_LEN + 4 * len];
+        let count = u32::try_from(len).unwrap_or(u32::MAX);
+        payload[..Self::HEADER_LEN].copy_from_slice(&count.to_le_bytes());
+        payload
+    }
+
     /// The little-endian word bytes of a masked-input payload.
     pub fn word_bytes(bytes: &[u8]) -> Result<&[u8], CryptoError> {
         let mut r = Reader::new(bytes);

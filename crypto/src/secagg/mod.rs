@@ -22,9 +22,10 @@ pub mod shamir;
 mod share_box;
 pub mod simulation;
 mod unmask;
+mod uploads;
 mod wire;
 
-pub use coordinator::{CollectingAdvertisements, CollectingMaskedInputs, CollectingShares};
+pub use coordinator::{CollectingAdvertisements, CollectingShares};
 pub use envelope::{DEFAULT_MESSAGE_LIMIT, MessageHeader, SignedMessage};
 pub use graph::NeighbourGraph;
 pub use identity::{ParticipantIdentity, generate_signing_key};
@@ -38,3 +39,4 @@ pub use participant::Rejected;
 pub use participant_round::ParticipantRound;
 pub use secret::{MaskSeed, ShamirShare};
 pub use unmask::{AggregateResult, CollectingUnmaskResponses};
+pub use uploads::CollectingMaskedInputs;

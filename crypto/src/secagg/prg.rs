@@ -7,21 +7,19 @@
 //! stream is generated 16 KiB at a time into an L1-resident scratch buffer and added straight into
 //! the output, so no stream is ever materialised in full.
 
-use aes::cipher::{KeyIvInit, StreamCipherCore, StreamCipherSeekCore};
+use aes::cipher::{KeyIvInit, StreamCipher, StreamCipherSeek};
 use rayon::prelude::*;
 use zeroize::Zeroize;
 
 use super::secret::MaskSeed;
 
-/// AES-256-CTR with a 64-bit little-endian block counter, used block-wise: the keystream is
-/// written straight into the scratch blocks (no zero-fill and XOR).
-type Aes256CtrCore = ctr::CtrCore<aes::Aes256, ctr::flavors::Ctr64LE>;
-type KeystreamBlock = aes::Block;
+/// AES-256-CTR with a 64-bit little-endian block counter.
+type Aes256Ctr = ctr::Ctr64LE<aes::Aes256>;
 
-/// Output words per rayon task (a multiple of 4: one AES block holds 4 words).
+/// Output words per rayon task.
 const TASK_WORDS: usize = 1 << 16;
-/// AES blocks of keystream generated per step inside a task (16 KiB).
-const SCRATCH_BLOCKS: usize = 1 << 10;
+/// Keystream words generated per step inside a task (16 KiB, stays in L1).
+const SCRATCH_WORDS: usize = 1 << 12;
 
 /// Whether a stream is added to or subtracted from the vector.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,16 +37,7 @@ pub struct MaskStream {
 
 /// Adds (or subtracts) every stream to `words`, modulo 2^32, using all rayon threads.
 pub fn apply_masks(words: &mut [u32], streams: &[MaskStream]) {
-    apply_with(words, 1, streams, |out, keystream, sign| {
-        let pairs = out
-            .chunks_mut(4)
-            .zip(keystream)
-            .flat_map(|(o, k)| o.iter_mut().zip(k.chunks_exact(4)));
-        match sign {
-            MaskSign::Add => pairs.for_each(|(w, k)| *w = w.wrapping_add(le_word(k))),
-            MaskSign::Subtract => pairs.for_each(|(w, k)| *w = w.wrapping_sub(le_word(k))),
-        }
-    });
+    apply_with(words, 1, streams, add_words);
 }
 
 /// [`apply_masks`] on words stored as little-endian bytes (a message payload being built), so
@@ -61,12 +50,8 @@ pub fn apply_masks_le(bytes: &mut [u8], streams: &[MaskStream]) {
     }
     // Portable path (big-endian target or unaligned buffer): word by word through the bytes.
     apply_with(bytes, 4, streams, |out, keystream, sign| {
-        let pairs = out
-            .chunks_mut(16)
-            .zip(keystream)
-            .flat_map(|(o, k)| o.chunks_exact_mut(4).zip(k.chunks_exact(4)));
-        for (w, k) in pairs {
-            let (x, y) = (le_word(w), le_word(k));
+        for (w, k) in out.chunks_exact_mut(4).zip(keystream) {
+            let (x, y) = (le_word(w), u32::from_le(*k));
             let masked = if sign == MaskSign::Add {
                 x.wrapping_add(y)
             } else {
@@ -95,38 +80,65 @@ pub(crate) fn le_words(bytes: &[u8]) -> Option<&[u32]> {
     }
 }
 
-/// Splits `buffer` (`per_word` elements per 32-bit word) into rayon tasks; in each, generates
-/// every stream's keystream for the task's words into an L1-sized scratch and lets `add`
-/// combine it into the output.
+/// `out = input + streams`, in one pass: each rayon task copies its slice of the input and
+/// masks it while it is hot in cache. `out` and `input` must have the same length.
+pub fn mask_into(out: &mut [u32], input: &[u32], streams: &[MaskStream]) {
+    out.par_chunks_mut(TASK_WORDS)
+        .zip(input.par_chunks(TASK_WORDS))
+        .enumerate()
+        .for_each(|(task, (out, input))| {
+            out.copy_from_slice(input);
+            mask_task(task, out, 1, streams, &add_words);
+        });
+}
+
+fn add_words(out: &mut [u32], keystream: &[u32], sign: MaskSign) {
+    let pairs = out.iter_mut().zip(keystream);
+    // Keystream words are little-endian; `from_le` is free on little-endian targets.
+    match sign {
+        MaskSign::Add => pairs.for_each(|(w, k)| *w = w.wrapping_add(u32::from_le(*k))),
+        MaskSign::Subtract => pairs.for_each(|(w, k)| *w = w.wrapping_sub(u32::from_le(*k))),
+    }
+}
+
+/// Splits `buffer` (`per_word` elements per 32-bit word) into rayon tasks of [`TASK_WORDS`].
 fn apply_with<T: Send>(
     buffer: &mut [T],
     per_word: usize,
     streams: &[MaskStream],
-    add: impl Fn(&mut [T], &[KeystreamBlock], MaskSign) + Sync,
+    add: impl Fn(&mut [T], &[u32], MaskSign) + Sync,
 ) {
     if streams.is_empty() {
         return;
     }
-    let words_per_step = SCRATCH_BLOCKS * 4;
     buffer
         .par_chunks_mut(TASK_WORDS * per_word)
         .enumerate()
-        .for_each(|(task, chunk)| {
-            let mut scratch = [KeystreamBlock::default(); SCRATCH_BLOCKS];
-            for stream in streams {
-                let mut core = Aes256CtrCore::new(stream.key.expose().into(), &[0u8; 16].into());
-                core.set_block_pos((task * TASK_WORDS / 4) as u64);
-                for step in chunk.chunks_mut(words_per_step * per_word) {
-                    let blocks = (step.len() / per_word).div_ceil(4);
-                    core.write_keystream_blocks(&mut scratch[..blocks]);
-                    add(step, &scratch[..blocks], stream.sign);
-                }
-            }
-            // The keystream is mask material: do not leave it on the stack.
-            scratch
-                .iter_mut()
-                .for_each(|block| block.as_mut_slice().zeroize());
-        });
+        .for_each(|(task, chunk)| mask_task(task, chunk, per_word, streams, &add));
+}
+
+/// Task `task` of a vector: generates every stream's keystream for its words into an L1-sized
+/// scratch of words and lets `add` combine it into the output.
+fn mask_task<T>(
+    task: usize,
+    chunk: &mut [T],
+    per_word: usize,
+    streams: &[MaskStream],
+    add: &(impl Fn(&mut [T], &[u32], MaskSign) + Sync),
+) {
+    let mut scratch = [0u32; SCRATCH_WORDS];
+    for stream in streams {
+        let mut cipher = Aes256Ctr::new(stream.key.expose().into(), &[0u8; 16].into());
+        cipher.seek((task * TASK_WORDS * 4) as u64);
+        for step in chunk.chunks_mut(SCRATCH_WORDS * per_word) {
+            let keystream = &mut scratch[..step.len() / per_word];
+            keystream.fill(0);
+            cipher.apply_keystream(bytemuck::cast_slice_mut(keystream));
+            add(step, keystream, stream.sign);
+        }
+    }
+    // The keystream is mask material: do not leave it on the stack.
+    scratch.zeroize();
 }
 
 /// The first `len` words of the stream of `key` (for tests and baselines).
@@ -150,10 +162,6 @@ fn le_word(bytes: &[u8]) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    use aes::cipher::StreamCipher;
-
-    type Aes256Ctr = ctr::Ctr64LE<aes::Aes256>;
 
     #[test]
     fn streams_match_sequential_aes_ctr_across_task_boundaries() {

@@ -16,7 +16,7 @@ use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use rayon::prelude::*;
 
-use super::coordinator::{CollectingAdvertisements, CollectingMaskedInputs};
+use super::coordinator::CollectingAdvertisements;
 use super::envelope::{DEFAULT_MESSAGE_LIMIT, SignedMessage};
 use super::identity::{ParticipantIdentity, generate_signing_key};
 use super::ids::{FederationId, ParticipantId, Party, RoundId, SecretKind};
@@ -24,6 +24,7 @@ use super::messages::UnmaskResponse;
 use super::params::SecAggParams;
 use super::participant::{AwaitingUnmask, ReadyToMask, join};
 use super::unmask::AggregateResult;
+use super::uploads::CollectingMaskedInputs;
 use crate::CryptoError;
 
 /// Fractions of the roster that drop at each phase.

@@ -20,17 +20,31 @@ use zeroize::Zeroizing;
 use super::envelope::{MessageHeader, SignedMessage};
 use super::graph::NeighbourGraph;
 use super::identity::{ParticipantIdentity, roster_keys};
-use super::ids::{ParticipantId, Party, Phase, RoundId, SecretKind};
-use super::messages::{
-    EncryptedShare, KeyAdvertisement, KeyDirectory, MaskedInput, RevealedShare, RoundPlan,
-    ShareList, UnmaskRequest, UnmaskResponse,
-};
+use super::ids::{ParticipantId, Party, Phase, RoundId};
+use super::messages::{EncryptedShare, KeyAdvertisement, KeyDirectory, RoundPlan, ShareList};
 use super::params::SecAggParams;
-use super::prg::{MaskSign, MaskStream, apply_masks_le};
+use super::prg::{MaskSign, MaskStream};
 use super::secret::MaskSeed;
 use super::share_box::{self, ShareBundle};
 use super::{kdf, shamir};
 use crate::{AbortReason, CryptoError};
+
+macro_rules! redacted_debug {
+    ($($state:ident),*) => {$(
+        impl fmt::Debug for $state {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_struct(stringify!($state))
+                    .field("participant", &self.ctx.me())
+                    .field("round", &self.ctx.round)
+                    .finish_non_exhaustive()
+            }
+        }
+    )*};
+}
+
+mod masking;
+
+pub use masking::{AwaitingUnmask, ReadyToMask};
 
 /// A refused message or input: the error, and the state it left untouched.
 pub struct Rejected<S> {
@@ -376,124 +390,4 @@ impl SharedKeys {
     }
 }
 
-/// Masks derived (the X25519 secrets and the seed are gone); waiting for the local update.
-pub struct ReadyToMask {
-    ctx: Context,
-    graph: NeighbourGraph,
-    streams: Vec<MaskStream>,
-    held: BTreeMap<ParticipantId, ShareBundle>,
-}
-
-impl ReadyToMask {
-    /// The number of live neighbours this participant masks with.
-    #[must_use]
-    pub fn live_neighbours(&self) -> usize {
-        self.held.len()
-    }
-
-    /// Masks the encoded update (self mask plus one pairwise mask per live neighbour, using all
-    /// rayon threads) and returns the signed masked input.
-    pub fn mask(self, update: &[u32]) -> Result<(AwaitingUnmask, SignedMessage), Rejected<Self>> {
-        let expected = self.ctx.params.vector_len as usize;
-        if update.len() != expected {
-            let error = CryptoError::LengthMismatch {
-                expected,
-                actual: update.len(),
-            };
-            return Err(Rejected {
-                state: Box::new(self),
-                error,
-            });
-        }
-        // Mask the payload in place: one pass over fresh memory instead of copy, mask, encode.
-        let mut payload = MaskedInput::encode(update);
-        apply_masks_le(&mut payload[MaskedInput::HEADER_LEN..], &self.streams);
-        let message = self.ctx.sign(Phase::MaskedInput, payload);
-        Ok((
-            AwaitingUnmask {
-                ctx: self.ctx,
-                graph: self.graph,
-                held: self.held,
-            },
-            message,
-        ))
-    }
-}
-
-/// Masked input sent; waiting for the unmasking request.
-pub struct AwaitingUnmask {
-    ctx: Context,
-    graph: NeighbourGraph,
-    held: BTreeMap<ParticipantId, ShareBundle>,
-}
-
-impl AwaitingUnmask {
-    /// Answers the unmasking request with exactly one share per live neighbour: of its self-mask
-    /// seed if it is listed as a survivor, of its pairwise mask key if listed as dropped. A
-    /// request that would reveal both, or leaves a neighbour's status open, is refused. The state
-    /// is consumed: a participant answers once per round.
-    pub fn handle(self, request: &SignedMessage) -> Result<SignedMessage, Rejected<Self>> {
-        match self.reveal(request) {
-            Ok(message) => Ok(message),
-            Err(error) => Err(Rejected {
-                state: Box::new(self),
-                error,
-            }),
-        }
-    }
-
-    fn reveal(&self, request: &SignedMessage) -> Result<SignedMessage, CryptoError> {
-        let ctx = &self.ctx;
-        let me = ctx.me();
-        ctx.expect_from_coordinator(request, Phase::UnmaskRequest)?;
-        let UnmaskRequest { survivors, dropped } = UnmaskRequest::decode(request.payload())?;
-        let refuse = |reason| {
-            Err(CryptoError::RefusedReveal {
-                participant: me,
-                reason,
-            })
-        };
-        if survivors.len() < ctx.params.min_survivors as usize {
-            return refuse("fewer survivors than the plan's minimum");
-        }
-        if survivors.binary_search(&me).is_err() {
-            return refuse("request says this participant's input is not in the sum");
-        }
-        if survivors.iter().any(|id| dropped.binary_search(id).is_ok()) {
-            return refuse("a participant is listed both as survivor and as dropped");
-        }
-        // Survivors split into groups would let each group's sum be unmasked on its own.
-        if survivors.iter().any(|id| !self.graph.contains(*id))
-            || self.graph.components(&survivors) != 1
-        {
-            return refuse("survivors are not one connected group of advertised participants");
-        }
-        let mut shares = Vec::with_capacity(self.held.len());
-        for (&owner, bundle) in &self.held {
-            let (kind, share) = if survivors.binary_search(&owner).is_ok() {
-                (SecretKind::SelfMaskSeed, bundle.self_seed.clone())
-            } else if dropped.binary_search(&owner).is_ok() {
-                (SecretKind::PairwiseMaskKey, bundle.mask_key.clone())
-            } else {
-                return refuse("request leaves a neighbour's status open");
-            };
-            shares.push(RevealedShare { owner, kind, share });
-        }
-        Ok(ctx.sign(Phase::UnmaskResponse, UnmaskResponse { shares }.encode()))
-    }
-}
-
-macro_rules! redacted_debug {
-    ($($state:ident),*) => {$(
-        impl fmt::Debug for $state {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.debug_struct(stringify!($state))
-                    .field("participant", &self.ctx.me())
-                    .field("round", &self.ctx.round)
-                    .finish_non_exhaustive()
-            }
-        }
-    )*};
-}
-
-redacted_debug!(AdvertisedKeys, SharedKeys, ReadyToMask, AwaitingUnmask);
+redacted_debug!(AdvertisedKeys, SharedKeys);
