@@ -11,12 +11,20 @@ use datasets::synth::{FleetConfig, generate_fleet};
 use datasets::{RegularSeries, Resolution, SplitSpec, Target, prepare_fleet};
 
 fn fleet_config(sites: usize) -> FleetConfig {
-    FleetConfig { sites, days: 365, resolution: Resolution::Hour, seed: 7, ..FleetConfig::default() }
+    FleetConfig {
+        sites,
+        days: 365,
+        resolution: Resolution::Hour,
+        seed: 7,
+        ..FleetConfig::default()
+    }
 }
 
 fn generator(c: &mut Criterion) {
     let mut group = c.benchmark_group("synth");
-    group.sample_size(10).measurement_time(Duration::from_secs(5));
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(5));
     group.bench_function("50 sites x 365 days hourly", |b| {
         b.iter(|| black_box(generate_fleet(&fleet_config(50))))
     });
@@ -27,7 +35,9 @@ fn parquet_and_windows(c: &mut Criterion) {
     let fleet = generate_fleet(&fleet_config(20));
     let dir = tempfile::tempdir().expect("temporary directory");
     let mut group = c.benchmark_group("fleet io");
-    group.sample_size(10).measurement_time(Duration::from_secs(5));
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(5));
     group.bench_function("write 20 sites x 365 days", |b| {
         b.iter(|| {
             datasets::writer::write_fleet_dir(dir.path(), &fleet.sites, &fleet.telemetry)
@@ -40,13 +50,21 @@ fn parquet_and_windows(c: &mut Criterion) {
     let series: Vec<RegularSeries> = fleet
         .telemetry
         .iter()
-        .map(|t| RegularSeries { resolution: Resolution::Hour, telemetry: t.clone() })
+        .map(|t| RegularSeries {
+            resolution: Resolution::Hour,
+            telemetry: t.clone(),
+        })
         .collect();
     group.bench_function("window load, 20 sites, L=168 H=24", |b| {
         b.iter(|| {
             black_box(
-                prepare_fleet(&fleet.sites, &series, Target::Load, SplitSpec::day_ahead(24))
-                    .expect("prepare"),
+                prepare_fleet(
+                    &fleet.sites,
+                    &series,
+                    Target::Load,
+                    SplitSpec::day_ahead(24),
+                )
+                .expect("prepare"),
             )
         })
     });

@@ -8,7 +8,11 @@ mod commands;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "gridfed", version, about = "Federated, privacy-preserving load and PV forecasting")]
+#[command(
+    name = "gridfed",
+    version,
+    about = "Federated, privacy-preserving load and PV forecasting"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -46,17 +46,23 @@ impl StepFeatures {
         let mut daylight = Vec::with_capacity(n);
         // An absent forecast column contributes a constant 0 (the model learns to ignore it);
         // a present column with a hole makes the step unusable (NaN), never a guessed value.
-        let covariate = |col: &Option<Vec<Option<f64>>>, i: usize, center: f64, scale: f64| match col {
-            None => 0.0,
-            Some(values) => values[i].map_or(f32::NAN, |v| ((v - center) / scale) as f32),
-        };
+        let covariate =
+            |col: &Option<Vec<Option<f64>>>, i: usize, center: f64, scale: f64| match col {
+                None => 0.0,
+                Some(values) => values[i].map_or(f32::NAN, |v| ((v - center) / scale) as f32),
+            };
         for (i, &ts) in t.timestamps.iter().enumerate() {
             // Mid-step values describe the average over the step better than its start.
             let mid = ts + step_s / 2;
             let cal = calendar_features(tz, mid);
             let clear_sky = clear_sky_ghi_w_m2(meta.latitude, meta.longitude, mid);
             future.extend_from_slice(&[
-                covariate(&t.temperature_forecast_c, i, TEMPERATURE_CENTER_C, TEMPERATURE_SCALE_C),
+                covariate(
+                    &t.temperature_forecast_c,
+                    i,
+                    TEMPERATURE_CENTER_C,
+                    TEMPERATURE_SCALE_C,
+                ),
                 covariate(&t.ghi_forecast_w_m2, i, 0.0, IRRADIANCE_SCALE_W_M2),
                 covariate(&t.cloud_cover_forecast, i, 0.0, 1.0),
                 (clear_sky / IRRADIANCE_SCALE_W_M2) as f32,
@@ -67,6 +73,10 @@ impl StepFeatures {
             origin.extend_from_slice(&[cal.doy_sin, cal.doy_cos, cal.dow_sin, cal.dow_cos]);
             daylight.push(is_daylight(meta.latitude, meta.longitude, ts, step_s));
         }
-        Self { future, origin, daylight }
+        Self {
+            future,
+            origin,
+            daylight,
+        }
     }
 }

@@ -57,7 +57,9 @@ impl std::str::FromStr for Resolution {
             "15min" | "15m" => Ok(Resolution::Min15),
             "30min" | "30m" => Ok(Resolution::Min30),
             "1h" | "60min" | "hourly" => Ok(Resolution::Hour),
-            other => Err(format!("unsupported resolution `{other}` (use 15min, 30min or 1h)")),
+            other => Err(format!(
+                "unsupported resolution `{other}` (use 15min, 30min or 1h)"
+            )),
         }
     }
 }
@@ -89,9 +91,13 @@ impl RegularSeries {
             )));
         }
         let mut out = SiteTelemetry::new(telemetry.site_id.clone());
-        let (Some(&first), Some(&last)) = (telemetry.timestamps.first(), telemetry.timestamps.last())
+        let (Some(&first), Some(&last)) =
+            (telemetry.timestamps.first(), telemetry.timestamps.last())
         else {
-            return Ok(Self { resolution: target, telemetry: out });
+            return Ok(Self {
+                resolution: target,
+                telemetry: out,
+            });
         };
         let start = first.div_euclid(target_s) * target_s;
         let steps = (last.div_euclid(target_s) * target_s - start) / target_s + 1;
@@ -124,7 +130,10 @@ impl RegularSeries {
                 *slot = Some(resampled);
             }
         }
-        Ok(Self { resolution: target, telemetry: out })
+        Ok(Self {
+            resolution: target,
+            telemetry: out,
+        })
     }
 
     /// Index of the grid step at `unix_s`, if it lies on the grid.
@@ -174,6 +183,9 @@ mod tests {
     fn upsampling_is_refused() {
         let t = quarter_hourly(&[Some(1.0)]);
         let err = RegularSeries::resample(&t, Resolution::Hour, Resolution::Min15).unwrap_err();
-        assert!(err.to_string().contains("cannot resample 1h data to 15min"), "{err}");
+        assert!(
+            err.to_string().contains("cannot resample 1h data to 15min"),
+            "{err}"
+        );
     }
 }

@@ -27,6 +27,6 @@ pub mod writer;
 pub use error::DatasetError;
 pub use grid::{RegularSeries, Resolution};
 pub use metadata::{Sector, SiteKind, SiteMetadata};
-pub use telemetry::SiteTelemetry;
 pub use prepare::{PreparedSite, SplitSpec, prepare_fleet};
+pub use telemetry::SiteTelemetry;
 pub use window::{Normalization, SampleSet, Target, WindowSpec};

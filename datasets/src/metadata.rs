@@ -90,16 +90,25 @@ impl SiteMetadata {
             return Err(bad(format!("latitude {} outside [-90, 90]", self.latitude)));
         }
         if !(-180.0..=180.0).contains(&self.longitude) {
-            return Err(bad(format!("longitude {} outside [-180, 180]", self.longitude)));
+            return Err(bad(format!(
+                "longitude {} outside [-180, 180]",
+                self.longitude
+            )));
         }
         if !self.capacity_kw.is_finite() || self.capacity_kw < 0.0 {
-            return Err(bad(format!("capacity_kw {} must be finite and >= 0", self.capacity_kw)));
+            return Err(bad(format!(
+                "capacity_kw {} must be finite and >= 0",
+                self.capacity_kw
+            )));
         }
         if self.kind.has_pv() && self.capacity_kw <= 0.0 {
             return Err(bad("a site with PV needs capacity_kw > 0".into()));
         }
         if self.tz().is_none() {
-            return Err(bad(format!("unknown time zone `{}` (use an IANA name)", self.timezone)));
+            return Err(bad(format!(
+                "unknown time zone `{}` (use an IANA name)",
+                self.timezone
+            )));
         }
         Ok(())
     }
@@ -113,10 +122,11 @@ impl SiteMetadata {
 /// Reads and validates `sites.json` (a JSON array of [`SiteMetadata`]).
 pub fn read_metadata(path: &Path) -> Result<Vec<SiteMetadata>, DatasetError> {
     let text = std::fs::read_to_string(path).map_err(|e| DatasetError::io(path, e))?;
-    let sites: Vec<SiteMetadata> = serde_json::from_str(&text).map_err(|e| DatasetError::Metadata {
-        path: path.to_path_buf(),
-        reason: format!("line {} column {}: {e}", e.line(), e.column()),
-    })?;
+    let sites: Vec<SiteMetadata> =
+        serde_json::from_str(&text).map_err(|e| DatasetError::Metadata {
+            path: path.to_path_buf(),
+            reason: format!("line {} column {}: {e}", e.line(), e.column()),
+        })?;
     let mut seen = std::collections::HashSet::new();
     for site in &sites {
         site.validate(path)?;

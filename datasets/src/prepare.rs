@@ -4,7 +4,9 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::window::{OriginRange, build_samples};
-use crate::{DatasetError, Normalization, RegularSeries, SampleSet, SiteMetadata, Target, WindowSpec};
+use crate::{
+    DatasetError, Normalization, RegularSeries, SampleSet, SiteMetadata, Target, WindowSpec,
+};
 
 const DAY_S: i64 = 86_400;
 
@@ -60,7 +62,9 @@ pub fn prepare_site(
         Target::Load => &t.load_kw,
         Target::Pv => &t.pv_kw,
     };
-    let Some(values) = values else { return Ok(None) };
+    let Some(values) = values else {
+        return Ok(None);
+    };
     if !(0.0..1.0).contains(&split.test_fraction) {
         return Err(DatasetError::Window(format!(
             "test fraction {} must be in [0, 1)",
@@ -75,12 +79,30 @@ pub fn prepare_site(
     let days = (last + step_s).div_euclid(DAY_S) - first_day;
     let train_days = ((days as f64) * (1.0 - split.test_fraction)).floor() as i64;
     let split_unix_s = (first_day + train_days) * DAY_S;
-    let train_values = t.timestamps.iter().zip(values).filter(|(ts, _)| **ts < split_unix_s);
-    let normalization =
-        Normalization::fit(target, site.capacity_kw, train_values.filter_map(|(_, v)| *v))?;
+    let train_values = t
+        .timestamps
+        .iter()
+        .zip(values)
+        .filter(|(ts, _)| **ts < split_unix_s);
+    let normalization = Normalization::fit(
+        target,
+        site.capacity_kw,
+        train_values.filter_map(|(_, v)| *v),
+    )?;
     let window = |stride, from, until| {
-        let spec = WindowSpec { context: split.context, horizon: split.horizon, stride };
-        build_samples(series, site, target, spec, normalization, OriginRange { from, until })
+        let spec = WindowSpec {
+            context: split.context,
+            horizon: split.horizon,
+            stride,
+        };
+        build_samples(
+            series,
+            site,
+            target,
+            spec,
+            normalization,
+            OriginRange { from, until },
+        )
     };
     Ok(Some(PreparedSite {
         site: site.clone(),

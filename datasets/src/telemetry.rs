@@ -59,9 +59,15 @@ impl SiteTelemetry {
             (col::TEMPERATURE_C, self.temperature_c.as_ref()),
             (col::GHI_W_M2, self.ghi_w_m2.as_ref()),
             (col::CLOUD_COVER, self.cloud_cover.as_ref()),
-            (col::TEMPERATURE_FORECAST_C, self.temperature_forecast_c.as_ref()),
+            (
+                col::TEMPERATURE_FORECAST_C,
+                self.temperature_forecast_c.as_ref(),
+            ),
             (col::GHI_FORECAST_W_M2, self.ghi_forecast_w_m2.as_ref()),
-            (col::CLOUD_COVER_FORECAST, self.cloud_cover_forecast.as_ref()),
+            (
+                col::CLOUD_COVER_FORECAST,
+                self.cloud_cover_forecast.as_ref(),
+            ),
         ]
     }
 

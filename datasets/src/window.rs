@@ -28,7 +28,9 @@ impl std::str::FromStr for Target {
         match s {
             "load" => Ok(Target::Load),
             "pv" => Ok(Target::Pv),
-            other => Err(format!("unknown target `{other}` (expected `load` or `pv`)")),
+            other => Err(format!(
+                "unknown target `{other}` (expected `load` or `pv`)"
+            )),
         }
     }
 }
@@ -98,9 +100,14 @@ impl Normalization {
     ) -> Result<Self, DatasetError> {
         if target == Target::Pv {
             if capacity_kw <= 0.0 {
-                return Err(DatasetError::Window("PV normalization needs capacity_kw > 0".into()));
+                return Err(DatasetError::Window(
+                    "PV normalization needs capacity_kw > 0".into(),
+                ));
             }
-            return Ok(Self { offset_kw: 0.0, scale_kw: capacity_kw as f32 });
+            return Ok(Self {
+                offset_kw: 0.0,
+                scale_kw: capacity_kw as f32,
+            });
         }
         let (mut n, mut sum, mut sum_sq) = (0usize, 0.0f64, 0.0f64);
         for v in values {
@@ -109,13 +116,18 @@ impl Normalization {
             sum_sq += v * v;
         }
         if n < 2 {
-            return Err(DatasetError::Window("too few observed values to normalize load".into()));
+            return Err(DatasetError::Window(
+                "too few observed values to normalize load".into(),
+            ));
         }
         let mean = sum / n as f64;
         let std = (sum_sq / n as f64 - mean * mean).max(0.0).sqrt();
         // A flat-lined meter would divide by ~0; keep a floor relative to the level.
         let scale = std.max(1e-3 * mean.abs()).max(1e-6);
-        Ok(Self { offset_kw: mean as f32, scale_kw: scale as f32 })
+        Ok(Self {
+            offset_kw: mean as f32,
+            scale_kw: scale as f32,
+        })
     }
 }
 
@@ -163,7 +175,12 @@ impl SampleSet {
             ..SampleSet::default()
         };
         for part in parts {
-            let layout = (part.n_features, part.context, part.horizon, part.step_seconds);
+            let layout = (
+                part.n_features,
+                part.context,
+                part.horizon,
+                part.step_seconds,
+            );
             if layout != (out.n_features, out.context, out.horizon, out.step_seconds) {
                 return Err(DatasetError::Window(format!(
                     "cannot pool sample sets with different layouts: {layout:?} vs {:?}",
@@ -172,7 +189,8 @@ impl SampleSet {
             }
             let site_offset = out.site_ids.len() as u32;
             out.site_ids.extend(part.site_ids.iter().cloned());
-            out.normalizations.extend(part.normalizations.iter().copied());
+            out.normalizations
+                .extend(part.normalizations.iter().copied());
             out.sites.extend(part.sites.iter().map(|s| s + site_offset));
             out.x.extend_from_slice(&part.x);
             out.y.extend_from_slice(&part.y);
@@ -190,7 +208,9 @@ pub fn feature_count(context: usize, horizon: usize) -> usize {
 
 /// Input feature names in layout order (for manifests and debugging).
 pub fn feature_names(context: usize, horizon: usize) -> Vec<String> {
-    let mut names: Vec<String> = (0..context).map(|i| format!("target_lag_{}", context - i)).collect();
+    let mut names: Vec<String> = (0..context)
+        .map(|i| format!("target_lag_{}", context - i))
+        .collect();
     for h in 0..horizon {
         names.extend(FUTURE_FEATURES.iter().map(|f| format!("{f}_h{h}")));
     }
@@ -218,10 +238,16 @@ pub fn build_samples(
         Target::Pv => t.pv_kw.as_ref(),
     }
     .ok_or_else(|| {
-        DatasetError::Window(format!("site `{}` has no `{}` column", t.site_id, target.column()))
+        DatasetError::Window(format!(
+            "site `{}` has no `{}` column",
+            t.site_id,
+            target.column()
+        ))
     })?;
     if spec.context == 0 || spec.horizon == 0 || spec.stride == 0 {
-        return Err(DatasetError::Window("context, horizon and stride must be positive".into()));
+        return Err(DatasetError::Window(
+            "context, horizon and stride must be positive".into(),
+        ));
     }
     let step_s = series.resolution.seconds();
     let features = StepFeatures::compute(series, meta);
@@ -236,8 +262,10 @@ pub fn build_samples(
         ..SampleSet::default()
     };
     let period = step_s * spec.stride as i64;
-    let normalized: Vec<Option<f32>> =
-        values.iter().map(|v| v.map(|kw| normalization.normalize(kw as f32))).collect();
+    let normalized: Vec<Option<f32>> = values
+        .iter()
+        .map(|v| v.map(|kw| normalization.normalize(kw as f32)))
+        .collect();
     for o in l..=t.len().saturating_sub(h) {
         let t0 = t.timestamps[o];
         if t0 % period != 0 || t0 < range.from || t0 + (h as i64) * step_s > range.until {
@@ -250,7 +278,9 @@ pub fn build_samples(
         }
         set.x.extend(window[..l].iter().flatten());
         set.x.extend_from_slice(future);
-        set.x.extend_from_slice(&features.origin[o * ORIGIN_FEATURES.len()..(o + 1) * ORIGIN_FEATURES.len()]);
+        set.x.extend_from_slice(
+            &features.origin[o * ORIGIN_FEATURES.len()..(o + 1) * ORIGIN_FEATURES.len()],
+        );
         set.y.extend(window[l..].iter().flatten());
         if target == Target::Pv {
             set.daylight.extend_from_slice(&features.daylight[o..o + h]);

@@ -110,15 +110,17 @@ fn validate(args: ValidateArgs) -> Result<()> {
     let validated = if args.path.is_dir() {
         datasets::reader::read_fleet_dir(&args.path)?.telemetry
     } else {
-        let metadata = args.metadata.clone().unwrap_or_else(|| {
-            args.path
-                .with_file_name(datasets::metadata::METADATA_FILE)
-        });
+        let metadata = args
+            .metadata
+            .clone()
+            .unwrap_or_else(|| args.path.with_file_name(datasets::metadata::METADATA_FILE));
         let sites = datasets::metadata::read_metadata(&metadata)?;
         datasets::reader::read_telemetry(&args.path, &sites)?
     };
-    let reports: Vec<_> =
-        validated.iter().map(|v| quality_report(&v.telemetry, v.resolution)).collect();
+    let reports: Vec<_> = validated
+        .iter()
+        .map(|v| quality_report(&v.telemetry, v.resolution))
+        .collect();
     if args.json {
         println!("{}", serde_json::to_string_pretty(&reports)?);
     } else {
@@ -149,6 +151,11 @@ fn import(args: ImportArgs) -> Result<()> {
     }
     let telemetry = merge_columns(parts)?;
     datasets::writer::write_telemetry(&args.out, std::slice::from_ref(&telemetry))?;
-    println!("wrote {} rows of site `{}` to {}", telemetry.len(), telemetry.site_id, args.out.display());
+    println!(
+        "wrote {} rows of site `{}` to {}",
+        telemetry.len(),
+        telemetry.site_id,
+        args.out.display()
+    );
     Ok(())
 }

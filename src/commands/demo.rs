@@ -71,7 +71,9 @@ pub fn run(args: DemoArgs) -> Result<()> {
         println!(
             "fleet: {} sites, {} ({:.1} s)",
             fleet.sites.len(),
-            args.data.as_ref().map_or("synthetic".to_string(), |d| d.display().to_string()),
+            args.data
+                .as_ref()
+                .map_or("synthetic".to_string(), |d| d.display().to_string()),
             started.elapsed().as_secs_f64()
         );
     }
@@ -79,18 +81,42 @@ pub fn run(args: DemoArgs) -> Result<()> {
     let mut rows = Vec::new();
     for target in [Target::Load, Target::Pv] {
         let step = Instant::now();
-        let centralized = evaluate(&fleet, target, TrainingMode::Centralized, split, None, args.seed)?;
+        let centralized = evaluate(
+            &fleet,
+            target,
+            TrainingMode::Centralized,
+            split,
+            None,
+            args.seed,
+        )?;
         let local = evaluate(&fleet, target, TrainingMode::Local, split, None, args.seed)?;
         let mut methods = vec![
-            ("seasonal naive (day)".to_string(), pooled(&centralized, ModelKind::SeasonalNaiveDay)?),
-            ("seasonal naive (week)".to_string(), pooled(&centralized, ModelKind::SeasonalNaiveWeek)?),
-            ("local-only MLP".to_string(), pooled(&local, ModelKind::Mlp)?),
-            ("centralized ridge".to_string(), pooled(&centralized, ModelKind::Ridge)?),
-            ("centralized MLP".to_string(), pooled(&centralized, ModelKind::Mlp)?),
+            (
+                "seasonal naive (day)".to_string(),
+                pooled(&centralized, ModelKind::SeasonalNaiveDay)?,
+            ),
+            (
+                "seasonal naive (week)".to_string(),
+                pooled(&centralized, ModelKind::SeasonalNaiveWeek)?,
+            ),
+            (
+                "local-only MLP".to_string(),
+                pooled(&local, ModelKind::Mlp)?,
+            ),
+            (
+                "centralized ridge".to_string(),
+                pooled(&centralized, ModelKind::Ridge)?,
+            ),
+            (
+                "centralized MLP".to_string(),
+                pooled(&centralized, ModelKind::Mlp)?,
+            ),
         ];
         if table {
-            let labelled: Vec<(String, &EvaluationRow)> =
-                methods.iter().map(|(label, row)| (label.clone(), row)).collect();
+            let labelled: Vec<(String, &EvaluationRow)> = methods
+                .iter()
+                .map(|(label, row)| (label.clone(), row))
+                .collect();
             let title = format!(
                 "{target:?}, day-ahead, {} sites, last 20% of days held out ({:.0} s)",
                 centralized.sites,
@@ -98,7 +124,11 @@ pub fn run(args: DemoArgs) -> Result<()> {
             );
             println!("\n{}", render_comparison(&title, &labelled));
         }
-        rows.extend(methods.drain(..).map(|(method, row)| DemoRow { target, method, row }));
+        rows.extend(methods.drain(..).map(|(method, row)| DemoRow {
+            target,
+            method,
+            row,
+        }));
     }
     if table {
         println!("total {:.0} s", started.elapsed().as_secs_f64());

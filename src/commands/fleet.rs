@@ -22,7 +22,11 @@ pub fn load_dir(dir: &Path, resolution: Resolution) -> Result<GriddedFleet> {
         .iter()
         .map(|v| RegularSeries::resample(&v.telemetry, v.resolution, resolution))
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(GriddedFleet { sites: data.sites, series, resolution })
+    Ok(GriddedFleet {
+        sites: data.sites,
+        series,
+        resolution,
+    })
 }
 
 /// A freshly generated synthetic fleet, already regular at its own resolution.
@@ -30,7 +34,14 @@ pub fn from_synthetic(fleet: Fleet, resolution: Resolution) -> GriddedFleet {
     let series = fleet
         .telemetry
         .into_iter()
-        .map(|telemetry| RegularSeries { resolution, telemetry })
+        .map(|telemetry| RegularSeries {
+            resolution,
+            telemetry,
+        })
         .collect();
-    GriddedFleet { sites: fleet.sites, series, resolution }
+    GriddedFleet {
+        sites: fleet.sites,
+        series,
+        resolution,
+    }
 }

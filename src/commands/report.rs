@@ -48,11 +48,19 @@ pub fn render(report: &EvaluationReport, per_site: bool) -> String {
         report.horizon
     );
     if per_site {
-        let mut sites: Vec<&str> = report.rows.iter().filter_map(|r| r.site.as_deref()).collect();
+        let mut sites: Vec<&str> = report
+            .rows
+            .iter()
+            .filter_map(|r| r.site.as_deref())
+            .collect();
         sites.dedup();
         for site in sites {
             header(&mut out, &format!("site {site}"));
-            for row in report.rows.iter().filter(|r| r.site.as_deref() == Some(site)) {
+            for row in report
+                .rows
+                .iter()
+                .filter(|r| r.site.as_deref() == Some(site))
+            {
                 row_line(&mut out, row.model.name(), row);
             }
         }

@@ -95,7 +95,8 @@ pub fn evaluate(
 ) -> Result<EvaluationReport> {
     let (_, train, test) = prepared_sets(fleet, target, split)?;
     let first = &train[0];
-    let mut config = ForecasterConfig::day_ahead(target, first.n_features, first.horizon).with_seed(seed);
+    let mut config =
+        ForecasterConfig::day_ahead(target, first.n_features, first.horizon).with_seed(seed);
     if let Some(epochs) = epochs {
         config = config.with_epochs(epochs);
     }
@@ -104,7 +105,12 @@ pub fn evaluate(
 
 pub fn run(args: TrainArgs) -> Result<()> {
     let fleet = load_dir(&args.data, args.resolution)?;
-    let split = split_spec(args.resolution, args.context, args.horizon, args.test_fraction);
+    let split = split_spec(
+        args.resolution,
+        args.context,
+        args.horizon,
+        args.test_fraction,
+    );
     let mode = match args.mode {
         Mode::Local => TrainingMode::Local,
         Mode::Centralized => TrainingMode::Centralized,
