@@ -3,9 +3,6 @@
 //! gRPC over loopback. Each daemon trains on its own site's samples only; the coordinator sees
 //! masked (or, in test mode, plain) updates and commits one model version per round.
 
-// Until `gridfed demo` calls it (the lead wires the demo), only the test below does.
-#![allow(dead_code)]
-
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -134,21 +134,42 @@ pub fn load_coordinator_config(path: &Path) -> Result<CoordinatorConfig> {
             InitialWeights::File(file) => *file = beside(path, file),
             // An MLP from zeros never breaks symmetry: start from the spec's seeded init.
             InitialWeights::Zeros(_) if !federation.model_spec_json.is_empty() => {
-                let model: models::ForecasterConfig =
-                    serde_json::from_str(&federation.model_spec_json).with_context(|| {
-                        format!(
-                            "federation `{}`: model_spec_json is not a forecaster config",
-                            federation.name
-                        )
+                let model =
+                    complete_model_spec(&federation.model_spec_json).with_context(|| {
+                        format!("federation `{}`: model_spec_json", federation.name)
                     })?;
-                model.validate()?;
                 let weights = models::to_flat(&model.init(&models::inference_device())?)?;
+                federation.model_spec_json = serde_json::to_string(&model)?;
                 federation.initial_weights = InitialWeights::Values(weights);
             }
             _ => {}
         }
     }
     Ok(config)
+}
+
+/// A forecaster config from a partial JSON object: `n_features` and `horizon` are required,
+/// every other field takes its default (`models::ForecasterConfig::new`).
+fn complete_model_spec(json: &str) -> Result<models::ForecasterConfig> {
+    let given: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(json).context("not a JSON object")?;
+    let dimension = |key: &str| {
+        given
+            .get(key)
+            .and_then(serde_json::Value::as_u64)
+            .and_then(|v| usize::try_from(v).ok())
+            .with_context(|| format!("`{key}` (a positive integer) is required"))
+    };
+    let defaults = models::ForecasterConfig::new(dimension("n_features")?, dimension("horizon")?);
+    let mut merged = match serde_json::to_value(&defaults)? {
+        serde_json::Value::Object(map) => map,
+        _ => bail!("forecaster config does not serialize to an object"),
+    };
+    merged.extend(given);
+    let model: models::ForecasterConfig =
+        serde_json::from_value(merged.into()).context("not a forecaster config")?;
+    model.validate()?;
+    Ok(model)
 }
 
 /// Reads and validates participant.toml, resolving relative paths against its directory.

@@ -35,7 +35,11 @@ impl CollectingMaskedInputs {
         adverts: BTreeMap<ParticipantId, KeyAdvertisement>,
         live: BTreeSet<ParticipantId>,
     ) -> Self {
-        let sum = vec![0u32; round.params.vector_len as usize];
+        // Written now (malloc + fill rather than calloc's lazy zero pages), so the page faults
+        // are paid while waiting for uploads, not while adding the first one.
+        let len = round.params.vector_len as usize;
+        let mut sum = Vec::with_capacity(len);
+        sum.resize(len, 0u32);
         Self {
             round,
             graph,
