@@ -154,7 +154,10 @@ impl FederationSpec {
             tag: name.into(),
             protection,
             rounds,
-            min_participants: defaults::min_participants(),
+            min_participants: match protection {
+                Protection::Masked => 3,
+                _ => defaults::min_participants(),
+            },
             participants_per_round: 0,
             over_selection: defaults::over_selection(),
             model_spec_json: String::new(),
@@ -203,8 +206,9 @@ impl FederationSpec {
                 "protection `encrypted` is not available in this build (crypto `he` pending)",
             );
         }
-        if self.protection == Protection::Masked && self.min_participants < 2 {
-            return fail("masked rounds need min_participants >= 2");
+        // Secure aggregation needs at least two neighbours per participant.
+        if self.protection == Protection::Masked && self.min_participants < 3 {
+            return fail("masked rounds need min_participants >= 3");
         }
         Ok(())
     }

@@ -625,9 +625,14 @@ impl Hub {
         let state = std::mem::replace(&mut f.round, RoundState::Done);
         let before = state.name();
         let next = match state {
-            RoundState::Idle { since_ms } => match self.try_start(name, since_ms, now_ms)? {
-                Some(started) => started,
-                None => RoundState::Idle { since_ms },
+            // A failure never leaves the federation `Done`: it stays (or becomes) idle.
+            RoundState::Idle { since_ms } => match self.try_start(name, since_ms, now_ms) {
+                Ok(Some(started)) => started,
+                Ok(None) => RoundState::Idle { since_ms },
+                Err(e) => {
+                    self.restore_idle(name, since_ms);
+                    return Err(e);
+                }
             },
             RoundState::Plain(c) => {
                 if c.is_complete() || now_ms >= c.plan().deadlines.upload_unix_ms {
@@ -638,7 +643,13 @@ impl Hub {
                     let result = c.close();
                     let compute_ms = started.elapsed().as_millis() as u64;
                     self.metrics.observe_phase("aggregate", compute_ms);
-                    self.finish(name, plan, result, now_ms + compute_ms)?
+                    match self.finish(name, plan, result, now_ms + compute_ms) {
+                        Ok(next) => next,
+                        Err(e) => {
+                            self.restore_idle(name, now_ms);
+                            return Err(e);
+                        }
+                    }
                 } else {
                     RoundState::Plain(c)
                 }
@@ -660,7 +671,13 @@ impl Hub {
                     for (phase, ms) in timings {
                         self.metrics.observe_phase(phase, ms);
                     }
-                    self.finish(name, plan, result, now_ms + compute_ms)?
+                    match self.finish(name, plan, result, now_ms + compute_ms) {
+                        Ok(next) => next,
+                        Err(e) => {
+                            self.restore_idle(name, now_ms);
+                            return Err(e);
+                        }
+                    }
                 }
             },
             RoundState::Done => RoundState::Done,
@@ -685,6 +702,13 @@ impl Hub {
             }
         }
         Ok(())
+    }
+
+    /// Puts a federation whose round step failed back to idle (the round, if any, is lost).
+    fn restore_idle(&mut self, name: &str, since_ms: u64) {
+        if let Some(f) = self.federations.get_mut(name) {
+            f.round = RoundState::Idle { since_ms };
+        }
     }
 
     fn try_start(

@@ -31,10 +31,10 @@ pub struct DemoArgs {
     #[arg(long, default_value_t = 10)]
     pub participants: usize,
     /// Federated rounds per target.
-    #[arg(long, default_value_t = 12)]
+    #[arg(long, default_value_t = 30)]
     pub rounds: usize,
     /// Local epochs per round.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 3)]
     pub local_epochs: usize,
     /// Protection of the updates on the wire.
     #[arg(long, value_enum, default_value = "masked")]

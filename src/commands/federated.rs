@@ -75,8 +75,8 @@ pub fn federated_training(
     );
     if mode == Protection::Masked {
         ensure!(
-            sites.len() >= 2,
-            "masked aggregation needs at least 2 sites"
+            sites.len() >= 3,
+            "masked aggregation needs at least 3 sites"
         );
     }
     config.validate()?;

@@ -290,7 +290,7 @@ pub fn bench_round(args: &BenchRoundArgs) -> Result<BenchRoundReport> {
     ensure!(args.rounds >= 1, "--rounds must be at least 1");
     ensure!(d >= 1, "--length must be at least 1");
     match args.mode {
-        BenchMode::Masked => ensure!(n >= 2, "masked rounds need at least 2 participants"),
+        BenchMode::Masked => ensure!(n >= 3, "masked rounds need at least 3 participants"),
         BenchMode::Plain => ensure!(n >= 1, "need at least 1 participant"),
     }
     let deltas: Vec<Arc<Vec<f32>>> = (0..n).map(|i| Arc::new(bench_delta(i, d))).collect();

@@ -38,6 +38,7 @@ impl CollectingMaskedInputs {
         // Written now (malloc + fill rather than calloc's lazy zero pages), so the page faults
         // are paid while waiting for uploads, not while adding the first one.
         let len = round.params.vector_len as usize;
+        #[allow(clippy::slow_vector_initialization, reason = "fault the pages in now")]
         let mut sum = Vec::with_capacity(len);
         sum.resize(len, 0u32);
         Self {
