@@ -31,10 +31,10 @@ pub struct DemoArgs {
     #[arg(long, default_value_t = 10)]
     pub participants: usize,
     /// Federated rounds per target.
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = 120)]
     pub rounds: usize,
-    /// Local epochs per round.
-    #[arg(long, default_value_t = 3)]
+    /// Local epochs per round (few local steps and many rounds limit client drift).
+    #[arg(long, default_value_t = 1)]
     pub local_epochs: usize,
     /// Protection of the updates on the wire.
     #[arg(long, value_enum, default_value = "masked")]
