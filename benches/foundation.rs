@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use datasets::synth::{FleetConfig, generate_fleet};
-use datasets::{RegularSeries, Resolution, SplitSpec, Target, prepare_fleet};
+use datasets::{Resolution, SplitSpec, Target, prepare_fleet};
 
 fn fleet_config(sites: usize) -> FleetConfig {
     FleetConfig {
@@ -47,14 +47,7 @@ fn parquet_and_windows(c: &mut Criterion) {
     group.bench_function("read + validate 20 sites x 365 days", |b| {
         b.iter(|| black_box(datasets::reader::read_fleet_dir(dir.path()).expect("read fleet")))
     });
-    let series: Vec<RegularSeries> = fleet
-        .telemetry
-        .iter()
-        .map(|t| RegularSeries {
-            resolution: Resolution::Hour,
-            telemetry: t.clone(),
-        })
-        .collect();
+    let series = fleet.regular_series();
     group.bench_function("window load, 20 sites, L=168 H=24", |b| {
         b.iter(|| {
             black_box(

@@ -15,14 +15,7 @@ fn small_fleet(days: usize) -> (Vec<datasets::SiteMetadata>, Vec<RegularSeries>)
         seed: 11,
         ..FleetConfig::default()
     });
-    let series = fleet
-        .telemetry
-        .into_iter()
-        .map(|telemetry| RegularSeries {
-            resolution: Resolution::Hour,
-            telemetry,
-        })
-        .collect();
+    let series = fleet.regular_series();
     (fleet.sites, series)
 }
 

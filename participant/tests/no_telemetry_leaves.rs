@@ -13,7 +13,7 @@ use std::time::Duration;
 use common::*;
 use coordinator::{FederationSpec, InitialWeights, Protection};
 use datasets::synth::{FleetConfig, generate_fleet};
-use datasets::{RegularSeries, Resolution, SplitSpec, Target, prepare_fleet};
+use datasets::{Resolution, SplitSpec, Target, prepare_fleet};
 use participant::client::WireTap;
 use participant::{Daemon, MlpTrainer, SiteIdentity};
 use prost::Message;
@@ -61,14 +61,7 @@ async fn no_outgoing_message_carries_telemetry() {
         resolution: Resolution::Hour,
         ..FleetConfig::default()
     });
-    let series: Vec<RegularSeries> = fleet
-        .telemetry
-        .iter()
-        .map(|t| RegularSeries {
-            resolution: Resolution::Hour,
-            telemetry: t.clone(),
-        })
-        .collect();
+    let series = fleet.regular_series();
     let sites = prepare_fleet(
         &fleet.sites,
         &series,

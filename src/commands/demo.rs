@@ -179,7 +179,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
                 seed: args.seed,
                 ..FleetConfig::default()
             };
-            from_synthetic(generate_fleet(&config), Resolution::Hour)
+            from_synthetic(generate_fleet(&config))
         }
     };
     let table = args.format == Format::Table;

@@ -317,14 +317,7 @@ mod tests {
             seed: 7,
             ..FleetConfig::default()
         });
-        let series: Vec<datasets::RegularSeries> = fleet
-            .telemetry
-            .into_iter()
-            .map(|telemetry| datasets::RegularSeries {
-                resolution: Resolution::Hour,
-                telemetry,
-            })
-            .collect();
+        let series = fleet.regular_series();
         let prepared = prepare_fleet(
             &fleet.sites,
             &series,

@@ -30,18 +30,10 @@ pub fn load_dir(dir: &Path, resolution: Resolution) -> Result<GriddedFleet> {
 }
 
 /// A freshly generated synthetic fleet, already regular at its own resolution.
-pub fn from_synthetic(fleet: Fleet, resolution: Resolution) -> GriddedFleet {
-    let series = fleet
-        .telemetry
-        .into_iter()
-        .map(|telemetry| RegularSeries {
-            resolution,
-            telemetry,
-        })
-        .collect();
+pub fn from_synthetic(fleet: Fleet) -> GriddedFleet {
     GriddedFleet {
+        series: fleet.regular_series(),
+        resolution: fleet.resolution,
         sites: fleet.sites,
-        series,
-        resolution,
     }
 }

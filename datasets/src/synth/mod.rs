@@ -22,7 +22,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
-use crate::{Resolution, Sector, SiteKind, SiteMetadata, SiteTelemetry};
+use crate::{RegularSeries, Resolution, Sector, SiteKind, SiteMetadata, SiteTelemetry};
 use site::{Grid, SitePlan};
 use weather::{CLIMATES, RegionalWeather};
 
@@ -91,6 +91,22 @@ impl Default for FleetConfig {
 pub struct Fleet {
     pub sites: Vec<SiteMetadata>,
     pub telemetry: Vec<SiteTelemetry>,
+    /// The grid every site's telemetry was generated on (complete, no gaps).
+    pub resolution: Resolution,
+}
+
+impl Fleet {
+    /// Each site's telemetry as a [`RegularSeries`]: generated telemetry is already on its
+    /// grid, so this only labels it, in site order.
+    pub fn regular_series(&self) -> Vec<RegularSeries> {
+        self.telemetry
+            .iter()
+            .map(|t| RegularSeries {
+                resolution: self.resolution,
+                telemetry: t.clone(),
+            })
+            .collect()
+    }
 }
 
 fn stream(seed: u64, stream: u64) -> ChaCha8Rng {
@@ -130,5 +146,9 @@ pub fn generate_fleet(cfg: &FleetConfig) -> Fleet {
             site::simulate_site(plan, &regions[region], grid, &mut rng)
         })
         .unzip();
-    Fleet { sites, telemetry }
+    Fleet {
+        sites,
+        telemetry,
+        resolution: cfg.resolution,
+    }
 }
