@@ -733,20 +733,23 @@ impl Hub {
             .cloned()
             .collect();
         let spec = &f.spec;
+        // "Every member" means those enrolled so far; an explicit per-round count waits (up to
+        // the selection timeout) for members that have not enrolled or polled yet.
         let target = if spec.participants_per_round == 0 {
             f.members.len()
         } else {
             spec.participants_per_round
         };
-        let wanted = ((target as f64) * (1.0 + spec.over_selection)).ceil() as usize;
-        let wanted = wanted.min(f.members.len()).max(spec.min_participants);
+        let wait_for = target.max(spec.min_participants);
         let timed_out = now_ms.saturating_sub(since_ms) >= spec.selection_timeout_ms;
-        if available.len() < wanted && !(timed_out && available.len() >= spec.min_participants) {
+        if available.len() < wait_for && !(timed_out && available.len() >= spec.min_participants) {
             return Ok(None);
         }
+        // Over-selection takes extra members that happen to be available, to absorb dropouts.
+        let selected = ((target as f64) * (1.0 + spec.over_selection)).ceil() as usize;
         let seed = random_seed();
         shuffle(&mut available, &seed);
-        available.truncate(wanted);
+        available.truncate(selected.max(wait_for));
         available.sort();
         let round = f.record.next_round;
         let keys = now_ms + spec.keys_timeout_ms;

@@ -26,8 +26,10 @@ fn chi_square(bytes: &[u8]) -> f64 {
         .sum()
 }
 
-/// The 0.999 quantile of chi-square with 255 degrees of freedom.
-const CHI2_255_P999: f64 = 330.52;
+/// The 1 - 1e-6 quantile of chi-square with 255 degrees of freedom (Wilson-Hilferty): the masks
+/// come from fresh OS randomness, so a uniform vector fails this test once in a million runs,
+/// while the unmasked encoding scores more than 100 times higher.
+const CHI2_255_Q: f64 = 377.2;
 
 #[test]
 fn a_masked_vector_is_indistinguishable_from_uniform_bytes() {
@@ -39,7 +41,7 @@ fn a_masked_vector_is_indistinguishable_from_uniform_bytes() {
     let encoded = codec.encode(&update).unwrap();
     let plain: Vec<u8> = encoded.iter().flat_map(|w| w.to_le_bytes()).collect();
     assert!(
-        chi_square(&plain) > 100.0 * CHI2_255_P999,
+        chi_square(&plain) > 100.0 * CHI2_255_Q,
         "control: the encoding itself is far from uniform"
     );
 
@@ -51,7 +53,7 @@ fn a_masked_vector_is_indistinguishable_from_uniform_bytes() {
     assert_eq!(masked.len(), 4 * len as usize);
     let statistic = chi_square(masked);
     assert!(
-        statistic < CHI2_255_P999,
+        statistic < CHI2_255_Q,
         "chi-square {statistic} over 255 dof"
     );
 }

@@ -3,7 +3,6 @@
 
 use std::path::Path;
 use std::sync::OnceLock;
-use std::time::Instant;
 
 use chrono::{Datelike, Timelike, Weekday};
 use datasets::calendar::{is_holiday, local_datetime};
@@ -407,20 +406,4 @@ fn quarter_hour_fleets_share_the_grid_contract() {
         ..FleetConfig::default()
     });
     assert!(empty.telemetry.iter().all(|t| t.is_empty()));
-}
-
-#[test]
-fn fifty_sites_for_a_year_generate_in_seconds() {
-    let started = Instant::now();
-    let fleet = generate_fleet(&FleetConfig {
-        sites: 50,
-        ..FleetConfig::default()
-    });
-    let elapsed = started.elapsed();
-    eprintln!("50 sites x 365 days hourly: {elapsed:?}");
-    assert_eq!(fleet.telemetry.len(), 50);
-    // Timing is only meaningful with optimisations.
-    if !cfg!(debug_assertions) {
-        assert!(elapsed.as_secs_f64() < 5.0, "{elapsed:?}");
-    }
 }

@@ -53,6 +53,8 @@ async fn masked_rounds_equal_plaintext_fedavg() {
     let (n, d) = (5, 20_000);
     let spec = FederationSpec {
         min_participants: 4,
+        // Wait for all five: a round may otherwise start before the last one has enrolled.
+        participants_per_round: n,
         ..FederationSpec::vector("pv", d as u64, Protection::Masked, 2)
     };
     let coord = RunningCoordinator::start(dir.path(), vec![spec]).await;
@@ -103,6 +105,7 @@ async fn participant_killed_mid_round_leaves_survivors_sum() {
     let (n, d) = (6, 5_000);
     let spec = FederationSpec {
         min_participants: 4,
+        participants_per_round: n,
         // The upload deadline is keys + upload after the round starts: keep the wait short.
         keys_timeout_ms: 3_000,
         upload_timeout_ms: 4_000,
@@ -119,9 +122,15 @@ async fn participant_killed_mid_round_leaves_survivors_sum() {
             )
         })
         .collect();
-    let victim = spawn_daemon(&coord.url(), "victim", "load", std::sync::Arc::new(Stalled));
+    let victim_training = TrainingStarts::default();
+    let victim = spawn_daemon(
+        &coord.url(),
+        "victim",
+        "load",
+        std::sync::Arc::new(Stalled(victim_training.clone())),
+    );
     // The victim advertises keys and shares them, then dies while "training".
-    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    victim_training.wait_for(1, Duration::from_secs(30)).await;
     victim.abort();
     let summaries = join_all(std::mem::take(&mut handles), Duration::from_secs(60)).await;
     assert!(summaries.iter().all(|s| s.final_version == Some(1)));
@@ -148,6 +157,7 @@ async fn coordinator_restarted_mid_round_aborts_cleanly_and_finishes() {
     let coord = RunningCoordinator::start(dir.path(), vec![spec.clone()]).await;
     let addr = coord.addr;
     let url = coord.url();
+    let training = TrainingStarts::default();
     let handles: Vec<_> = (0..n)
         .map(|i| {
             let trainer = std::sync::Arc::new(Slow(
@@ -155,13 +165,14 @@ async fn coordinator_restarted_mid_round_aborts_cleanly_and_finishes() {
                     delta: delta(i, d),
                     samples: SAMPLES[i],
                 },
-                Duration::from_millis(1_500),
+                Duration::from_millis(2_500),
+                training.clone(),
             ));
             spawn_daemon(&url, &format!("site-{i}"), "load", trainer)
         })
         .collect();
-    // Round 1 is in flight (participants are training) when the coordinator goes down.
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    // Round 1 is in flight (every participant is training) when the coordinator goes down.
+    training.wait_for(n, Duration::from_secs(30)).await;
     coord.stop().await;
     assert!(
         coordinator::load_versions(dir.path(), "load")

@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use coordinator::{CoordinatorConfig, FederationSpec, Metrics};
@@ -132,8 +133,31 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
         .fold(0.0, f32::max)
 }
 
+/// Counts how many local trainings have started, so tests wait for events instead of sleeping.
+#[derive(Clone, Default)]
+pub struct TrainingStarts(Arc<AtomicUsize>);
+
+impl TrainingStarts {
+    fn record(&self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Waits until at least `n` trainings have started; panics after `limit`.
+    pub async fn wait_for(&self, n: usize, limit: Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        while self.0.load(Ordering::SeqCst) < n {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "only {} of {n} trainings started within {limit:?}",
+                self.0.load(Ordering::SeqCst)
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
 /// A trainer that is too slow to upload in time (a participant that dies mid-round).
-pub struct Stalled;
+pub struct Stalled(pub TrainingStarts);
 
 impl LocalTrainer for Stalled {
     fn train(
@@ -141,6 +165,7 @@ impl LocalTrainer for Stalled {
         _: &participant::TrainSpec,
         _: &[f32],
     ) -> Result<participant::LocalResult, participant::ParticipantError> {
+        self.0.record();
         // Longer than the test's key + upload deadlines; short, because dropping the runtime
         // waits for blocking threads.
         std::thread::sleep(Duration::from_secs(8));
@@ -149,7 +174,7 @@ impl LocalTrainer for Stalled {
 }
 
 /// A trainer that takes a while (so a coordinator restart lands mid-round).
-pub struct Slow(pub FixedUpdate, pub Duration);
+pub struct Slow(pub FixedUpdate, pub Duration, pub TrainingStarts);
 
 impl LocalTrainer for Slow {
     fn train(
@@ -157,6 +182,7 @@ impl LocalTrainer for Slow {
         spec: &participant::TrainSpec,
         global: &[f32],
     ) -> Result<participant::LocalResult, participant::ParticipantError> {
+        self.2.record();
         std::thread::sleep(self.1);
         self.0.train(spec, global)
     }
