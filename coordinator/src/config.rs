@@ -92,6 +92,12 @@ pub struct FederationSpec {
     pub clip: f32,
     #[serde(default)]
     pub fedprox_mu: f32,
+    /// Server momentum (FedAvgM) on the aggregate, in [0, 1); 0 is plain FedAvg.
+    #[serde(default)]
+    pub server_momentum: f32,
+    /// Server learning rate applied to the (momentum) aggregate; 1 is plain FedAvg.
+    #[serde(default = "defaults::server_learning_rate")]
+    pub server_learning_rate: f32,
     /// Largest FedAvg weight (sample count) a participant may claim; bounds fixed-point precision.
     #[serde(default = "defaults::max_weight")]
     pub max_weight: u32,
@@ -122,6 +128,9 @@ mod defaults {
     }
     pub fn local_epochs() -> u32 {
         1
+    }
+    pub fn server_learning_rate() -> f32 {
+        1.0
     }
     pub fn learning_rate() -> f32 {
         1e-3
@@ -166,6 +175,8 @@ impl FederationSpec {
             learning_rate: defaults::learning_rate(),
             clip: defaults::clip(),
             fedprox_mu: 0.0,
+            server_momentum: 0.0,
+            server_learning_rate: defaults::server_learning_rate(),
             max_weight: defaults::max_weight(),
             neighbours: 0,
             threshold: 0,
@@ -197,6 +208,12 @@ impl FederationSpec {
         }
         if !(0.0..=10.0).contains(&self.over_selection) {
             return fail("over_selection must be in [0, 10]");
+        }
+        if !(0.0..1.0).contains(&self.server_momentum) {
+            return fail("server_momentum must be in [0, 1)");
+        }
+        if !(self.server_learning_rate > 0.0 && self.server_learning_rate <= 10.0) {
+            return fail("server_learning_rate must be in (0, 10]");
         }
         if self.max_weight == 0 {
             return fail("max_weight must be at least 1");

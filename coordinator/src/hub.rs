@@ -46,6 +46,8 @@ struct Federation {
     latest: ModelVersion,
     global: Arc<Vec<f32>>,
     global_bytes: Arc<Vec<u8>>,
+    /// Server-momentum velocity (empty until the first FedAvgM round).
+    velocity: Vec<f32>,
     members: BTreeSet<String>,
     last_seen: HashMap<String, u64>,
     round: RoundState,
@@ -186,6 +188,7 @@ impl Hub {
                     name: spec.name.clone(),
                     latest_version: 0,
                     next_round: 1,
+                    velocity_sha256: None,
                 };
                 let v0 = ModelVersion {
                     federation: spec.name.clone(),
@@ -214,6 +217,10 @@ impl Hub {
             })?;
         let bytes = self.artifacts.get(&latest.sha256)?;
         let global = proto::chunk::bytes_to_f32(&bytes)?;
+        let velocity = match &record.velocity_sha256 {
+            Some(sha) => proto::chunk::bytes_to_f32(&self.artifacts.get(sha)?)?,
+            None => Vec::new(),
+        };
         if let Some(stale) = self.store.in_flight(&spec.name)? {
             warn!(federation = %spec.name, round = stale.round, phase = %stale.phase,
                 "aborting the round interrupted by a restart");
@@ -237,6 +244,7 @@ impl Hub {
             latest,
             global: Arc::new(global),
             global_bytes: Arc::new(bytes),
+            velocity,
             members,
             last_seen: HashMap::new(),
             round,
@@ -846,7 +854,26 @@ impl Hub {
             }
         };
         let commit_started = std::time::Instant::now();
-        let weights = aggregated.apply(&f.global);
+        let spec = &f.spec;
+        let momentum = spec.server_momentum > 0.0;
+        let mut velocity = if momentum {
+            f.velocity.clone()
+        } else {
+            Vec::new()
+        };
+        let weights = crate::server_momentum::step(
+            &f.global,
+            &aggregated.mean_update,
+            &mut velocity,
+            spec.server_momentum,
+            spec.server_learning_rate,
+        );
+        let velocity_sha256 = if momentum {
+            Some(self.artifacts.put(&proto::chunk::f32_to_bytes(&velocity))?)
+        } else {
+            velocity.clear();
+            None
+        };
         let bytes = proto::chunk::f32_to_bytes(&weights);
         let sha256 = self.artifacts.put(&bytes)?;
         let version = ModelVersion {
@@ -862,6 +889,7 @@ impl Hub {
         };
         let record = FederationRecord {
             latest_version: version.version,
+            velocity_sha256,
             ..f.record.clone()
         };
         self.store.commit_version(&record, &version)?;
@@ -880,6 +908,7 @@ impl Hub {
         f.record = record;
         f.global = Arc::new(weights);
         f.global_bytes = Arc::new(bytes);
+        f.velocity = velocity;
         f.latest = version;
         Ok(if f.latest.version >= f.spec.rounds {
             RoundState::Done

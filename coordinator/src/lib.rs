@@ -17,6 +17,7 @@ pub mod grpc;
 pub mod hub;
 pub mod metrics;
 pub mod round;
+pub mod server_momentum;
 pub mod store;
 
 use std::sync::{Arc, Mutex};

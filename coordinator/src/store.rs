@@ -36,6 +36,9 @@ pub struct FederationRecord {
     pub latest_version: u64,
     /// Number the next round gets (rounds aborted by a restart are not reused).
     pub next_round: u64,
+    /// Artifact holding the server-momentum velocity after `latest_version` (FedAvgM only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub velocity_sha256: Option<String>,
 }
 
 /// One completed, immutable model version.
@@ -266,6 +269,7 @@ mod tests {
             name: "f".into(),
             latest_version: 0,
             next_round: 1,
+            velocity_sha256: None,
         };
         let v = |n: u64| ModelVersion {
             federation: "f".into(),

@@ -39,6 +39,8 @@ pub enum ModelKind {
     Mlp,
     /// The MLP trained by federated rounds (scored by the coordinator with [`score_forecasts`]).
     FederatedMlp,
+    /// The federated MLP fine-tuned by each site on its own data ([`crate::fine_tune`]).
+    FederatedFineTuned,
 }
 
 impl ModelKind {
@@ -51,6 +53,7 @@ impl ModelKind {
             ModelKind::Ridge => "ridge",
             ModelKind::Mlp => "mlp",
             ModelKind::FederatedMlp => "federated mlp",
+            ModelKind::FederatedFineTuned => "federated mlp + local fine-tune",
         }
     }
 }

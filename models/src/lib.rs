@@ -44,4 +44,4 @@ pub use metrics::{ErrorSums, ForecastMetrics, StepSelection, site_errors};
 pub use network::QuantileMlp;
 pub use ridge::{RidgeConfig, RidgeForecaster};
 pub use samples::{ChronologicalSplit, check_samples, chronological_split};
-pub use training::{LocalUpdate, TrainedForecaster, TrainingReport, train, train_local};
+pub use training::{LocalUpdate, TrainedForecaster, TrainingReport, fine_tune, train, train_local};

@@ -63,16 +63,45 @@ pub struct LocalUpdate {
 /// restored (or, with `refit`, retrained on all samples for the best epoch count). The same
 /// config and data give bit-identical weights.
 pub fn train(config: &ForecasterConfig, data: &SampleSet) -> Result<TrainedForecaster, ModelError> {
+    let device = training_device();
+    let model = config.init(&device)?;
+    train_from(config, data, model, &device, false)
+}
+
+/// Personalisation: [`train`] starting from the flat parameters `initial` (a federated global
+/// model) instead of a fresh initialisation, with the same early stopping on the site's own
+/// validation split, so a site keeps the global model unless its own data improve on it.
+pub fn fine_tune(
+    config: &ForecasterConfig,
+    initial: &[f32],
+    data: &SampleSet,
+) -> Result<TrainedForecaster, ModelError> {
+    let device = training_device();
+    let model = from_flat(config, initial, &device)?;
+    train_from(config, data, model, &device, true)
+}
+
+fn train_from(
+    config: &ForecasterConfig,
+    data: &SampleSet,
+    mut model: QuantileMlp,
+    device: &Device,
+    fine_tuning: bool,
+) -> Result<TrainedForecaster, ModelError> {
     let started = Instant::now();
     check_layout(config, data)?;
     let split = chronological_split(data, config.validation_fraction)?;
-    let device = training_device();
-    let mut model = config.init(&device)?;
+    let device = device.clone();
     let mut session = Session::new(config, data, &device, None);
     let val_x = gather_rows(&data.x, data.n_features, &split.validation);
     let val_y = gather_rows(&data.y, data.horizon, &split.validation);
     let mut fit = split.fit.clone();
-    let (mut best, mut best_loss, mut best_epoch) = (to_flat(&model)?, f32::INFINITY, 0);
+    let mut best_loss = f32::INFINITY;
+    if fine_tuning {
+        let forecast = QuantileForecaster::new(config.clone(), &model).predict_rows(&val_x)?;
+        best_loss = mean_pinball(&forecast, &val_y) as f32;
+    }
+    let (mut best, mut best_epoch) = (to_flat(&model)?, 0);
     let (mut train_loss, mut validation_loss, mut rates) = (Vec::new(), Vec::new(), Vec::new());
     for epoch in 1..=config.epochs {
         rates.push(session.learning_rate);
@@ -90,11 +119,11 @@ pub fn train(config: &ForecasterConfig, data: &SampleSet) -> Result<TrainedForec
             session.learning_rate *= config.plateau_decay;
         }
     }
-    if best_epoch == 0 {
+    if best_epoch == 0 && !fine_tuning {
         // Only a NaN validation loss never improves on infinity.
         return Err(ModelError::Diverged { epoch: 1 });
     }
-    let model = if config.refit {
+    let model = if config.refit && !fine_tuning {
         refit(config, data, &device, &rates[..best_epoch])?
     } else {
         load_flat(model, &best)?

@@ -5,7 +5,7 @@ mod common;
 
 use datasets::Target;
 use models::{
-    ErrorSums, ForecasterConfig, ModelKind, StepSelection, TrainingMode, evaluate_fleet,
+    ErrorSums, ForecasterConfig, ModelKind, StepSelection, TrainingMode, evaluate_fleet, fine_tune,
     persistence, site_errors, train, train_local,
 };
 
@@ -138,4 +138,25 @@ fn refit_retrains_on_all_samples_deterministically() {
         "refit model skill {}",
         mlp.skill_vs(&base)
     );
+}
+
+#[test]
+fn fine_tuning_improves_a_poor_start_and_never_worsens_a_good_one() {
+    let (data, _) = common::site("s", 60, 56, 48, 9);
+    let config = ForecasterConfig::new(data.n_features, 24)
+        .with_hidden(vec![32])
+        .with_epochs(8);
+    let fresh = models::to_flat(&config.init(&models::training_device()).unwrap()).unwrap();
+    let tuned = fine_tune(&config, &fresh, &data).unwrap();
+    // From random weights the site's data help: some epoch beats the starting point.
+    assert!(tuned.report.best_epoch >= 1, "{:?}", tuned.report);
+    let tuned_params = tuned.forecaster.to_flat().unwrap();
+    assert_ne!(tuned_params, fresh);
+
+    // A rate so large that every epoch is worse: the starting weights are kept, bit for bit.
+    let wild = config.clone().with_learning_rate(0.5).with_patience(2);
+    let kept = fine_tune(&wild, &tuned_params, &data).unwrap();
+    assert_eq!(kept.report.best_epoch, 0, "{:?}", kept.report);
+    let kept_params = kept.forecaster.to_flat().unwrap();
+    assert_eq!(kept_params, tuned_params);
 }

@@ -48,6 +48,40 @@ async fn plain_round_is_sample_weighted_fedavg() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_momentum_accumulates_the_aggregate_across_rounds() {
+    let dir = tempfile::tempdir().unwrap();
+    let (n, d, beta) = (3, 500, 0.5f32);
+    let spec = FederationSpec {
+        min_participants: n,
+        server_momentum: beta,
+        ..FederationSpec::vector("load", d as u64, Protection::Plain, 2)
+    };
+    let coord = RunningCoordinator::start(dir.path(), vec![spec]).await;
+    let handles = (0..n)
+        .map(|i| {
+            spawn_daemon(
+                &coord.url(),
+                &format!("site-{i}"),
+                "load",
+                fixed(i, d, SAMPLES[i]),
+            )
+        })
+        .collect();
+    let summaries = join_all(handles, Duration::from_secs(60)).await;
+    assert!(summaries.iter().all(|s| s.final_version == Some(2)));
+    coord.stop().await;
+    // v1 = m, w1 = m; v2 = beta * m + m, w2 = w1 + v2 = (2 + beta) * m.
+    let mean = fedavg(
+        &(0..n)
+            .map(|i| (delta(i, d), SAMPLES[i]))
+            .collect::<Vec<_>>(),
+    );
+    let (_, weights) = coordinator::load_latest(dir.path(), "load").unwrap();
+    let expected: Vec<f32> = mean.iter().map(|m| (2.0 + beta) * m).collect();
+    assert!(max_abs_diff(&weights, &expected) < 1e-5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn masked_rounds_equal_plaintext_fedavg() {
     let dir = tempfile::tempdir().unwrap();
     let (n, d) = (5, 20_000);

@@ -10,17 +10,17 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use clap::Args;
 use coordinator::Protection;
-use datasets::Resolution;
-use datasets::Target;
 use datasets::synth::{FleetConfig, generate_fleet};
+use datasets::{Resolution, SampleSet, Target};
 use models::evaluation::score_forecasts;
 use models::{
-    EvaluationReport, EvaluationRow, ForecasterConfig, ModelKind, QuantileForecaster, TrainingMode,
-    persistence,
+    EvaluationReport, EvaluationRow, ForecasterConfig, ModelKind, QuantileForecast,
+    QuantileForecaster, TrainingMode, persistence,
 };
+use rayon::prelude::*;
 use serde::Serialize;
 
-use super::federated::{FederatedOutcome, federated_training};
+use super::federated::{FederatedOutcome, FederatedPlan, federated_training};
 use super::fleet::{GriddedFleet, from_synthetic, load_dir};
 use super::report::render_comparison;
 use super::train::{Format, evaluate, prepared_sets, split_spec};
@@ -36,6 +36,10 @@ pub struct DemoArgs {
     /// Local epochs per round (few local steps and many rounds limit client drift).
     #[arg(long, default_value_t = 1)]
     pub local_epochs: usize,
+    /// FedAvgM server momentum (0: plain FedAvg). Speeds up the global model; plain FedAvg
+    /// fine-tunes better per site on the demo fleet (see README).
+    #[arg(long, default_value_t = 0.0)]
+    pub server_momentum: f32,
     /// Protection of the updates on the wire.
     #[arg(long, value_enum, default_value = "masked")]
     pub mode: DemoMode,
@@ -69,12 +73,16 @@ struct DemoRow {
     row: EvaluationRow,
 }
 
-/// Median per-site accuracy of the two private options.
+/// Per-site comparison of the private options: what a typical site gains by joining.
 #[derive(Serialize)]
 struct MedianSite {
     target: Target,
     local_mlp_nmae: f64,
     federated_mlp_nmae: f64,
+    federated_fine_tuned_nmae: f64,
+    /// Sites where the fine-tuned federated model beats the site's local-only model.
+    fine_tuned_wins: usize,
+    sites: usize,
 }
 
 #[derive(Serialize)]
@@ -90,67 +98,87 @@ fn pooled(report: &EvaluationReport, model: ModelKind) -> Result<EvaluationRow> 
         .with_context(|| format!("report lacks a pooled {} row", model.name()))
 }
 
-/// Trains the federated MLP over loopback gRPC and scores it like the other models: the
-/// pooled row and the per-site nMAE (for the median-site comparison).
+/// Pooled and per-site accuracy of one federated variant.
+struct Scored {
+    pooled: EvaluationRow,
+    sites: Vec<EvaluationRow>,
+}
+
+/// Scores `forecasts` (one per site) like the other models.
+fn score(
+    kind: ModelKind,
+    target: Target,
+    test: &[SampleSet],
+    forecasts: &[QuantileForecast],
+) -> Result<Scored> {
+    let reference = test
+        .iter()
+        .map(persistence)
+        .collect::<Result<Vec<_>, _>>()?;
+    let rows = score_forecasts(kind, target, test, forecasts, &reference)?;
+    let (sites, pooled): (Vec<_>, Vec<_>) = rows.into_iter().partition(|r| r.site.is_some());
+    let pooled = pooled.into_iter().next().context("no pooled row")?;
+    Ok(Scored { pooled, sites })
+}
+
+/// Trains the federated MLP over loopback gRPC and scores the global model, then lets every
+/// site fine-tune it on its own training data (early stopping on its own validation days; a
+/// site keeps the global model when its data do not improve on it) and scores that too.
 fn federated(
     fleet: &GriddedFleet,
     target: Target,
     split: datasets::SplitSpec,
     args: &DemoArgs,
     protection: Protection,
-) -> Result<(EvaluationRow, Vec<EvaluationRow>, FederatedOutcome)> {
+) -> Result<(Scored, Scored, FederatedOutcome)> {
     let (prepared, _, test) = prepared_sets(fleet, target, split)?;
     let first = &prepared[0].train;
     let config =
         ForecasterConfig::day_ahead(target, first.n_features, first.horizon).with_seed(args.seed);
     let quiet = args.format != Format::Table;
-    let outcome = federated_training(
-        &prepared,
-        &config,
-        args.rounds,
-        args.local_epochs,
+    let plan = FederatedPlan {
+        rounds: args.rounds,
+        local_epochs: args.local_epochs,
         protection,
-        |done, all| {
-            if !quiet {
-                return;
-            }
-            let bar = "#".repeat(done) + &".".repeat(all.saturating_sub(done));
-            eprint!("\r  federated {target:?}: round {done}/{all} [{bar}]");
-            if done == all {
-                eprintln!();
-            }
-        },
-    )?;
-    let forecaster = QuantileForecaster::from_flat(config, &outcome.params)?;
+        server_momentum: args.server_momentum,
+    };
+    let outcome = federated_training(&prepared, &config, &plan, |done, all| {
+        if !quiet {
+            return;
+        }
+        let bar = "#".repeat(done) + &".".repeat(all.saturating_sub(done));
+        eprint!("\r  federated {target:?}: round {done}/{all} [{bar}]");
+        if done == all {
+            eprintln!();
+        }
+    })?;
+    let global = QuantileForecaster::from_flat(config.clone(), &outcome.params)?;
     let forecasts = test
         .iter()
-        .map(|t| forecaster.predict(t))
+        .map(|t| global.predict(t))
         .collect::<Result<Vec<_>, _>>()?;
-    let reference = test
-        .iter()
-        .map(persistence)
+    let global = score(ModelKind::FederatedMlp, target, &test, &forecasts)?;
+    // Each site's step runs on that site's samples only (in the daemon's place).
+    let tuned = prepared
+        .par_iter()
+        .zip(&test)
+        .map(|(site, test)| {
+            models::fine_tune(&config, &outcome.params, &site.train)
+                .and_then(|t| t.forecaster.predict(test))
+        })
         .collect::<Result<Vec<_>, _>>()?;
-    let rows = score_forecasts(
-        ModelKind::FederatedMlp,
-        target,
-        &test,
-        &forecasts,
-        &reference,
-    )?;
-    let (sites, pooled): (Vec<_>, Vec<_>) = rows.into_iter().partition(|r| r.site.is_some());
-    let pooled = pooled
-        .into_iter()
-        .next()
-        .context("no pooled federated row")?;
-    Ok((pooled, sites, outcome))
+    let tuned = score(ModelKind::FederatedFineTuned, target, &test, &tuned)?;
+    Ok((global, tuned, outcome))
+}
+
+/// The score a site is compared on: nMAE, on daylight steps for PV.
+fn site_nmae(row: &EvaluationRow) -> f64 {
+    row.daylight.unwrap_or(row.metrics).nmae
 }
 
 /// Median over sites of the nMAE (daylight nMAE for PV) of `model`'s per-site rows.
 fn median_site_nmae<'a>(rows: impl Iterator<Item = &'a EvaluationRow>) -> f64 {
-    let mut values: Vec<f64> = rows
-        .filter(|r| r.site.is_some())
-        .map(|r| r.daylight.unwrap_or(r.metrics).nmae)
-        .collect();
+    let mut values: Vec<f64> = rows.filter(|r| r.site.is_some()).map(site_nmae).collect();
     values.sort_by(f64::total_cmp);
     match values.len() {
         0 => f64::NAN,
@@ -207,13 +235,29 @@ pub fn run(args: DemoArgs) -> Result<()> {
             args.seed,
         )?;
         let local = evaluate(&fleet, target, TrainingMode::Local, split, None, args.seed)?;
-        let (federated_row, federated_sites, outcome) =
-            federated(&fleet, target, split, &args, protection)?;
-        let local_sites = local.rows.iter().filter(|r| r.model == ModelKind::Mlp);
+        let (global, tuned, outcome) = federated(&fleet, target, split, &args, protection)?;
+        let local_sites: Vec<&EvaluationRow> = local
+            .rows
+            .iter()
+            .filter(|r| r.model == ModelKind::Mlp && r.site.is_some())
+            .collect();
+        let fine_tuned_wins = tuned
+            .sites
+            .iter()
+            .filter(|t| {
+                local_sites
+                    .iter()
+                    .find(|l| l.site == t.site)
+                    .is_some_and(|l| site_nmae(t) < site_nmae(l))
+            })
+            .count();
         medians.push(MedianSite {
             target,
-            local_mlp_nmae: median_site_nmae(local_sites),
-            federated_mlp_nmae: median_site_nmae(federated_sites.iter()),
+            local_mlp_nmae: median_site_nmae(local_sites.iter().copied()),
+            federated_mlp_nmae: median_site_nmae(global.sites.iter()),
+            federated_fine_tuned_nmae: median_site_nmae(tuned.sites.iter()),
+            fine_tuned_wins,
+            sites: tuned.sites.len(),
         });
         let mut methods = vec![
             (
@@ -238,8 +282,9 @@ pub fn run(args: DemoArgs) -> Result<()> {
             ),
             (
                 format!("federated MLP ({})", outcome.protection.name()),
-                federated_row,
+                global.pooled,
             ),
+            ("federated MLP + local fine-tune".to_string(), tuned.pooled),
         ];
         if table {
             let labelled: Vec<(String, &EvaluationRow)> = methods
@@ -254,9 +299,15 @@ pub fn run(args: DemoArgs) -> Result<()> {
             println!("\n{}", render_comparison(&title, &labelled));
             let last = medians.last().context("median row")?;
             println!(
-                "  median site nMAE: federated {:.1}% vs local-only {:.1}%; federation: {} rounds in {:.0} s, {:.1} MB sent per participant",
+                "  median site nMAE: federated + fine-tune {:.2}% (global {:.2}%) vs local-only {:.2}%; fine-tuned beats local-only on {}/{} sites",
+                100.0 * last.federated_fine_tuned_nmae,
                 100.0 * last.federated_mlp_nmae,
                 100.0 * last.local_mlp_nmae,
+                last.fine_tuned_wins,
+                last.sites
+            );
+            println!(
+                "  federation: {} rounds in {:.0} s, {:.1} MB sent per participant",
                 outcome.rounds.len(),
                 outcome.seconds,
                 outcome.bytes_sent_per_participant as f64 / 1e6

@@ -52,18 +52,32 @@ pub struct FederatedOutcome {
     pub seconds: f64,
 }
 
+/// How a federated training run is organised.
+#[derive(Clone, Copy, Debug)]
+pub struct FederatedPlan {
+    pub rounds: usize,
+    pub local_epochs: usize,
+    pub protection: Protection,
+    /// FedAvgM server momentum on the aggregate (0: plain FedAvg).
+    pub server_momentum: f32,
+}
+
 /// Trains `config`'s MLP by federated averaging across `sites` (one participant each, using
-/// only its `train` samples): `rounds` rounds of `local_epochs` local epochs, FedAvg weighted
-/// by sample counts, updates protected by `mode`. Initial weights are `config.init` with
-/// `config.seed`. `progress(done, rounds)` is called as each round commits.
+/// only its `train` samples): `plan.rounds` rounds of `plan.local_epochs` local epochs, FedAvg
+/// weighted by sample counts, updates protected by `plan.protection`. Initial weights are
+/// `config.init` with `config.seed`. `progress(done, rounds)` is called as each round commits.
 pub fn federated_training(
     sites: &[PreparedSite],
     config: &ForecasterConfig,
-    rounds: usize,
-    local_epochs: usize,
-    mode: Protection,
+    plan: &FederatedPlan,
     progress: impl Fn(usize, usize) + Send + Sync,
 ) -> Result<FederatedOutcome> {
+    let FederatedPlan {
+        rounds,
+        local_epochs,
+        protection: mode,
+        server_momentum,
+    } = *plan;
     ensure!(rounds >= 1, "federated training needs at least one round");
     ensure!(
         local_epochs >= 1,
@@ -108,6 +122,7 @@ pub fn federated_training(
         local_epochs: u32::try_from(local_epochs).context("too many local epochs")?,
         learning_rate: config.learning_rate as f32,
         fedprox_mu: config.proximal_mu,
+        server_momentum,
         // FedAvg weights are the true sample counts.
         max_weight: u32::try_from(max_samples.max(1)).context("too many samples")?,
         ..FederationSpec::vector(FEDERATION, 0, mode, rounds as u64)
@@ -347,8 +362,13 @@ mod tests {
             Ok("plain") => Protection::Plain,
             _ => Protection::Masked,
         };
-        let outcome =
-            federated_training(&prepared, &config, rounds, epochs, mode, |_, _| {}).unwrap();
+        let plan = FederatedPlan {
+            rounds,
+            local_epochs: epochs,
+            protection: mode,
+            server_momentum: 0.0,
+        };
+        let outcome = federated_training(&prepared, &config, &plan, |_, _| {}).unwrap();
         let fed = nmae(&config, &outcome.params, &test);
 
         // The same FedAvg (constant learning rate) in one process, no network.

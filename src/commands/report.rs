@@ -13,7 +13,7 @@ fn row_line(out: &mut String, label: &str, row: &EvaluationRow) {
     let m = &row.metrics;
     let _ = writeln!(
         out,
-        "  {label:<28} {:>10.3} {:>8} {:>10.3} {:>9} {:>7} {:>10}",
+        "  {label:<32} {:>10.3} {:>8} {:>10.3} {:>9} {:>7} {:>10}",
         m.mae_kw,
         percent(Some(m.nmae)),
         m.pinball_kw,
@@ -27,7 +27,7 @@ fn header(out: &mut String, title: &str) {
     let _ = writeln!(out, "{title}");
     let _ = writeln!(
         out,
-        "  {:<28} {:>10} {:>8} {:>10} {:>9} {:>7} {:>10}",
+        "  {:<32} {:>10} {:>8} {:>10} {:>9} {:>7} {:>10}",
         "model", "MAE kW", "nMAE", "pinball", "p10-p90", "skill", "day nMAE"
     );
 }

@@ -112,14 +112,3 @@ pub struct Aggregated {
     /// Number of contributions in the mean.
     pub participants: usize,
 }
-
-impl Aggregated {
-    /// New global weights: `global + mean_update`.
-    pub fn apply(&self, global: &[f32]) -> Vec<f32> {
-        global
-            .iter()
-            .zip(&self.mean_update)
-            .map(|(g, d)| g + d)
-            .collect()
-    }
-}
