@@ -152,14 +152,25 @@ pub fn generate(hosts: &[String]) -> Result<GeneratedTls, CoordinatorError> {
     } else {
         hosts.to_vec()
     };
+    // What a participant will check the certificate against, so refuse what it cannot match.
+    for host in &hosts {
+        rustls::pki_types::ServerName::try_from(host.as_str()).map_err(|_| {
+            config_error(format!("host `{host}` is not a DNS name or an IP address"))
+        })?;
+    }
     let rcgen_error = |e: rcgen::Error| config_error(format!("certificate generation: {e}"));
     let year = current_year();
 
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(rcgen_error)?;
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "gridfed coordinator CA");
+    // A distinct name per CA: verifiers look issuers up by name, so a participant trusting
+    // another gridfed CA is told "unknown issuer" rather than "bad signature".
+    let mut id = [0u8; 6];
+    getrandom::fill(&mut id).map_err(|e| config_error(format!("randomness: {e}")))?;
+    ca_params.distinguished_name.push(
+        DnType::CommonName,
+        format!("gridfed coordinator CA {}", hex::encode(id)),
+    );
     ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     // A year back absorbs the rough year arithmetic and clock skew between machines.
     ca_params.not_before = rcgen::date_time_ymd(year - 1, 1, 1);
@@ -290,7 +301,8 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("tls.key (y): no usable PEM private key"), "{err}");
-        assert!(generate(&["not a host!".into()]).is_err());
+        let err = generate(&["not a host!".into()]).unwrap_err().to_string();
+        assert!(err.contains("host `not a host!`"), "{err}");
     }
 
     #[test]
