@@ -360,9 +360,12 @@ federation = []
     #[test]
     fn a_config_without_tls_needs_the_explicit_insecure_flag() {
         let err = CoordinatorConfig::from_toml(BASE).unwrap_err().to_string();
-        assert!(err.contains("no [tls] section") && err.contains("insecure_plaintext"), "{err}");
-        let plain = CoordinatorConfig::from_toml(&format!("insecure_plaintext = true\n{BASE}"))
-            .unwrap();
+        assert!(
+            err.contains("no [tls] section") && err.contains("insecure_plaintext"),
+            "{err}"
+        );
+        let plain =
+            CoordinatorConfig::from_toml(&format!("insecure_plaintext = true\n{BASE}")).unwrap();
         assert_eq!(plain.transport().unwrap(), Transport::InsecurePlaintext);
         let both = format!("insecure_plaintext = true\n{BASE}\n[tls]\ncert = \"c\"\nkey = \"k\"\n");
         let err = CoordinatorConfig::from_toml(&both).unwrap_err().to_string();
@@ -372,7 +375,10 @@ federation = []
     #[test]
     fn tls_files_are_read_at_transport_time_and_named_in_errors() {
         let dir = tempfile::tempdir().unwrap();
-        let paths = crate::tls::generate(&[]).unwrap().write(dir.path(), false).unwrap();
+        let paths = crate::tls::generate(&[])
+            .unwrap()
+            .write(dir.path(), false)
+            .unwrap();
         let text = |cert: &std::path::Path| {
             format!(
                 "{BASE}\n[tls]\ncert = {:?}\nkey = {:?}\n",
@@ -385,7 +391,10 @@ federation = []
         let missing = dir.path().join("nope.pem");
         let config = CoordinatorConfig::from_toml(&text(&missing)).unwrap();
         let err = config.transport().unwrap_err().to_string();
-        assert!(err.contains("tls.cert") && err.contains("nope.pem"), "{err}");
+        assert!(
+            err.contains("tls.cert") && err.contains("nope.pem"),
+            "{err}"
+        );
         let err = CoordinatorConfig::from_toml(&format!("{BASE}\n[tls]\ncert = \"c\"\n"))
             .unwrap_err()
             .to_string();

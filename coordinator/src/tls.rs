@@ -275,7 +275,12 @@ mod tests {
     fn generated_identity_is_usable_and_hides_its_key() {
         let tls = generate(&[]).unwrap();
         assert!(tls.ca_cert_pem.starts_with("-----BEGIN CERTIFICATE-----"));
-        assert_eq!(certificates(tls.ca_cert_pem.as_bytes(), "ca").unwrap().len(), 1);
+        assert_eq!(
+            certificates(tls.ca_cert_pem.as_bytes(), "ca")
+                .unwrap()
+                .len(),
+            1
+        );
         let debug = format!("{:?}", tls.server);
         assert!(debug.contains("<redacted>") && !debug.contains("PRIVATE KEY"));
     }
@@ -300,7 +305,10 @@ mod tests {
         let err = ServerIdentity::from_pem(a.server.cert_pem, "junk".into(), "c", "tls.key (y)")
             .unwrap_err()
             .to_string();
-        assert!(err.contains("tls.key (y): no usable PEM private key"), "{err}");
+        assert!(
+            err.contains("tls.key (y): no usable PEM private key"),
+            "{err}"
+        );
         let err = generate(&["not a host!".into()]).unwrap_err().to_string();
         assert!(err.contains("host `not a host!`"), "{err}");
     }
@@ -324,6 +332,9 @@ mod tests {
         let err = ServerIdentity::load(&dir.path().join("missing.pem"), &paths.key)
             .unwrap_err()
             .to_string();
-        assert!(err.contains("tls.cert (") && err.contains("cannot read"), "{err}");
+        assert!(
+            err.contains("tls.cert (") && err.contains("cannot read"),
+            "{err}"
+        );
     }
 }

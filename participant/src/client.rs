@@ -31,7 +31,7 @@ pub struct FederationLink {
 }
 
 /// Where the coordinator is and how its identity is checked.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct CoordinatorEndpoint {
     url: String,
     /// PEM certificates of the CA(s) the coordinator's certificate must chain to; `None` only
@@ -88,6 +88,15 @@ impl CoordinatorEndpoint {
 
     pub fn is_tls(&self) -> bool {
         self.ca_pem.is_some()
+    }
+}
+
+impl std::fmt::Debug for CoordinatorEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CoordinatorEndpoint")
+            .field("url", &self.url)
+            .field("tls", &self.is_tls())
+            .finish()
     }
 }
 

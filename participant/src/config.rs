@@ -200,9 +200,8 @@ impl ParticipantConfig {
         match &self.ca_cert {
             Some(path) => {
                 let label = format!("ca_cert ({})", path.display());
-                let pem = std::fs::read(path).map_err(|e| {
-                    ParticipantError::Config(format!("{label}: cannot read: {e}"))
-                })?;
+                let pem = std::fs::read(path)
+                    .map_err(|e| ParticipantError::Config(format!("{label}: cannot read: {e}")))?;
                 CoordinatorEndpoint::tls(&self.coordinator, &pem, &label)
             }
             None => CoordinatorEndpoint::insecure_plaintext(&self.coordinator),

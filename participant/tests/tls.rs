@@ -97,7 +97,10 @@ async fn a_participant_trusting_another_ca_is_refused() {
     let result = tokio::time::timeout(Duration::from_secs(20), daemon.run(std::future::pending()))
         .await
         .expect("daemon must stop");
-    assert!(matches!(result, Err(ParticipantError::Tls(_))), "{result:?}");
+    assert!(
+        matches!(result, Err(ParticipantError::Tls(_))),
+        "{result:?}"
+    );
 
     // The right CA still gets in.
     enroll(&trusting(&coord.url(), &tls)).await.unwrap();
@@ -125,8 +128,8 @@ async fn plaintext_clients_fail_and_the_tls_server_keeps_serving() {
     let spec = FederationSpec::vector("load", 10, Protection::Plain, 1);
     let coord = start_tls(dir.path(), &tls, spec).await;
 
-    let plaintext = CoordinatorEndpoint::insecure_plaintext(&format!("http://{}", coord.addr))
-        .unwrap();
+    let plaintext =
+        CoordinatorEndpoint::insecure_plaintext(&format!("http://{}", coord.addr)).unwrap();
     for _ in 0..3 {
         let result = tokio::time::timeout(Duration::from_secs(15), enroll(&plaintext))
             .await
