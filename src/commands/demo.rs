@@ -254,7 +254,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
             println!("\n{}", render_comparison(&title, &labelled));
             let last = medians.last().context("median row")?;
             println!(
-                "  median site nMAE: federated {:.1}% vs local-only {:.1}%; federation: {} rounds in {:.0} s, {:.1} MB sent per participant",
+                "  median site nMAE: federated {:.1}% vs local-only {:.1}%; federation over TLS: {} rounds in {:.0} s, {:.1} MB sent per participant",
                 100.0 * last.federated_mlp_nmae,
                 100.0 * last.local_mlp_nmae,
                 outcome.rounds.len(),
