@@ -6,6 +6,11 @@
 //! metrics_listen = "127.0.0.1:9400"
 //! enrollment_tokens = ["change-me"]
 //!
+//! # From `gridfed coordinator init-tls`; without it, `insecure_plaintext = true` is required.
+//! [tls]
+//! cert = "tls/server.pem"
+//! key = "tls/server.key"
+//!
 //! [[federation]]
 //! name = "residential-load"
 //! tag = "residential-load"
@@ -22,6 +27,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::CoordinatorError;
+use crate::tls::{ServerIdentity, Transport};
 
 /// How updates are protected in a federation.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -231,6 +237,14 @@ impl FederationSpec {
     }
 }
 
+/// `[tls]`: PEM files of the server certificate chain and its private key.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
 /// The whole coordinator configuration.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -253,7 +267,21 @@ pub struct CoordinatorConfig {
     pub long_poll_ms: u32,
     #[serde(rename = "federation")]
     pub federations: Vec<FederationSpec>,
+    /// Serve gRPC over TLS with these files (see [`CoordinatorConfig::transport`]).
+    #[serde(default)]
+    pub tls: Option<TlsFiles>,
+    /// Serve plaintext HTTP/2 instead of TLS: tests only, logged as a warning.
+    #[serde(default)]
+    pub insecure_plaintext: bool,
+    /// In-process runs: an identity already in memory (the demo's ephemeral CA); used instead
+    /// of `tls`.
+    #[serde(skip)]
+    pub tls_identity: Option<ServerIdentity>,
 }
+
+const NO_TRANSPORT: &str = "no [tls] section: set tls.cert and tls.key (see `gridfed coordinator \
+     init-tls`), or insecure_plaintext = true to serve without TLS (tests only)";
+const BOTH_TRANSPORTS: &str = "insecure_plaintext = true contradicts the [tls] section: keep one";
 
 fn default_listen() -> String {
     "127.0.0.1:7400".into()
@@ -278,6 +306,9 @@ impl CoordinatorConfig {
             revoked: Vec::new(),
             long_poll_ms: default_long_poll(),
             federations,
+            tls: None,
+            insecure_plaintext: false,
+            tls_identity: None,
         }
     }
 
@@ -286,10 +317,33 @@ impl CoordinatorConfig {
         let config: Self =
             toml::from_str(text).map_err(|e| CoordinatorError::Config(e.to_string()))?;
         config.validate()?;
+        if config.tls.is_none() && !config.insecure_plaintext {
+            return Err(CoordinatorError::Config(NO_TRANSPORT.into()));
+        }
         Ok(config)
     }
 
+    /// How to serve: TLS from `tls_identity` or the `[tls]` files (read and checked now), or
+    /// plaintext when `insecure_plaintext` is set.
+    pub fn transport(&self) -> Result<Transport, CoordinatorError> {
+        if let Some(identity) = &self.tls_identity {
+            return Ok(Transport::Tls(identity.clone()));
+        }
+        match (&self.tls, self.insecure_plaintext) {
+            (Some(files), false) => Ok(Transport::Tls(ServerIdentity::load(
+                &files.cert,
+                &files.key,
+            )?)),
+            (None, true) => Ok(Transport::InsecurePlaintext),
+            (Some(_), true) => Err(CoordinatorError::Config(BOTH_TRANSPORTS.into())),
+            (None, false) => Err(CoordinatorError::Config(NO_TRANSPORT.into())),
+        }
+    }
+
     pub fn validate(&self) -> Result<(), CoordinatorError> {
+        if self.insecure_plaintext && (self.tls.is_some() || self.tls_identity.is_some()) {
+            return Err(CoordinatorError::Config(BOTH_TRANSPORTS.into()));
+        }
         if self.enrollment_tokens.iter().any(|t| t.len() < 8) {
             return Err(CoordinatorError::Config(
                 "enrollment tokens must be at least 8 characters".into(),
@@ -307,5 +361,60 @@ impl CoordinatorConfig {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = r#"
+data_dir = "data"
+enrollment_tokens = ["operator-token"]
+federation = []
+"#;
+
+    #[test]
+    fn a_config_without_tls_needs_the_explicit_insecure_flag() {
+        let err = CoordinatorConfig::from_toml(BASE).unwrap_err().to_string();
+        assert!(
+            err.contains("no [tls] section") && err.contains("insecure_plaintext"),
+            "{err}"
+        );
+        let plain =
+            CoordinatorConfig::from_toml(&format!("insecure_plaintext = true\n{BASE}")).unwrap();
+        assert_eq!(plain.transport().unwrap(), Transport::InsecurePlaintext);
+        let both = format!("insecure_plaintext = true\n{BASE}\n[tls]\ncert = \"c\"\nkey = \"k\"\n");
+        let err = CoordinatorConfig::from_toml(&both).unwrap_err().to_string();
+        assert!(err.contains("contradicts the [tls] section"), "{err}");
+    }
+
+    #[test]
+    fn tls_files_are_read_at_transport_time_and_named_in_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = crate::tls::generate(&[])
+            .unwrap()
+            .write(dir.path(), false)
+            .unwrap();
+        let text = |cert: &std::path::Path| {
+            format!(
+                "{BASE}\n[tls]\ncert = {:?}\nkey = {:?}\n",
+                cert.display().to_string(),
+                paths.key.display().to_string()
+            )
+        };
+        let config = CoordinatorConfig::from_toml(&text(&paths.cert)).unwrap();
+        assert!(matches!(config.transport().unwrap(), Transport::Tls(_)));
+        let missing = dir.path().join("nope.pem");
+        let config = CoordinatorConfig::from_toml(&text(&missing)).unwrap();
+        let err = config.transport().unwrap_err().to_string();
+        assert!(
+            err.contains("tls.cert") && err.contains("nope.pem"),
+            "{err}"
+        );
+        let err = CoordinatorConfig::from_toml(&format!("{BASE}\n[tls]\ncert = \"c\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("missing field `key`"), "{err}");
     }
 }

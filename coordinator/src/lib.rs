@@ -7,7 +7,8 @@
 //!   files) under the data directory: a coordinator killed at any moment restarts, aborts the
 //!   interrupted round cleanly and loses no completed version.
 //! - [`grpc`]: the thin tonic service; [`metrics`]: Prometheus text over a tiny HTTP endpoint.
-//! - [`serve`]: mini-redis style entry point taking a bound listener and a shutdown future.
+//! - [`serve`]: mini-redis style entry point taking a bound listener and a shutdown future;
+//!   gRPC runs over TLS ([`tls`]) unless the config explicitly asks for plaintext.
 
 pub mod artifacts;
 pub mod auth;
@@ -19,6 +20,7 @@ pub mod metrics;
 pub mod round;
 pub mod server_momentum;
 pub mod store;
+pub mod tls;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -26,9 +28,9 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_stream::wrappers::TcpListenerStream;
-use tracing::info;
+use tracing::{info, warn};
 
-pub use config::{CoordinatorConfig, FederationSpec, InitialWeights, Protection};
+pub use config::{CoordinatorConfig, FederationSpec, InitialWeights, Protection, TlsFiles};
 pub use error::CoordinatorError;
 pub use hub::Hub;
 pub use metrics::Metrics;
@@ -67,8 +69,9 @@ pub fn load_versions(
 /// How often deadlines are checked when no request arrives.
 const TICK: Duration = Duration::from_millis(50);
 
-/// Runs the coordinator on `listener` (gRPC) until `shutdown` resolves. If the config names a
-/// metrics address, the Prometheus endpoint is bound there.
+/// Runs the coordinator on `listener` (gRPC, over TLS unless the config sets
+/// `insecure_plaintext`) until `shutdown` resolves. If the config names a metrics address, the
+/// Prometheus endpoint is bound there.
 pub async fn serve(
     listener: TcpListener,
     config: CoordinatorConfig,
@@ -101,6 +104,21 @@ pub async fn serve_with(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), CoordinatorError> {
     let data_dir = config.data_dir.clone();
+    // Certificate problems are configuration errors: report them before opening any state.
+    let transport = config.transport()?;
+    let mut builder = tonic::transport::Server::builder().tcp_nodelay(true);
+    match &transport {
+        tls::Transport::Tls(identity) => {
+            builder = builder
+                .tls_config(identity.server_tls_config())
+                .map_err(|e| CoordinatorError::Config(format!("TLS: {e}")))?;
+        }
+        tls::Transport::InsecurePlaintext => warn!(
+            "INSECURE: serving gRPC as plaintext HTTP/2 (insecure_plaintext = true); \
+             federation metadata is visible on the network and the coordinator is not \
+             authenticated. For tests only"
+        ),
+    }
     let hub = tokio::task::spawn_blocking(move || Hub::open(config, grpc::now_ms(), metrics))
         .await
         .map_err(|e| CoordinatorError::Store(format!("opening state: {e}")))??;
@@ -109,7 +127,8 @@ pub async fn serve_with(
     let hub = Arc::new(Mutex::new(hub));
     let (changes, _) = watch::channel(0u64);
     let (stop_tx, stop_rx) = watch::channel(false);
-    info!(addr = ?listener.local_addr().ok(), data_dir = %data_dir.display(), "coordinator serving");
+    let tls = matches!(transport, tls::Transport::Tls(_));
+    info!(addr = ?listener.local_addr().ok(), data_dir = %data_dir.display(), tls, "coordinator serving");
 
     let ticker = tokio::spawn(tick(hub.clone(), changes.clone(), stop_rx.clone()));
     let metrics_task = metrics_listener.map(|l| {
@@ -127,8 +146,7 @@ pub async fn serve_with(
         shutdown.await;
         let _ = stop_tx.send(true);
     };
-    let result = tonic::transport::Server::builder()
-        .tcp_nodelay(true)
+    let result = builder
         .serve_with_incoming_shutdown(server, TcpListenerStream::new(listener), stop_on_shutdown)
         .await;
     let _ = ticker.await;

@@ -29,7 +29,8 @@ pub struct CheckReport {
 
 /// Validates `config` and the site's data and builds the report (no network access).
 pub fn check(config: &ParticipantConfig) -> Result<CheckReport, ParticipantError> {
-    config.validate()?;
+    // Validates the config and reads the CA certificate the daemon will trust.
+    config.endpoint()?;
     let prepared = crate::site::load_site(&config.data)?;
     let train = &prepared.train;
     let model = models::ForecasterConfig::new(train.n_features, train.horizon);

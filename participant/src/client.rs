@@ -10,7 +10,7 @@ use prost::bytes::Bytes;
 use proto::chunk::Reassembly;
 use proto::v1::federation_client::FederationClient;
 use proto::v1::{self as pb, download_chunk, upload_chunk};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
 use crate::ParticipantError;
 use crate::identity::SiteIdentity;
@@ -30,16 +30,131 @@ pub struct FederationLink {
     tap: Option<Arc<dyn WireTap>>,
 }
 
-/// Opens a gRPC channel to `url` (e.g. `http://127.0.0.1:7400`).
-pub async fn connect(url: &str) -> Result<FederationClient<Channel>, ParticipantError> {
-    let endpoint = Endpoint::from_shared(url.to_string())
+/// Where the coordinator is and how its identity is checked.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CoordinatorEndpoint {
+    url: String,
+    /// PEM certificates of the CA(s) the coordinator's certificate must chain to; `None` only
+    /// for an explicitly insecure plaintext endpoint.
+    ca_pem: Option<Vec<u8>>,
+}
+
+impl CoordinatorEndpoint {
+    /// An `https://` coordinator whose certificate must be signed by a CA in `ca_pem` and name
+    /// the URL's host. `ca_label` names the CA's source in errors.
+    pub fn tls(url: &str, ca_pem: &[u8], ca_label: &str) -> Result<Self, ParticipantError> {
+        if !url.starts_with("https://") {
+            return Err(ParticipantError::Config(format!(
+                "coordinator `{url}`: a TLS endpoint needs an https:// URL"
+            )));
+        }
+        use rustls::pki_types::pem::PemObject as _;
+        let certs = rustls::pki_types::CertificateDer::pem_slice_iter(ca_pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| ParticipantError::Config(format!("{ca_label}: invalid PEM ({e})")))?;
+        if certs.is_empty() {
+            return Err(ParticipantError::Config(format!(
+                "{ca_label}: no CERTIFICATE block in the PEM file"
+            )));
+        }
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in certs {
+            roots.add(cert).map_err(|e| {
+                ParticipantError::Config(format!("{ca_label}: not a usable CA certificate ({e})"))
+            })?;
+        }
+        Ok(Self {
+            url: url.to_string(),
+            ca_pem: Some(ca_pem.to_vec()),
+        })
+    }
+
+    /// A plaintext `http://` coordinator: tests only (no confidentiality, no server identity).
+    pub fn insecure_plaintext(url: &str) -> Result<Self, ParticipantError> {
+        if !url.starts_with("http://") {
+            return Err(ParticipantError::Config(format!(
+                "coordinator `{url}`: a plaintext endpoint needs an http:// URL"
+            )));
+        }
+        Ok(Self {
+            url: url.to_string(),
+            ca_pem: None,
+        })
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub fn is_tls(&self) -> bool {
+        self.ca_pem.is_some()
+    }
+}
+
+impl std::fmt::Debug for CoordinatorEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CoordinatorEndpoint")
+            .field("url", &self.url)
+            .field("tls", &self.is_tls())
+            .finish()
+    }
+}
+
+/// How long a TLS handshake may take before the connection attempt fails.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Opens a gRPC channel to the coordinator (TLS unless the endpoint is insecure plaintext).
+pub async fn connect(
+    endpoint: &CoordinatorEndpoint,
+) -> Result<FederationClient<Channel>, ParticipantError> {
+    let url = endpoint.url();
+    let mut channel = Endpoint::from_shared(url.to_string())
         .map_err(|e| ParticipantError::Config(format!("coordinator url `{url}`: {e}")))?
         .connect_timeout(Duration::from_secs(5))
         .tcp_nodelay(true);
-    let channel = endpoint.connect().await?;
+    if let Some(ca_pem) = &endpoint.ca_pem {
+        // The server name checked against the certificate is the URL's host.
+        let tls = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(ca_pem))
+            .timeout(HANDSHAKE_TIMEOUT);
+        channel = channel
+            .tls_config(tls)
+            .map_err(|e| ParticipantError::Config(format!("coordinator url `{url}`: {e}")))?;
+    }
+    let channel = channel
+        .connect()
+        .await
+        .map_err(|e| classify_connect_error(url, e))?;
     Ok(FederationClient::new(channel)
         .max_decoding_message_size(proto::MAX_MESSAGE_BYTES)
         .max_encoding_message_size(proto::MAX_MESSAGE_BYTES))
+}
+
+/// A handshake refused by rustls becomes a (non-transient) [`ParticipantError::Tls`] that says
+/// why; anything else stays a transport error worth retrying.
+fn classify_connect_error(url: &str, error: tonic::transport::Error) -> ParticipantError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&error);
+    while let Some(e) = source {
+        // io::Error::source skips the error it wraps, so look inside explicitly.
+        let inner = e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .map(|inner| inner as &(dyn std::error::Error + 'static));
+        for candidate in [Some(e), inner].into_iter().flatten() {
+            if let Some(tls) = candidate.downcast_ref::<rustls::Error>() {
+                let hint = match tls {
+                    rustls::Error::InvalidCertificate(_) => {
+                        "; check ca_cert and that the URL's host is a name in the \
+                         coordinator's certificate"
+                    }
+                    _ => "; is the coordinator serving TLS?",
+                };
+                return ParticipantError::Tls(format!("{url}: {tls}{hint}"));
+            }
+        }
+        source = e.source();
+    }
+    ParticipantError::Transport(error)
 }
 
 impl FederationLink {

@@ -1,7 +1,8 @@
 //! Participant configuration (`participant.toml`).
 //!
 //! ```toml
-//! coordinator = "http://127.0.0.1:7400"
+//! coordinator = "https://coordinator.example:7400"
+//! ca_cert = "/etc/gridfed/ca.pem"   # from `gridfed coordinator init-tls`
 //! key_file = "/var/lib/gridfed/site.key"
 //! enrollment_token = "issued-by-the-operator"
 //! site_label = "feeder-12 substation"
@@ -23,6 +24,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::ParticipantError;
+use crate::client::CoordinatorEndpoint;
 
 /// Where the site's telemetry is and how to cut it into samples.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -105,8 +107,14 @@ mod defaults {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ParticipantConfig {
-    /// Coordinator gRPC URL.
+    /// Coordinator gRPC URL: `https://host:port`; its certificate must name `host`.
     pub coordinator: String,
+    /// PEM file of the CA that signed the coordinator's certificate.
+    #[serde(default)]
+    pub ca_cert: Option<PathBuf>,
+    /// Allow an `http://` coordinator (plaintext, unauthenticated server): tests only.
+    #[serde(default)]
+    pub insecure_plaintext: bool,
     /// The site's Ed25519 secret (32 bytes), created on first start.
     pub key_file: PathBuf,
     pub enrollment_token: String,
@@ -129,11 +137,33 @@ impl ParticipantConfig {
 
     pub fn validate(&self) -> Result<(), ParticipantError> {
         let fail = |m: String| Err(ParticipantError::Config(m));
-        if !(self.coordinator.starts_with("http://") || self.coordinator.starts_with("https://")) {
-            return fail(format!(
-                "coordinator `{}` must be an http:// or https:// URL",
-                self.coordinator
-            ));
+        let url = &self.coordinator;
+        if url.starts_with("https://") {
+            if self.ca_cert.is_none() {
+                return fail(format!(
+                    "coordinator `{url}`: ca_cert is required (the CA certificate written by \
+                     `gridfed coordinator init-tls`)"
+                ));
+            }
+            if self.insecure_plaintext {
+                return fail(format!(
+                    "coordinator `{url}` is https:// but insecure_plaintext = true: remove one"
+                ));
+            }
+        } else if url.starts_with("http://") {
+            if !self.insecure_plaintext {
+                return fail(format!(
+                    "coordinator `{url}`: plaintext http:// is refused; use https:// with \
+                     ca_cert, or set insecure_plaintext = true (tests only)"
+                ));
+            }
+            if self.ca_cert.is_some() {
+                return fail(format!(
+                    "coordinator `{url}` is http://, so ca_cert would be ignored: use https://"
+                ));
+            }
+        } else {
+            return fail(format!("coordinator `{url}` must be an https:// URL"));
         }
         if self.federation_tag.is_empty() {
             return fail("federation_tag is empty".into());
@@ -162,5 +192,19 @@ impl ParticipantConfig {
             return fail("data.test_fraction must be in [0, 1)".into());
         }
         Ok(())
+    }
+
+    /// The coordinator endpoint, reading and checking `ca_cert` for an https:// URL.
+    pub fn endpoint(&self) -> Result<CoordinatorEndpoint, ParticipantError> {
+        self.validate()?;
+        match &self.ca_cert {
+            Some(path) => {
+                let label = format!("ca_cert ({})", path.display());
+                let pem = std::fs::read(path)
+                    .map_err(|e| ParticipantError::Config(format!("{label}: cannot read: {e}")))?;
+                CoordinatorEndpoint::tls(&self.coordinator, &pem, &label)
+            }
+            None => CoordinatorEndpoint::insecure_plaintext(&self.coordinator),
+        }
     }
 }

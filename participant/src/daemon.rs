@@ -9,7 +9,7 @@ use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
 use crate::ParticipantError;
-use crate::client::{FederationLink, WireTap, connect};
+use crate::client::{CoordinatorEndpoint, FederationLink, WireTap, connect};
 use crate::config::Limits;
 use crate::identity::SiteIdentity;
 use crate::secure::SecureRound;
@@ -18,7 +18,7 @@ use crate::trainer::{LocalResult, LocalTrainer, TrainSpec, clipped_update};
 /// How to reach and join the federation.
 #[derive(Clone, Debug)]
 pub struct DaemonSettings {
-    pub coordinator: String,
+    pub coordinator: CoordinatorEndpoint,
     pub enrollment_token: String,
     pub site_label: String,
     pub federation_tag: String,

@@ -19,6 +19,10 @@ pub enum ParticipantError {
     Crypto(String),
     #[error("cannot reach the coordinator: {0}")]
     Transport(#[from] tonic::transport::Error),
+    /// The TLS handshake failed: an untrusted or mismatched certificate, or a coordinator not
+    /// speaking TLS. Not transient: retrying cannot fix the configuration.
+    #[error("TLS with the coordinator: {0}")]
+    Tls(String),
     #[error("coordinator refused: {0}")]
     Status(#[from] tonic::Status),
     #[error("protocol: {0}")]

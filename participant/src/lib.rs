@@ -42,9 +42,10 @@ pub fn secagg_id(participant_id: &str) -> Result<u32, ParticipantError> {
 }
 
 impl DaemonSettings {
-    pub fn from_config(config: &ParticipantConfig) -> Self {
-        Self {
-            coordinator: config.coordinator.clone(),
+    /// The settings of `config`; reads its `ca_cert`.
+    pub fn from_config(config: &ParticipantConfig) -> Result<Self, ParticipantError> {
+        Ok(Self {
+            coordinator: config.endpoint()?,
             enrollment_token: config.enrollment_token.clone(),
             site_label: if config.site_label.is_empty() {
                 config.data.site_id.clone()
@@ -53,7 +54,7 @@ impl DaemonSettings {
             },
             federation_tag: config.federation_tag.clone(),
             limits: config.limits.clone(),
-        }
+        })
     }
 }
 
@@ -62,14 +63,14 @@ pub async fn run(
     config: ParticipantConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<RunSummary, ParticipantError> {
-    config.validate()?;
+    let settings = DaemonSettings::from_config(&config)?;
     let data = config.data.clone();
     let prepared = tokio::task::spawn_blocking(move || site::load_site(&data))
         .await
         .map_err(|e| ParticipantError::Protocol(format!("loading data: {e}")))??;
     let identity = Arc::new(SiteIdentity::load_or_create(&config.key_file)?);
     let trainer = Arc::new(MlpTrainer::new(prepared.train));
-    Daemon::new(DaemonSettings::from_config(&config), identity, trainer)?
+    Daemon::new(settings, identity, trainer)?
         .run(shutdown)
         .await
 }

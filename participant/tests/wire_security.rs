@@ -14,7 +14,9 @@ async fn bad_requests_are_refused_and_the_server_keeps_serving() {
     let dir = tempfile::tempdir().unwrap();
     let spec = FederationSpec::vector("load", 100, Protection::Plain, 1);
     let coord = RunningCoordinator::start(dir.path(), vec![spec]).await;
-    let mut client = participant::client::connect(&coord.url()).await.unwrap();
+    let mut client = participant::client::connect(&coord.endpoint())
+        .await
+        .unwrap();
     let identity = SiteIdentity::generate().unwrap();
 
     // Enrollment with a wrong token or a malformed key.

@@ -307,7 +307,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
                 last.sites
             );
             println!(
-                "  federation: {} rounds in {:.0} s, {:.1} MB sent per participant",
+                "  federation over TLS: {} rounds in {:.0} s, {:.1} MB sent per participant",
                 outcome.rounds.len(),
                 outcome.seconds,
                 outcome.bytes_sent_per_participant as f64 / 1e6

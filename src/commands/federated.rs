@@ -199,14 +199,15 @@ impl LocalTrainer for Scheduled {
 }
 
 async fn run_federation(
-    config: CoordinatorConfig,
+    mut config: CoordinatorConfig,
     sites: &[PreparedSite],
     metrics: Arc<Metrics>,
     rounds: usize,
     progress: &(impl Fn(usize, usize) + Send + Sync),
 ) -> Result<Vec<FederatedRound>> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://{}", listener.local_addr()?);
+    let endpoint =
+        super::federation::loopback_transport(&mut config, listener.local_addr()?, true)?;
     let (stop, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(coordinator::serve_with(
         listener,
@@ -220,7 +221,7 @@ async fn run_federation(
     let mut daemons = Vec::with_capacity(sites.len());
     for site in sites {
         let settings = DaemonSettings {
-            coordinator: url.clone(),
+            coordinator: endpoint.clone(),
             enrollment_token: TOKEN.into(),
             site_label: site.site.site_id.clone(),
             federation_tag: FEDERATION.into(),

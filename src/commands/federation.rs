@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail, ensure};
 use clap::{Args, Subcommand, ValueEnum};
 use coordinator::{CoordinatorConfig, FederationSpec, InitialWeights, Metrics, Protection};
+use participant::client::CoordinatorEndpoint;
 use participant::{Daemon, DaemonSettings, FixedUpdate, Limits, ParticipantConfig, SiteIdentity};
 use serde::Serialize;
 use tokio::net::TcpListener;
@@ -27,6 +28,20 @@ pub enum CoordinatorCommand {
         /// coordinator.toml (relative paths in it are relative to the file).
         #[arg(long)]
         config: PathBuf,
+    },
+    /// Write a new CA certificate (ca.pem, for participants' `ca_cert`) and a server
+    /// certificate and key signed by it (server.pem, server.key: the `[tls]` section).
+    InitTls {
+        /// Directory for the three files (created if missing).
+        #[arg(long)]
+        dir: PathBuf,
+        /// Host names or IP addresses participants use to reach the coordinator; repeatable.
+        /// Default: 127.0.0.1 and localhost.
+        #[arg(long = "host")]
+        hosts: Vec<String>,
+        /// Replace existing files (participants must then trust the new ca.pem).
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -87,6 +102,17 @@ pub struct BenchRoundArgs {
     /// Rounds to run; latencies are averaged over them.
     #[arg(long, default_value_t = 3)]
     pub rounds: u64,
+    /// gRPC transport: TLS with an ephemeral CA (as deployed) or plaintext (the baseline).
+    #[arg(long, value_enum, default_value = "tls")]
+    pub transport: BenchTransport,
+}
+
+/// The transport of `gridfed bench round`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BenchTransport {
+    Tls,
+    Plaintext,
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
@@ -129,6 +155,10 @@ pub fn load_coordinator_config(path: &Path) -> Result<CoordinatorConfig> {
     let mut config = CoordinatorConfig::from_toml(&read_text(path)?)
         .with_context(|| format!("invalid coordinator config {}", path.display()))?;
     config.data_dir = beside(path, &config.data_dir);
+    if let Some(tls) = &mut config.tls {
+        tls.cert = beside(path, &tls.cert);
+        tls.key = beside(path, &tls.key);
+    }
     for federation in &mut config.federations {
         match &mut federation.initial_weights {
             InitialWeights::File(file) => *file = beside(path, file),
@@ -177,20 +207,29 @@ pub fn load_participant_config(path: &Path) -> Result<ParticipantConfig> {
     let mut config = ParticipantConfig::from_toml(&read_text(path)?)
         .with_context(|| format!("invalid participant config {}", path.display()))?;
     config.key_file = beside(path, &config.key_file);
+    config.ca_cert = config.ca_cert.map(|ca| beside(path, &ca));
     config.data.dir = beside(path, &config.data.dir);
     Ok(config)
 }
 
 pub fn run_coordinator(cmd: CoordinatorCommand) -> Result<()> {
-    let CoordinatorCommand::Serve { config } = cmd;
+    let config = match cmd {
+        CoordinatorCommand::Serve { config } => config,
+        CoordinatorCommand::InitTls { dir, hosts, force } => return init_tls(&dir, &hosts, force),
+    };
     let config = load_coordinator_config(&config)?;
+    // Read the certificate now, so a bad [tls] section fails before the banner.
+    let tls = match config.transport()? {
+        coordinator::tls::Transport::Tls(_) => "TLS",
+        coordinator::tls::Transport::InsecurePlaintext => "INSECURE PLAINTEXT",
+    };
     init_tracing();
     runtime()?.block_on(async move {
         let listener = TcpListener::bind(&config.listen)
             .await
             .with_context(|| format!("binding {}", config.listen))?;
         eprintln!(
-            "coordinator listening on {} (data in {})",
+            "coordinator listening on {} over {tls} (data in {})",
             listener.local_addr()?,
             config.data_dir.display()
         );
@@ -198,6 +237,28 @@ pub fn run_coordinator(cmd: CoordinatorCommand) -> Result<()> {
             .await
             .context("coordinator stopped with an error")
     })
+}
+
+/// `gridfed coordinator init-tls`.
+fn init_tls(dir: &Path, hosts: &[String], force: bool) -> Result<()> {
+    let generated = coordinator::tls::generate(hosts)?;
+    let paths = generated.write(dir, force)?;
+    let hosts = if hosts.is_empty() {
+        coordinator::tls::DEFAULT_HOSTS.join(", ")
+    } else {
+        hosts.join(", ")
+    };
+    println!("certificate for: {hosts}");
+    println!(
+        "coordinator.toml:\n  [tls]\n  cert = {:?}\n  key = {:?}",
+        paths.cert.display().to_string(),
+        paths.key.display().to_string()
+    );
+    println!(
+        "participant.toml (copy the CA certificate to each site; it holds no secret):\n  coordinator = \"https://HOST:PORT\"\n  ca_cert = {:?}",
+        paths.ca_cert.display().to_string()
+    );
+    Ok(())
 }
 
 pub fn run_participant(cmd: ParticipantCommand) -> Result<()> {
@@ -242,6 +303,7 @@ pub fn run_bench(cmd: BenchCommand) -> Result<()> {
 #[derive(Debug, Serialize)]
 pub struct BenchRoundReport {
     pub mode: BenchMode,
+    pub transport: BenchTransport,
     pub participants: usize,
     pub length: usize,
     pub rounds: u64,
@@ -309,6 +371,7 @@ pub fn bench_round(args: &BenchRoundArgs) -> Result<BenchRoundReport> {
     runtime()?.block_on(run_loopback(
         dir.path(),
         spec,
+        args.transport,
         &deltas,
         metrics.clone(),
         Duration::from_secs(600),
@@ -339,6 +402,7 @@ pub fn bench_round(args: &BenchRoundArgs) -> Result<BenchRoundReport> {
     let (aggregation_only_ms, masking_one_participant_ms) = aggregation_only(args.mode, &deltas)?;
     Ok(BenchRoundReport {
         mode: args.mode,
+        transport: args.transport,
         participants: n,
         length: d,
         rounds,
@@ -372,15 +436,20 @@ fn fedavg(deltas: &[Arc<Vec<f32>>], n: usize) -> Vec<f32> {
 async fn run_loopback(
     data_dir: &Path,
     spec: FederationSpec,
+    transport: BenchTransport,
     deltas: &[Arc<Vec<f32>>],
     metrics: Arc<Metrics>,
     limit: Duration,
 ) -> Result<()> {
     let token = "bench-enrollment-token";
     let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://{}", listener.local_addr()?);
     let tag = spec.tag.clone();
-    let config = CoordinatorConfig::new(data_dir, token, vec![spec]);
+    let mut config = CoordinatorConfig::new(data_dir, token, vec![spec]);
+    let endpoint = loopback_transport(
+        &mut config,
+        listener.local_addr()?,
+        transport == BenchTransport::Tls,
+    )?;
     let (stop, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(coordinator::serve_with(
         listener,
@@ -394,7 +463,7 @@ async fn run_loopback(
     let mut daemons = Vec::with_capacity(deltas.len());
     for (i, delta) in deltas.iter().enumerate() {
         let settings = DaemonSettings {
-            coordinator: url.clone(),
+            coordinator: endpoint.clone(),
             enrollment_token: token.into(),
             site_label: format!("bench-site-{i}"),
             federation_tag: tag.clone(),
@@ -428,6 +497,29 @@ async fn run_loopback(
     let _ = stop.send(());
     server.await.context("coordinator task")??;
     outcome
+}
+
+/// Sets up the transport of an in-process federation on `addr` and returns the participants'
+/// endpoint: TLS with a CA and server certificate generated in memory for this run (as
+/// deployed), or, for the benchmark baseline only, plaintext.
+pub fn loopback_transport(
+    config: &mut CoordinatorConfig,
+    addr: std::net::SocketAddr,
+    tls: bool,
+) -> Result<CoordinatorEndpoint> {
+    if !tls {
+        config.insecure_plaintext = true;
+        return Ok(CoordinatorEndpoint::insecure_plaintext(&format!(
+            "http://{addr}"
+        ))?);
+    }
+    let generated = coordinator::tls::generate(&[addr.ip().to_string()])?;
+    config.tls_identity = Some(generated.server);
+    Ok(CoordinatorEndpoint::tls(
+        &format!("https://{addr}"),
+        generated.ca_cert_pem.as_bytes(),
+        "ephemeral CA",
+    )?)
 }
 
 /// The aggregation of the benchmark's vectors in one process: returns (aggregation ms, masking

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use coordinator::{CoordinatorConfig, FederationSpec, Metrics};
+use participant::client::CoordinatorEndpoint;
 use participant::{Daemon, DaemonSettings, FixedUpdate, LocalTrainer, RunSummary, SiteIdentity};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -18,6 +19,7 @@ pub const TOKEN: &str = "operator-token-123";
 pub struct RunningCoordinator {
     pub addr: SocketAddr,
     pub metrics: Arc<Metrics>,
+    tls: bool,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<(), coordinator::CoordinatorError>>,
 }
@@ -27,14 +29,21 @@ impl RunningCoordinator {
         Self::start_on("127.0.0.1:0", dir, federations).await
     }
 
+    /// A plaintext coordinator (these tests are about the protocol, `tls.rs` about transport).
     pub async fn start_on(addr: &str, dir: &Path, federations: Vec<FederationSpec>) -> Self {
+        let mut config = CoordinatorConfig::new(dir, TOKEN, federations);
+        config.insecure_plaintext = true;
+        Self::start_with(addr, config).await
+    }
+
+    pub async fn start_with(addr: &str, mut config: CoordinatorConfig) -> Self {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
             .with_test_writer()
             .try_init();
         let listener = TcpListener::bind(addr).await.expect("bind");
         let addr = listener.local_addr().unwrap();
-        let mut config = CoordinatorConfig::new(dir, TOKEN, federations);
+        let tls = !config.insecure_plaintext;
         config.long_poll_ms = 2_000;
         let metrics = Arc::new(Metrics::default());
         let (stop, stopped) = oneshot::channel::<()>();
@@ -50,13 +59,20 @@ impl RunningCoordinator {
         Self {
             addr,
             metrics,
+            tls,
             stop: Some(stop),
             task,
         }
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// The endpoint of a plaintext coordinator.
+    pub fn endpoint(&self) -> CoordinatorEndpoint {
+        CoordinatorEndpoint::insecure_plaintext(&self.url()).unwrap()
     }
 
     pub async fn stop(mut self) {
@@ -71,8 +87,16 @@ impl RunningCoordinator {
 }
 
 pub fn settings(url: &str, label: &str, tag: &str) -> DaemonSettings {
+    settings_at(
+        CoordinatorEndpoint::insecure_plaintext(url).unwrap(),
+        label,
+        tag,
+    )
+}
+
+pub fn settings_at(coordinator: CoordinatorEndpoint, label: &str, tag: &str) -> DaemonSettings {
     DaemonSettings {
-        coordinator: url.to_string(),
+        coordinator,
         enrollment_token: TOKEN.into(),
         site_label: label.into(),
         federation_tag: tag.into(),
@@ -91,8 +115,22 @@ pub fn spawn_daemon(
     tag: &str,
     trainer: Arc<dyn LocalTrainer>,
 ) -> JoinHandle<Result<RunSummary, participant::ParticipantError>> {
+    spawn_daemon_at(
+        CoordinatorEndpoint::insecure_plaintext(url).unwrap(),
+        label,
+        tag,
+        trainer,
+    )
+}
+
+pub fn spawn_daemon_at(
+    endpoint: CoordinatorEndpoint,
+    label: &str,
+    tag: &str,
+    trainer: Arc<dyn LocalTrainer>,
+) -> JoinHandle<Result<RunSummary, participant::ParticipantError>> {
     let identity = Arc::new(SiteIdentity::generate().unwrap());
-    let daemon = Daemon::new(settings(url, label, tag), identity, trainer).unwrap();
+    let daemon = Daemon::new(settings_at(endpoint, label, tag), identity, trainer).unwrap();
     tokio::spawn(daemon.run(std::future::pending()))
 }
 
