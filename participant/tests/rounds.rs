@@ -9,8 +9,6 @@ use common::*;
 use coordinator::{FederationSpec, Protection};
 use participant::FixedUpdate;
 
-const SAMPLES: [u64; 6] = [120, 80, 200, 50, 170, 90];
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plain_round_is_sample_weighted_fedavg() {
     let dir = tempfile::tempdir().unwrap();
@@ -20,16 +18,7 @@ async fn plain_round_is_sample_weighted_fedavg() {
         ..FederationSpec::vector("load", d as u64, Protection::Plain, 1)
     };
     let coord = RunningCoordinator::start(dir.path(), vec![spec]).await;
-    let handles = (0..3)
-        .map(|i| {
-            spawn_daemon(
-                &coord.url(),
-                &format!("site-{i}"),
-                "load",
-                fixed(i, d, SAMPLES[i]),
-            )
-        })
-        .collect();
+    let handles = spawn_fixed(&coord.url(), "load", 3, d);
     let summaries = join_all(handles, Duration::from_secs(60)).await;
     assert!(
         summaries
@@ -39,11 +28,7 @@ async fn plain_round_is_sample_weighted_fedavg() {
     coord.stop().await;
     let (version, weights) = coordinator::load_latest(dir.path(), "load").unwrap();
     assert_eq!((version.version, version.participants), (1, 3));
-    let expected = fedavg(
-        &(0..3)
-            .map(|i| (delta(i, d), SAMPLES[i]))
-            .collect::<Vec<_>>(),
-    );
+    let expected = fixed_fedavg(3, d);
     assert!(max_abs_diff(&weights, &expected) < 1e-6);
 }
 
@@ -57,25 +42,12 @@ async fn server_momentum_accumulates_the_aggregate_across_rounds() {
         ..FederationSpec::vector("load", d as u64, Protection::Plain, 2)
     };
     let coord = RunningCoordinator::start(dir.path(), vec![spec]).await;
-    let handles = (0..n)
-        .map(|i| {
-            spawn_daemon(
-                &coord.url(),
-                &format!("site-{i}"),
-                "load",
-                fixed(i, d, SAMPLES[i]),
-            )
-        })
-        .collect();
+    let handles = spawn_fixed(&coord.url(), "load", n, d);
     let summaries = join_all(handles, Duration::from_secs(60)).await;
     assert!(summaries.iter().all(|s| s.final_version == Some(2)));
     coord.stop().await;
     // v1 = m, w1 = m; v2 = beta * m + m, w2 = w1 + v2 = (2 + beta) * m.
-    let mean = fedavg(
-        &(0..n)
-            .map(|i| (delta(i, d), SAMPLES[i]))
-            .collect::<Vec<_>>(),
-    );
+    let mean = fixed_fedavg(n, d);
     let (_, weights) = coordinator::load_latest(dir.path(), "load").unwrap();
     let expected: Vec<f32> = mean.iter().map(|m| (2.0 + beta) * m).collect();
     assert!(max_abs_diff(&weights, &expected) < 1e-5);
@@ -92,16 +64,7 @@ async fn masked_rounds_equal_plaintext_fedavg() {
         ..FederationSpec::vector("pv", d as u64, Protection::Masked, 2)
     };
     let coord = RunningCoordinator::start(dir.path(), vec![spec]).await;
-    let handles = (0..n)
-        .map(|i| {
-            spawn_daemon(
-                &coord.url(),
-                &format!("site-{i}"),
-                "pv",
-                fixed(i, d, SAMPLES[i]),
-            )
-        })
-        .collect();
+    let handles = spawn_fixed(&coord.url(), "pv", n, d);
     let summaries = join_all(handles, Duration::from_secs(120)).await;
     assert!(
         summaries
@@ -116,11 +79,7 @@ async fn masked_rounds_equal_plaintext_fedavg() {
         (2, n as u64, Protection::Masked)
     );
     // Two rounds of the same deltas: twice the weighted mean, up to the fixed-point bound.
-    let once = fedavg(
-        &(0..n)
-            .map(|i| (delta(i, d), SAMPLES[i]))
-            .collect::<Vec<_>>(),
-    );
+    let once = fixed_fedavg(n, d);
     let expected: Vec<f32> = once.iter().map(|v| 2.0 * v).collect();
     let err = max_abs_diff(&weights, &expected);
     assert!(
@@ -171,11 +130,7 @@ async fn participant_killed_mid_round_leaves_survivors_sum() {
     coord.stop().await;
     let (version, weights) = coordinator::load_latest(dir.path(), "load").unwrap();
     assert_eq!(version.participants, (n - 1) as u64);
-    let expected = fedavg(
-        &(0..n - 1)
-            .map(|i| (delta(i, d), SAMPLES[i]))
-            .collect::<Vec<_>>(),
-    );
+    let expected = fixed_fedavg(n - 1, d);
     let err = max_abs_diff(&weights, &expected);
     assert!(err < 1e-4, "survivors' FedAvg differs by {err}");
 }
@@ -233,11 +188,7 @@ async fn coordinator_restarted_mid_round_aborts_cleanly_and_finishes() {
     assert_eq!(versions[1].round, 2);
     assert_eq!(versions[2].round, 3);
     let (_, weights) = coordinator::load_latest(dir.path(), "load").unwrap();
-    let once = fedavg(
-        &(0..n)
-            .map(|i| (delta(i, d), SAMPLES[i]))
-            .collect::<Vec<_>>(),
-    );
+    let once = fixed_fedavg(n, d);
     let expected: Vec<f32> = once.iter().map(|v| 2.0 * v).collect();
     assert!(max_abs_diff(&weights, &expected) < 1e-4);
 }

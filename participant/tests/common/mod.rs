@@ -134,6 +134,30 @@ pub fn spawn_daemon_at(
     tokio::spawn(daemon.run(std::future::pending()))
 }
 
+/// FedAvg weights (sample counts) of the fixed-update participants `site-0`, `site-1`, ...
+pub const SAMPLES: [u64; 6] = [120, 80, 200, 50, 170, 90];
+
+/// Daemons `site-0..n` on `tag`, each sending `delta(i, d)` with weight `SAMPLES[i]`.
+pub fn spawn_fixed(
+    url: &str,
+    tag: &str,
+    n: usize,
+    d: usize,
+) -> Vec<JoinHandle<Result<RunSummary, participant::ParticipantError>>> {
+    (0..n)
+        .map(|i| spawn_daemon(url, &format!("site-{i}"), tag, fixed(i, d, SAMPLES[i])))
+        .collect()
+}
+
+/// The plaintext FedAvg of what [`spawn_fixed`]'s first `n` daemons send.
+pub fn fixed_fedavg(n: usize, d: usize) -> Vec<f32> {
+    fedavg(
+        &(0..n)
+            .map(|i| (delta(i, d), SAMPLES[i]))
+            .collect::<Vec<_>>(),
+    )
+}
+
 /// A deterministic update for participant `i`, inside the clip range [-1, 1].
 pub fn delta(i: usize, d: usize) -> Vec<f32> {
     (0..d)
