@@ -489,10 +489,7 @@ impl Hub {
                 expected_bytes: m.admit_upload(round, participant)?,
             }),
             RoundState::Encrypted(e)
-                if matches!(
-                    kind,
-                    UploadKind::Ciphertext | UploadKind::PartialDecryption
-                ) =>
+                if matches!(kind, UploadKind::Ciphertext | UploadKind::PartialDecryption) =>
             {
                 Ok(UploadSlot {
                     expected_bytes: e.admit_upload(
@@ -536,10 +533,7 @@ impl Hub {
                 m.accept_masked(round, participant, bytes, now_ms)?
             }
             RoundState::Encrypted(e)
-                if matches!(
-                    kind,
-                    UploadKind::Ciphertext | UploadKind::PartialDecryption
-                ) =>
+                if matches!(kind, UploadKind::Ciphertext | UploadKind::PartialDecryption) =>
             {
                 e.accept_upload(
                     round,
@@ -881,22 +875,20 @@ impl Hub {
                 );
                 RoundState::Plain(Box::new(PlainCollecting::new(plan.clone())))
             }
-            Protection::Masked => RoundState::Masked(Box::new(
-                round::masked::MaskedRound::start(
+            Protection::Masked => RoundState::Masked(Box::new(round::masked::MaskedRound::start(
+                plan.clone(),
+                &selected_keys(participants, &plan.selected),
+                &self.identity,
+                now_ms,
+            )?)),
+            Protection::Encrypted => {
+                RoundState::Encrypted(Box::new(round::encrypted::EncryptedRound::start(
                     plan.clone(),
                     &selected_keys(participants, &plan.selected),
                     &self.identity,
                     now_ms,
-                )?,
-            )),
-            Protection::Encrypted => RoundState::Encrypted(Box::new(
-                round::encrypted::EncryptedRound::start(
-                    plan.clone(),
-                    &selected_keys(participants, &plan.selected),
-                    &self.identity,
-                    now_ms,
-                )?,
-            )),
+                )?))
+            }
         };
         self.store.begin_round(
             &f.record,

@@ -406,8 +406,14 @@ impl Daemon {
                     .as_ref()
                     .and_then(|a| a.masked.clone())
                     .unwrap_or_default();
-                link.upload(&federation, step.round, pb::ElementType::Ciphertext, 0, sealed)
-                    .await?;
+                link.upload(
+                    &federation,
+                    step.round,
+                    pb::ElementType::Ciphertext,
+                    0,
+                    sealed,
+                )
+                .await?;
                 Ok(true)
             }
             Ok(pb::SecAggPhase::HeDecrypt) => {

@@ -90,8 +90,8 @@ impl EncryptedSession {
             .as_ref()
             .map(|g| g.length as usize)
             .ok_or_else(|| ParticipantError::Protocol("round task without weights".into()))?;
-        let codec = LimbCodec::new(committee.plan(), task.clip, task.max_weight)
-            .map_err(he_err("plan"))?;
+        let codec =
+            LimbCodec::new(committee.plan(), task.clip, task.max_weight).map_err(he_err("plan"))?;
         let mut noise = NoiseSource::from_os().map_err(he_err("randomness"))?;
         let participant = ParticipantId(participant);
         let (seat, commitment) = match committee.member_index(participant) {
@@ -150,11 +150,9 @@ impl EncryptedSession {
     /// share frame.
     pub fn reveal(&mut self, payload: &[u8]) -> Result<Vec<u8>, ParticipantError> {
         let directory: pb::HeKeyDirectory = decode("HeKeyDirectory", payload)?;
-        let commitments = ShareCommitments::collect(
-            &self.committee,
-            &Self::frames(&directory.commitments),
-        )
-        .map_err(he_err("commitments"))?;
+        let commitments =
+            ShareCommitments::collect(&self.committee, &Self::frames(&directory.commitments))
+                .map_err(he_err("commitments"))?;
         let m = self.committee.seats().len();
         if directory.exchange_keys.len() != m {
             return Err(ParticipantError::Protocol(format!(
@@ -289,7 +287,9 @@ impl EncryptedSession {
             .codec
             .encode_weighted(update, weight)
             .map_err(he_err("encode"))?;
-        let ciphertext = key.encrypt(&words, &mut self.noise).map_err(he_err("encrypt"))?;
+        let ciphertext = key
+            .encrypt(&words, &mut self.noise)
+            .map_err(he_err("encrypt"))?;
         Ok(ciphertext.seal(&self.signing))
     }
 
@@ -324,15 +324,16 @@ impl EncryptedSession {
             .clone()
             .ok_or_else(|| ParticipantError::Protocol("no collective key".into()))?;
         let slots = self.codec.slots(self.values);
-        let aggregate =
-            Ciphertext::open(aggregate, &self.coordinator, &key, slots).map_err(he_err("aggregate"))?;
+        let aggregate = Ciphertext::open(aggregate, &self.coordinator, &key, slots)
+            .map_err(he_err("aggregate"))?;
         let members = step
             .decryptors
             .iter()
             .map(|&m| u16::try_from(m).map(MemberIndex))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|_| ParticipantError::Protocol("decryptors out of range".into()))?;
-        let set = DecryptorSet::new(self.committee.plan(), &members).map_err(he_err("decryptors"))?;
+        let set =
+            DecryptorSet::new(self.committee.plan(), &members).map_err(he_err("decryptors"))?;
         let mut noise = NoiseSource::from_os().map_err(he_err("randomness"))?;
         let seat = self.seat()?;
         seat.member

@@ -139,7 +139,11 @@ async fn decryptor_dying_after_upload_leaves_threshold_to_finish() {
 fn refused_as_invalid(result: Result<pb::SubmitReceipt, ParticipantError>, what: &str) {
     match result {
         Err(ParticipantError::Status(status)) => {
-            assert_eq!(status.code(), tonic::Code::InvalidArgument, "{what}: {status}")
+            assert_eq!(
+                status.code(),
+                tonic::Code::InvalidArgument,
+                "{what}: {status}"
+            )
         }
         other => panic!("{what} was not refused: {other:?}"),
     }
@@ -228,11 +232,17 @@ async fn tampered_ciphertext_and_partial_decryption_are_refused() {
                 let forger = SiteIdentity::generate().unwrap();
                 let train = train_task.as_ref().unwrap();
                 let outsider = u32::MAX;
-                let (mut forged, _) =
-                    EncryptedSession::join(forger.signing_key(), outsider, &joined.coordinator_key, train)
-                        .unwrap();
+                let (mut forged, _) = EncryptedSession::join(
+                    forger.signing_key(),
+                    outsider,
+                    &joined.coordinator_key,
+                    train,
+                )
+                .unwrap();
                 forged.prepare_input(&step.payload).unwrap();
-                let forged = forged.encrypt(&delta(last, d), SAMPLES[last] as u32).unwrap();
+                let forged = forged
+                    .encrypt(&delta(last, d), SAMPLES[last] as u32)
+                    .unwrap();
                 refused_as_invalid(
                     link.upload(&fed, round, kind, 0, forged).await,
                     "ciphertext signed by another key",

@@ -537,8 +537,8 @@ fn encrypted_aggregation_only(
 ) -> Result<(f64, Option<f64>)> {
     use coordinator::round::encrypted::{MAX_COMMITTEE_MEMBERS, plan_for};
     use crypto::he::{
-        DecryptorSet, EncryptedAggregator, MemberIndex, NoiseSource, PartialDecryption,
-        SigningKey, combine, generate_keys_in_process,
+        DecryptorSet, EncryptedAggregator, MemberIndex, NoiseSource, PartialDecryption, SigningKey,
+        combine, generate_keys_in_process,
     };
     let n = deltas.len();
     let d = deltas.first().map_or(0, |v| v.len());
@@ -550,13 +550,8 @@ fn encrypted_aggregation_only(
         .map(|i| SigningKey::from_bytes(&[i as u8 + 1; 32]))
         .collect();
     let federation = crypto::secagg::FederationId::from_name("bench");
-    let mut keys = generate_keys_in_process(
-        federation,
-        1,
-        plan,
-        identities[..m].to_vec(),
-        &mut noise,
-    )?;
+    let mut keys =
+        generate_keys_in_process(federation, 1, plan, identities[..m].to_vec(), &mut noise)?;
     let slots = codec.slots(d);
     let mut sealed = Vec::with_capacity(n);
     let mut one_encryption = None;

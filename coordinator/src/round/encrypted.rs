@@ -406,7 +406,10 @@ impl EncryptedRound {
                     if fragment.dealer != u32::from(member) {
                         return Err(malformed("fragments.dealer is not the sender".into()));
                     }
-                    if recipient == 0 || recipient > m || std::mem::replace(&mut seen[recipient - 1], true) {
+                    if recipient == 0
+                        || recipient > m
+                        || std::mem::replace(&mut seen[recipient - 1], true)
+                    {
                         return Err(malformed(format!(
                             "fragments.recipient {recipient} off the committee or repeated"
                         )));
@@ -525,11 +528,13 @@ impl EncryptedRound {
         self.phase_started_ms = now_ms;
         let started = std::time::Instant::now();
         let next = match stage {
-            Stage::Commit | Stage::Reveal | Stage::Deal if !self.complete() => Err(RoundError::TooFew {
-                round: self.plan.round,
-                have: self.answered.len(),
-                need: self.members.len(),
-            }),
+            Stage::Commit | Stage::Reveal | Stage::Deal if !self.complete() => {
+                Err(RoundError::TooFew {
+                    round: self.plan.round,
+                    have: self.answered.len(),
+                    need: self.members.len(),
+                })
+            }
             Stage::Commit => self.close_commit(now_ms),
             Stage::Reveal => self.close_reveal(now_ms),
             Stage::Deal => self.close_deal(now_ms),
@@ -569,17 +574,29 @@ impl EncryptedRound {
             commitments,
         };
         let outbox = self.broadcast(&self.members, &directory);
-        self.enter(Stage::Reveal, now_ms + self.plan.spec.keys_timeout_ms, outbox);
+        self.enter(
+            Stage::Reveal,
+            now_ms + self.plan.spec.keys_timeout_ms,
+            outbox,
+        );
         Ok(None)
     }
 
     fn share_frames(&self) -> Vec<Vec<u8>> {
-        self.shares.iter().flatten().map(|(f, _)| f.clone()).collect()
+        self.shares
+            .iter()
+            .flatten()
+            .map(|(f, _)| f.clone())
+            .collect()
     }
 
     fn close_reveal(&mut self, now_ms: u64) -> Result<Option<Aggregated>, RoundError> {
-        let shares: Vec<PublicKeyShare> =
-            self.shares.iter().flatten().map(|(_, s)| s.clone()).collect();
+        let shares: Vec<PublicKeyShare> = self
+            .shares
+            .iter()
+            .flatten()
+            .map(|(_, s)| s.clone())
+            .collect();
         let key = CollectivePublicKey::combine(&self.committee, &shares).map_err(he_error)?;
         let length = self.slots;
         self.aggregator = Some(EncryptedAggregator::new(&key, length).map_err(he_error)?);
@@ -727,7 +744,11 @@ impl EncryptedRound {
         }))
     }
 
-    fn finished(mut self: Box<Self>, result: Result<Aggregated, RoundError>, compute_ms: u64) -> Progress {
+    fn finished(
+        mut self: Box<Self>,
+        result: Result<Aggregated, RoundError>,
+        compute_ms: u64,
+    ) -> Progress {
         if let Some(last) = self.timings.last_mut() {
             last.1 += compute_ms;
         }

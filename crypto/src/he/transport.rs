@@ -11,6 +11,8 @@
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
+#[cfg(test)]
+use ed25519_dalek::SigningKey;
 use ed25519_dalek::{Signature, Signer, Verifier};
 use hkdf::Hkdf;
 use rand::TryRngCore;
@@ -68,10 +70,11 @@ pub fn verify_exchange_key(
     }
     let mut key = [0u8; 32];
     key.copy_from_slice(&advertisement[..32]);
-    let signature = Signature::from_slice(&advertisement[32..]).map_err(|_| HeError::Malformed {
-        what: "exchange key advertisement",
-        reason: "bad signature encoding",
-    })?;
+    let signature =
+        Signature::from_slice(&advertisement[32..]).map_err(|_| HeError::Malformed {
+            what: "exchange key advertisement",
+            reason: "bad signature encoding",
+        })?;
     committee
         .verifying_key(member.0)?
         .verify(&signed_bytes(committee, member, &key), &signature)
@@ -183,5 +186,89 @@ impl FragmentExchange {
             .map_err(|_| HeError::BadSignature {
                 what: "sealed fragment (tampered, redirected or for another session)",
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::committee::CommitteeSeat;
+    use super::super::params::{
+        AggregationPlan, CommitteeSize, SlotCount, SummandCount, Threshold,
+    };
+    use super::super::random::NoiseSource;
+    use super::*;
+    use crate::secagg::{FederationId, ParticipantId};
+    use ed25519_dalek::SigningKey;
+
+    #[test]
+    fn fragments_open_only_for_their_recipient_and_untampered() {
+        let plan = AggregationPlan::widest(
+            SummandCount(3),
+            CommitteeSize(3),
+            Threshold(2),
+            SlotCount(10),
+        )
+        .unwrap();
+        let keys: Vec<SigningKey> = (1..=3u8)
+            .map(|i| SigningKey::from_bytes(&[i; 32]))
+            .collect();
+        let seats = keys
+            .iter()
+            .zip(1u32..)
+            .map(|(k, id)| CommitteeSeat {
+                participant: ParticipantId(id),
+                verifying_key: k.verifying_key(),
+            })
+            .collect();
+        let committee = Committee::new(FederationId([1; 16]), 7, plan, seats).unwrap();
+        let mut noise = NoiseSource::from_seed(3);
+        let mut members: Vec<CommitteeMember> = keys
+            .iter()
+            .zip(1u16..)
+            .map(|(k, i)| {
+                CommitteeMember::new(committee.clone(), MemberIndex(i), k.clone(), &mut noise)
+                    .unwrap()
+            })
+            .collect();
+        let exchanges: Vec<FragmentExchange> = (0..3)
+            .map(|_| FragmentExchange::generate().unwrap())
+            .collect();
+        let peers: Vec<[u8; 32]> = members
+            .iter()
+            .zip(&exchanges)
+            .map(|(m, x)| verify_exchange_key(&committee, m.member(), &x.advertisement(m)).unwrap())
+            .collect();
+        // An advertisement is bound to its seat.
+        let advert = exchanges[0].advertisement(&members[0]);
+        assert!(verify_exchange_key(&committee, MemberIndex(2), &advert).is_err());
+
+        let dealt = members[0].deal(&mut noise).unwrap();
+        let (to, fragment) = &dealt[1];
+        assert_eq!(*to, MemberIndex(2));
+        let sealed = exchanges[0]
+            .seal(&members[0], *to, &peers[1], fragment)
+            .unwrap();
+        assert_eq!(sealed.len(), sealed_fragment_len());
+        let opened = exchanges[1]
+            .open(&members[1], MemberIndex(1), &peers[0], &sealed)
+            .unwrap();
+        assert_eq!(opened.as_slice(), fragment.as_bytes());
+        // Another member cannot open it, nor can anyone claim another dealer.
+        assert!(
+            exchanges[2]
+                .open(&members[2], MemberIndex(1), &peers[0], &sealed)
+                .is_err()
+        );
+        assert!(
+            exchanges[1]
+                .open(&members[1], MemberIndex(3), &peers[2], &sealed)
+                .is_err()
+        );
+        let mut tampered = sealed.clone();
+        tampered[100] ^= 1;
+        assert!(matches!(
+            exchanges[1].open(&members[1], MemberIndex(1), &peers[0], &tampered),
+            Err(HeError::BadSignature { .. })
+        ));
     }
 }
