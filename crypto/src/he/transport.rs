@@ -11,8 +11,6 @@
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
-#[cfg(test)]
-use ed25519_dalek::SigningKey;
 use ed25519_dalek::{Signature, Signer, Verifier};
 use hkdf::Hkdf;
 use rand::TryRngCore;
