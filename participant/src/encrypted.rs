@@ -299,6 +299,9 @@ impl EncryptedSession {
         let member = self
             .member()
             .ok_or_else(|| ParticipantError::Protocol("decrypt request to a non-member".into()))?;
+        if step.attempt == 0 {
+            return Err(ParticipantError::Protocol("attempt must start at 1".into()));
+        }
         if !step.decryptors.contains(&u32::from(member.0)) {
             return Err(ParticipantError::Protocol(
                 "decryptors does not include this member".into(),
