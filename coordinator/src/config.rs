@@ -38,7 +38,7 @@ pub enum Protection {
     /// Dropout-tolerant masked secure aggregation.
     #[default]
     Masked,
-    /// Packed RLWE encryption (not available in this build).
+    /// Packed RLWE encryption under a per-round collective key, threshold decryption.
     Encrypted,
 }
 
@@ -223,11 +223,6 @@ impl FederationSpec {
         }
         if self.max_weight == 0 {
             return fail("max_weight must be at least 1");
-        }
-        if self.protection == Protection::Encrypted {
-            return fail(
-                "protection `encrypted` is not available in this build (crypto `he` pending)",
-            );
         }
         // Secure aggregation needs at least two neighbours per participant.
         if self.protection == Protection::Masked && self.min_participants < 3 {

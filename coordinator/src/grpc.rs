@@ -16,7 +16,7 @@ use tonic::{Code, Request, Response, Status, Streaming};
 use tracing::debug;
 
 use crate::CoordinatorError;
-use crate::hub::{Hub, Task};
+use crate::hub::{Hub, Task, UploadKind};
 use crate::round::masked::StepPhase;
 use crate::round::{RoundError, RoundPlan};
 
@@ -127,8 +127,16 @@ impl FederationService {
     }
 }
 
-fn train_task(plan: &RoundPlan, secagg_plan: Option<Arc<Vec<u8>>>) -> pb::TrainTask {
+fn train_task(plan: &RoundPlan, opening: Option<Arc<Vec<u8>>>) -> pb::TrainTask {
     let spec = &plan.spec;
+    // The protection's opening message: a signed secagg plan or the encrypted committee.
+    let opening = opening.map(|p| p.as_ref().clone()).unwrap_or_default();
+    let encrypted = plan.protection == crate::config::Protection::Encrypted;
+    let (secagg_plan, he_committee) = if encrypted {
+        (Vec::new(), opening)
+    } else {
+        (opening, Vec::new())
+    };
     pb::TrainTask {
         round: plan.round,
         federation: plan.federation.clone(),
@@ -151,7 +159,8 @@ fn train_task(plan: &RoundPlan, secagg_plan: Option<Arc<Vec<u8>>>) -> pb::TrainT
         max_weight: spec.max_weight,
         round_seed: plan.seed.to_vec(),
         roster: plan.selected.clone(),
-        secagg_plan: secagg_plan.map(|p| p.as_ref().clone()).unwrap_or_default(),
+        secagg_plan,
+        he_committee,
     }
 }
 
@@ -169,6 +178,11 @@ fn step_to_pb(p: StepPhase) -> pb::SecAggPhase {
         StepPhase::ShareKeys => pb::SecAggPhase::ShareKeys,
         StepPhase::MaskedInput => pb::SecAggPhase::MaskedInput,
         StepPhase::Unmask => pb::SecAggPhase::Unmask,
+        StepPhase::HeCommit => pb::SecAggPhase::HeCommit,
+        StepPhase::HeReveal => pb::SecAggPhase::HeReveal,
+        StepPhase::HeDeal => pb::SecAggPhase::HeDeal,
+        StepPhase::HeInput => pb::SecAggPhase::HeInput,
+        StepPhase::HeDecrypt => pb::SecAggPhase::HeDecrypt,
     }
 }
 
@@ -177,6 +191,9 @@ fn step_from_pb(p: i32) -> Result<StepPhase, Status> {
         Ok(pb::SecAggPhase::AdvertiseKeys) => Ok(StepPhase::AdvertiseKeys),
         Ok(pb::SecAggPhase::ShareKeys) => Ok(StepPhase::ShareKeys),
         Ok(pb::SecAggPhase::Unmask) => Ok(StepPhase::Unmask),
+        Ok(pb::SecAggPhase::HeCommit) => Ok(StepPhase::HeCommit),
+        Ok(pb::SecAggPhase::HeReveal) => Ok(StepPhase::HeReveal),
+        Ok(pb::SecAggPhase::HeDeal) => Ok(StepPhase::HeDeal),
         _ => Err(Status::invalid_argument(format!(
             "phase {p} takes no protocol message"
         ))),
@@ -353,9 +370,11 @@ impl Federation for FederationService {
                 header.clone(),
             )
             .await?;
-        let masked = match pb::ElementType::try_from(header.element_type) {
-            Ok(pb::ElementType::F32) => false,
-            Ok(pb::ElementType::Masked) => true,
+        let kind = match pb::ElementType::try_from(header.element_type) {
+            Ok(pb::ElementType::F32) => UploadKind::Plain,
+            Ok(pb::ElementType::Masked) => UploadKind::Masked,
+            Ok(pb::ElementType::Ciphertext) => UploadKind::Ciphertext,
+            Ok(pb::ElementType::PartialDecryption) => UploadKind::PartialDecryption,
             _ => {
                 return Err(Status::invalid_argument(format!(
                     "unknown element type {}",
@@ -365,7 +384,7 @@ impl Federation for FederationService {
         };
         let (p, f, round) = (participant.clone(), header.federation.clone(), header.round);
         let slot = self
-            .call(move |hub| hub.admit_upload(&p, &f, round, masked))
+            .call(move |hub| hub.admit_upload(&p, &f, round, kind))
             .await?;
         let mut data = Reassembly::new(
             header.total_bytes,
@@ -393,7 +412,7 @@ impl Federation for FederationService {
         self.call(move |hub| {
             let meta = crate::hub::UploadMeta {
                 round,
-                masked,
+                kind,
                 samples,
             };
             hub.accept_upload(&participant, &header.federation, meta, &bytes, now_ms())
@@ -422,22 +441,38 @@ impl Federation for FederationService {
                 req.clone(),
             )
             .await?;
-        let (reference, bytes) = self
-            .call(move |hub| hub.weights(&participant, &req.federation, req.version))
-            .await?;
+        let (header, bytes) = if req.aggregate_round != 0 {
+            let round = req.aggregate_round;
+            let bytes = self
+                .call(move |hub| hub.aggregate(&participant, &req.federation, round))
+                .await?;
+            let header = pb::DownloadHeader {
+                weights: None,
+                aggregate_bytes: bytes.len() as u64,
+                aggregate_sha256: proto::chunk::sha256(&bytes).to_vec(),
+            };
+            (header, bytes)
+        } else {
+            let (reference, bytes) = self
+                .call(move |hub| hub.weights(&participant, &req.federation, req.version))
+                .await?;
+            let header = pb::DownloadHeader {
+                weights: Some(pb::WeightsRef {
+                    version: reference.version,
+                    length: reference.length,
+                    sha256: reference.sha256.to_vec(),
+                }),
+                ..Default::default()
+            };
+            (header, bytes)
+        };
         if let Ok(hub) = self.hub.lock() {
             hub.metrics().bytes_out(bytes.len());
         }
         let total = bytes.len();
         let shared = Bytes::from_owner(SharedBytes(bytes));
         let header = pb::DownloadChunk {
-            part: Some(pb::download_chunk::Part::Header(pb::DownloadHeader {
-                weights: Some(pb::WeightsRef {
-                    version: reference.version,
-                    length: reference.length,
-                    sha256: reference.sha256.to_vec(),
-                }),
-            })),
+            part: Some(pb::download_chunk::Part::Header(header)),
         };
         let chunks = (0..total).step_by(proto::CHUNK_BYTES).map(move |start| {
             let end = (start + proto::CHUNK_BYTES).min(total);

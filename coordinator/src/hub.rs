@@ -26,6 +26,7 @@ enum RoundState {
     Idle { since_ms: u64 },
     Plain(Box<PlainCollecting>),
     Masked(Box<round::masked::MaskedRound>),
+    Encrypted(Box<round::encrypted::EncryptedRound>),
     Done,
 }
 
@@ -35,6 +36,7 @@ impl RoundState {
             RoundState::Idle { .. } => "idle",
             RoundState::Plain(_) => "collecting",
             RoundState::Masked(m) => m.phase_name(),
+            RoundState::Encrypted(e) => e.phase_name(),
             RoundState::Done => "done",
         }
     }
@@ -60,7 +62,7 @@ pub enum Task {
         reason: &'static str,
     },
     /// Train from the plan's global weights; masked rounds add the signed secure-aggregation
-    /// plan to answer with key advertisements.
+    /// plan to answer with key advertisements, encrypted rounds the committee roster.
     Train {
         plan: Box<RoundPlan>,
         secagg_plan: Option<Arc<Vec<u8>>>,
@@ -82,11 +84,33 @@ pub struct UploadSlot {
     pub expected_bytes: Option<u64>,
 }
 
+/// What an uploaded vector is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UploadKind {
+    Plain,
+    Masked,
+    /// Encrypted mode: a participant's sealed ciphertext.
+    Ciphertext,
+    /// Encrypted mode: a decryptor's partial decryption of the aggregate.
+    PartialDecryption,
+}
+
+impl UploadKind {
+    fn label(self) -> &'static str {
+        match self {
+            UploadKind::Plain => "a plain update",
+            UploadKind::Masked => "a masked update",
+            UploadKind::Ciphertext => "a ciphertext",
+            UploadKind::PartialDecryption => "a partial decryption",
+        }
+    }
+}
+
 /// What an upload header announced, once authenticated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UploadMeta {
     pub round: u64,
-    pub masked: bool,
+    pub kind: UploadKind,
     /// FedAvg weight of a plain update (masked updates carry it inside).
     pub samples: u64,
 }
@@ -428,7 +452,7 @@ impl Hub {
             .insert(participant.to_string(), now_ms);
         self.advance(now_ms);
         let f = self.member(participant, federation)?;
-        Ok(match &f.round {
+        Ok(match &mut f.round {
             RoundState::Done => Task::Done {
                 final_version: f.latest.version,
             },
@@ -448,6 +472,7 @@ impl Hub {
                 }
             }
             RoundState::Masked(m) => m.task_for(participant),
+            RoundState::Encrypted(e) => e.task_for(participant),
         })
     }
 
@@ -458,27 +483,34 @@ impl Hub {
         participant: &str,
         federation: &str,
         round: u64,
-        masked: bool,
+        kind: UploadKind,
     ) -> Result<UploadSlot, CoordinatorError> {
         let f = self.member(participant, federation)?;
         match &f.round {
-            RoundState::Plain(c) if !masked => {
+            RoundState::Plain(c) if kind == UploadKind::Plain => {
                 c.admit(round, participant)?;
                 Ok(UploadSlot {
                     expected_bytes: Some(c.plan().global.length * 4),
                 })
             }
-            RoundState::Masked(m) if masked => Ok(UploadSlot {
+            RoundState::Masked(m) if kind == UploadKind::Masked => Ok(UploadSlot {
                 expected_bytes: m.admit_upload(round, participant)?,
             }),
+            RoundState::Encrypted(e)
+                if matches!(kind, UploadKind::Ciphertext | UploadKind::PartialDecryption) =>
+            {
+                Ok(UploadSlot {
+                    expected_bytes: e.admit_upload(
+                        round,
+                        participant,
+                        kind == UploadKind::PartialDecryption,
+                    )?,
+                })
+            }
             state => Err(RoundError::WrongPhase {
                 round,
                 phase: state.name(),
-                what: if masked {
-                    "a masked update"
-                } else {
-                    "a plain update"
-                },
+                what: kind.label(),
             }
             .into()),
         }
@@ -495,18 +527,28 @@ impl Hub {
     ) -> Result<(), CoordinatorError> {
         let UploadMeta {
             round,
-            masked,
+            kind,
             samples,
         } = upload;
         self.metrics.bytes_in(bytes.len());
         let f = self.member(participant, federation)?;
         match &mut f.round {
-            RoundState::Plain(c) if !masked => {
+            RoundState::Plain(c) if kind == UploadKind::Plain => {
                 let update = proto::chunk::bytes_to_f32(bytes)?;
                 c.accept(round, participant, samples, &update)?;
             }
-            RoundState::Masked(m) if masked => {
+            RoundState::Masked(m) if kind == UploadKind::Masked => {
                 m.accept_masked(round, participant, bytes, now_ms)?
+            }
+            RoundState::Encrypted(e)
+                if matches!(kind, UploadKind::Ciphertext | UploadKind::PartialDecryption) =>
+            {
+                e.accept_upload(
+                    round,
+                    participant,
+                    kind == UploadKind::PartialDecryption,
+                    bytes,
+                )?
             }
             state => {
                 return Err(RoundError::WrongPhase {
@@ -517,7 +559,9 @@ impl Hub {
                 .into());
             }
         }
-        self.metrics.update_received();
+        if kind != UploadKind::PartialDecryption {
+            self.metrics.update_received();
+        }
         self.advance(now_ms);
         Ok(())
     }
@@ -538,6 +582,7 @@ impl Hub {
             RoundState::Masked(m) => {
                 m.accept_message(round, participant, phase, payload, now_ms)?
             }
+            RoundState::Encrypted(e) => e.accept_message(round, participant, phase, payload)?,
             state => {
                 return Err(RoundError::WrongPhase {
                     round,
@@ -589,6 +634,26 @@ impl Hub {
             },
             bytes,
         ))
+    }
+
+    /// Encrypted mode: the coordinator-signed aggregate of `round`, for a member of the current
+    /// decryption set.
+    pub fn aggregate(
+        &mut self,
+        participant: &str,
+        federation: &str,
+        round: u64,
+    ) -> Result<Arc<Vec<u8>>, CoordinatorError> {
+        let f = self.member(participant, federation)?;
+        match &f.round {
+            RoundState::Encrypted(e) => Ok(e.aggregate_for(round, participant)?),
+            state => Err(RoundError::WrongPhase {
+                round,
+                phase: state.name(),
+                what: "aggregate downloads",
+            }
+            .into()),
+        }
     }
 
     /// Completed versions of a federation, oldest first.
@@ -688,6 +753,32 @@ impl Hub {
                     }
                 }
             },
+            RoundState::Encrypted(e) => match e.advance(now_ms) {
+                round::encrypted::Progress::Running(mut e) => {
+                    for (phase, ms) in e.take_timings() {
+                        self.metrics.observe_phase(phase, ms);
+                    }
+                    RoundState::Encrypted(e)
+                }
+                round::encrypted::Progress::Finished(done) => {
+                    let round::masked::Finished {
+                        plan,
+                        result,
+                        timings,
+                        compute_ms,
+                    } = *done;
+                    for (phase, ms) in timings {
+                        self.metrics.observe_phase(phase, ms);
+                    }
+                    match self.finish(name, plan, result, now_ms + compute_ms) {
+                        Ok(next) => next,
+                        Err(e) => {
+                            self.restore_idle(name, now_ms);
+                            return Err(e);
+                        }
+                    }
+                }
+            },
             RoundState::Done => RoundState::Done,
         };
         let after = next.name();
@@ -697,7 +788,7 @@ impl Hub {
         if before != after {
             self.generation += 1;
             if let Some(f) = self.federations.get(name)
-                && let (Some(round), RoundState::Masked(_)) =
+                && let (Some(round), RoundState::Masked(_) | RoundState::Encrypted(_)) =
                     (self.store.in_flight(name)?, &f.round)
             {
                 self.store.update_round(
@@ -792,26 +883,19 @@ impl Hub {
                 );
                 RoundState::Plain(Box::new(PlainCollecting::new(plan.clone())))
             }
-            Protection::Masked => {
-                let keys: Vec<(String, [u8; 32])> = plan
-                    .selected
-                    .iter()
-                    .filter_map(|id| {
-                        let key = hex::decode(&participants.get(id)?.public_key).ok()?;
-                        Some((id.clone(), key.try_into().ok()?))
-                    })
-                    .collect();
-                RoundState::Masked(Box::new(round::masked::MaskedRound::start(
+            Protection::Masked => RoundState::Masked(Box::new(round::masked::MaskedRound::start(
+                plan.clone(),
+                &selected_keys(participants, &plan.selected),
+                &self.identity,
+                now_ms,
+            )?)),
+            Protection::Encrypted => {
+                RoundState::Encrypted(Box::new(round::encrypted::EncryptedRound::start(
                     plan.clone(),
-                    &keys,
+                    &selected_keys(participants, &plan.selected),
                     &self.identity,
                     now_ms,
                 )?))
-            }
-            Protection::Encrypted => {
-                return Err(CoordinatorError::Config(
-                    "encrypted protection unavailable".into(),
-                ));
             }
         };
         self.store.begin_round(
@@ -916,6 +1000,20 @@ impl Hub {
             RoundState::Idle { since_ms: now_ms }
         })
     }
+}
+
+/// The Ed25519 keys of the selected participants.
+fn selected_keys(
+    participants: &BTreeMap<String, ParticipantRecord>,
+    selected: &[String],
+) -> Vec<(String, [u8; 32])> {
+    selected
+        .iter()
+        .filter_map(|id| {
+            let key = hex::decode(&participants.get(id)?.public_key).ok()?;
+            Some((id.clone(), key.try_into().ok()?))
+        })
+        .collect()
 }
 
 /// Fisher-Yates driven by a ChaCha-free, seed-derived SHA-256 counter stream (selection only

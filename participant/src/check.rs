@@ -56,6 +56,10 @@ pub fn check(config: &ParticipantConfig) -> Result<CheckReport, ParticipantError
                 d + 1
             ),
             format!(
+                "encrypted mode: per round, as a committee member, a signed commitment, an X25519 key, a public key share and one Shamir fragment per member sealed to that member; then one ciphertext of the same {} words (weighted update plus weight, about 3 limbs of 12 bytes per word) under the collective key; as a decryptor, one partial decryption of the aggregate (about 3 x 5 bytes per word)",
+                d + 1
+            ),
+            format!(
                 "plain mode (explicit test opt-in): the clipped update of {d} f32 values and its sample count (capped)"
             ),
         ],

@@ -312,6 +312,7 @@ impl FederationLink {
             auth: None,
             federation: federation.to_string(),
             version: expected.version,
+            aggregate_round: 0,
         };
         request.auth = Some(self.identity.authorize(
             &self.participant_id,
@@ -357,5 +358,57 @@ impl FederationLink {
             }
         }
         Ok(proto::chunk::bytes_to_f32(&data.finish()?)?)
+    }
+
+    /// Encrypted mode: downloads the coordinator-signed aggregate of `round`, checking the size
+    /// and digest announced in the decryption request.
+    pub async fn download_aggregate(
+        &mut self,
+        federation: &str,
+        round: u64,
+        step: &pb::HeDecryptStep,
+    ) -> Result<Vec<u8>, ParticipantError> {
+        let mut request = pb::DownloadRequest {
+            auth: None,
+            federation: federation.to_string(),
+            version: 0,
+            aggregate_round: round,
+        };
+        request.auth = Some(self.identity.authorize(
+            &self.participant_id,
+            proto::method::DOWNLOAD_WEIGHTS,
+            federation,
+            0,
+            &request,
+        ));
+        self.send_log("DownloadWeights", &request);
+        let mut stream = self.client.download_weights(request).await?.into_inner();
+        match stream.message().await?.and_then(|c| c.part) {
+            Some(download_chunk::Part::Header(h))
+                if h.aggregate_bytes == step.aggregate_bytes
+                    && h.aggregate_sha256 == step.aggregate_sha256 => {}
+            _ => {
+                return Err(ParticipantError::Protocol(
+                    "aggregate download header differs from the decryption request".into(),
+                ));
+            }
+        }
+        let mut data = Reassembly::new(
+            step.aggregate_bytes,
+            &step.aggregate_sha256,
+            proto::MAX_VECTOR_BYTES,
+            None,
+        )?;
+        while let Some(chunk) = stream.message().await? {
+            match chunk.part {
+                Some(download_chunk::Part::Data(bytes)) => data.push(&bytes)?,
+                _ => {
+                    return Err(ParticipantError::Protocol(
+                        "only data chunks may follow the header".into(),
+                    ));
+                }
+            }
+        }
+        Ok(data.finish()?)
     }
 }

@@ -11,6 +11,7 @@ use tracing::{debug, info, warn};
 use crate::ParticipantError;
 use crate::client::{CoordinatorEndpoint, FederationLink, WireTap, connect};
 use crate::config::Limits;
+use crate::encrypted::EncryptedSession;
 use crate::identity::SiteIdentity;
 use crate::secure::SecureRound;
 use crate::trainer::{LocalResult, LocalTrainer, TrainSpec, clipped_update};
@@ -53,7 +54,8 @@ struct ActiveRound {
     global: Arc<Vec<f32>>,
     training: Option<JoinHandle<Result<LocalResult, ParticipantError>>>,
     secure: Option<SecureRound>,
-    /// The masked input once computed (kept to retry an interrupted upload).
+    encrypted: Option<EncryptedSession>,
+    /// The masked input or sealed ciphertext once computed (kept to retry an interrupted upload).
     masked: Option<Vec<u8>>,
 }
 
@@ -297,6 +299,7 @@ impl Daemon {
                     global,
                     training,
                     secure: None,
+                    encrypted: None,
                     masked: None,
                 });
                 let (update, weight) = self.finish_training().await?;
@@ -328,14 +331,112 @@ impl Daemon {
                     global,
                     training,
                     secure: Some(secure),
+                    encrypted: None,
                     masked: None,
                 });
                 link.submit(&federation, round, pb::SecAggPhase::AdvertiseKeys, advert)
                     .await?;
                 Ok(false)
             }
+            pb::ProtectionMode::Encrypted => {
+                let id = crate::secagg_id(link.participant_id())?;
+                let (session, commitment) = EncryptedSession::join(
+                    self.identity.signing_key(),
+                    id,
+                    &joined.coordinator_key,
+                    &task,
+                )?;
+                let (federation, round) = (task.federation.clone(), task.round);
+                self.active = Some(ActiveRound {
+                    task,
+                    global,
+                    training,
+                    secure: None,
+                    encrypted: Some(session),
+                    masked: None,
+                });
+                if let Some(commitment) = commitment {
+                    link.submit(&federation, round, pb::SecAggPhase::HeCommit, commitment)
+                        .await?;
+                }
+                Ok(false)
+            }
             other => Err(ParticipantError::Protocol(format!(
                 "unsupported protection mode {other:?}"
+            ))),
+        }
+    }
+
+    /// Handles one encrypted-round step. Returns true if an update was uploaded.
+    async fn on_encrypted_step(
+        &mut self,
+        link: &mut FederationLink,
+        step: pb::ProtocolStep,
+    ) -> Result<bool, ParticipantError> {
+        let no_round = || ParticipantError::Protocol("no encrypted round".into());
+        let active = self.active.as_mut().ok_or_else(no_round)?;
+        let federation = active.task.federation.clone();
+        let session = active.encrypted.as_mut().ok_or_else(no_round)?;
+        match pb::SecAggPhase::try_from(step.phase) {
+            Ok(pb::SecAggPhase::HeReveal) => {
+                let share = session.reveal(&step.payload)?;
+                link.submit(&federation, step.round, pb::SecAggPhase::HeReveal, share)
+                    .await?;
+                Ok(false)
+            }
+            Ok(pb::SecAggPhase::HeDeal) => {
+                let fragments = session.deal(&step.payload)?;
+                link.submit(&federation, step.round, pb::SecAggPhase::HeDeal, fragments)
+                    .await?;
+                Ok(false)
+            }
+            Ok(pb::SecAggPhase::HeInput) => {
+                // A step repeated after a failed upload finds the ciphertext ready.
+                if active.masked.is_none() {
+                    if !session.ready() {
+                        session.prepare_input(&step.payload)?;
+                    }
+                    let (update, weight) = self.finish_training().await?;
+                    let active = self.active.as_mut().ok_or_else(no_round)?;
+                    let session = active.encrypted.as_mut().ok_or_else(no_round)?;
+                    active.masked = Some(session.encrypt(&update, weight)?);
+                }
+                let sealed = self
+                    .active
+                    .as_ref()
+                    .and_then(|a| a.masked.clone())
+                    .unwrap_or_default();
+                link.upload(
+                    &federation,
+                    step.round,
+                    pb::ElementType::Ciphertext,
+                    0,
+                    sealed,
+                )
+                .await?;
+                Ok(true)
+            }
+            Ok(pb::SecAggPhase::HeDecrypt) => {
+                let request = session.decrypt_request(&step.payload)?;
+                let aggregate = link
+                    .download_aggregate(&federation, step.round, &request)
+                    .await?;
+                let active = self.active.as_mut().ok_or_else(no_round)?;
+                let session = active.encrypted.as_mut().ok_or_else(no_round)?;
+                let partial = session.partial_decrypt(&request, &aggregate)?;
+                link.upload(
+                    &federation,
+                    step.round,
+                    pb::ElementType::PartialDecryption,
+                    0,
+                    partial,
+                )
+                .await?;
+                Ok(false)
+            }
+            _ => Err(ParticipantError::Protocol(format!(
+                "unexpected encrypted-round phase {}",
+                step.phase
             ))),
         }
     }
@@ -351,6 +452,9 @@ impl Daemon {
             tokio::time::sleep(Duration::from_millis(200)).await;
             return Ok(false);
         };
+        if active.encrypted.is_some() {
+            return self.on_encrypted_step(link, step).await;
+        }
         let federation = active.task.federation.clone();
         let secure = active
             .secure

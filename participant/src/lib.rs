@@ -3,7 +3,8 @@
 //! A site runs one daemon per federation it joins. The daemon reads the site's telemetry
 //! ([`site`]), trains locally from the coordinator's global weights ([`trainer`]), clips the
 //! update, and shares it only as a chunked upload: plaintext in test federations, masked with
-//! the crypto crate's secure aggregation otherwise ([`secure`]). Raw telemetry never leaves:
+//! the crypto crate's secure aggregation ([`secure`]) or encrypted under the committee's
+//! collective key ([`encrypted`]). Raw telemetry never leaves:
 //! every outgoing message passes through [`client::FederationLink`], which a [`client::WireTap`]
 //! can observe.
 //!
@@ -15,6 +16,7 @@ pub mod check;
 pub mod client;
 pub mod config;
 pub mod daemon;
+pub mod encrypted;
 pub mod error;
 pub mod identity;
 pub mod secure;

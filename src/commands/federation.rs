@@ -78,6 +78,8 @@ pub enum BenchMode {
     Masked,
     /// Plaintext updates (the baseline).
     Plain,
+    /// Threshold RLWE encryption under a per-round collective key.
+    Encrypted,
 }
 
 impl From<BenchMode> for Protection {
@@ -85,6 +87,7 @@ impl From<BenchMode> for Protection {
         match mode {
             BenchMode::Masked => Protection::Masked,
             BenchMode::Plain => Protection::Plain,
+            BenchMode::Encrypted => Protection::Encrypted,
         }
     }
 }
@@ -318,9 +321,12 @@ pub struct BenchRoundReport {
     pub bytes_received_per_participant: u64,
     /// The aggregation of the same vectors in one process, without network or daemons:
     /// masked, the coordinator's unmasking (sum of masked inputs, mask removal) and decoding;
-    /// plain, the weighted FedAvg sum.
+    /// plain, the weighted FedAvg sum; encrypted, verifying and adding the sealed ciphertexts,
+    /// `t` partial decryptions (run in parallel on the members in a round), combination and
+    /// decoding.
     pub aggregation_only_ms: f64,
-    /// Masked only: one participant masking its update in-process.
+    /// Masked: one participant masking its update in-process; encrypted: encoding and
+    /// encrypting it.
     pub masking_one_participant_ms: Option<f64>,
     /// Largest deviation of the final weights from the exact plaintext FedAvg.
     pub max_abs_error: f64,
@@ -353,7 +359,7 @@ pub fn bench_round(args: &BenchRoundArgs) -> Result<BenchRoundReport> {
     ensure!(d >= 1, "--length must be at least 1");
     match args.mode {
         BenchMode::Masked => ensure!(n >= 3, "masked rounds need at least 3 participants"),
-        BenchMode::Plain => ensure!(n >= 1, "need at least 1 participant"),
+        BenchMode::Plain | BenchMode::Encrypted => ensure!(n >= 1, "need at least 1 participant"),
     }
     let deltas: Vec<Arc<Vec<f32>>> = (0..n).map(|i| Arc::new(bench_delta(i, d))).collect();
     let dir = tempfile::tempdir().context("creating a temporary data directory")?;
@@ -610,5 +616,66 @@ fn aggregation_only(mode: BenchMode, deltas: &[Arc<Vec<f32>>]) -> Result<(f64, O
                 Some(outcome.single_masking.as_secs_f64() * 1e3),
             ))
         }
+        BenchMode::Encrypted => encrypted_aggregation_only(&spec, deltas),
     }
+}
+
+/// The encrypted round's cryptography in one process, with the coordinator's plan: key
+/// generation (untimed), every participant's encryption (the first one timed), then the timed
+/// verify-and-add of the sealed ciphertexts, `t` partial decryptions, combination and decoding.
+fn encrypted_aggregation_only(
+    spec: &FederationSpec,
+    deltas: &[Arc<Vec<f32>>],
+) -> Result<(f64, Option<f64>)> {
+    use coordinator::round::encrypted::{MAX_COMMITTEE_MEMBERS, plan_for};
+    use crypto::he::{
+        DecryptorSet, EncryptedAggregator, MemberIndex, NoiseSource, PartialDecryption, SigningKey,
+        combine, generate_keys_in_process,
+    };
+    let n = deltas.len();
+    let d = deltas.first().map_or(0, |v| v.len());
+    let m = n.min(MAX_COMMITTEE_MEMBERS);
+    let t = m / 2 + 1;
+    let (plan, codec) = plan_for(n, m, t, d, spec.clip, spec.max_weight)?;
+    let mut noise = NoiseSource::from_os()?;
+    let identities: Vec<SigningKey> = (0..n)
+        .map(|i| SigningKey::from_bytes(&[i as u8 + 1; 32]))
+        .collect();
+    let federation = crypto::secagg::FederationId::from_name("bench");
+    let mut keys =
+        generate_keys_in_process(federation, 1, plan, identities[..m].to_vec(), &mut noise)?;
+    let slots = codec.slots(d);
+    let mut sealed = Vec::with_capacity(n);
+    let mut one_encryption = None;
+    for (i, delta) in deltas.iter().enumerate() {
+        let started = Instant::now();
+        let words = codec.encode_weighted(delta, bench_samples(i) as u32)?;
+        let frame = keys.key.encrypt(&words, &mut noise)?.seal(&identities[i]);
+        one_encryption.get_or_insert(started.elapsed().as_secs_f64() * 1e3);
+        sealed.push(frame);
+    }
+    let started = Instant::now();
+    let mut aggregator = EncryptedAggregator::new(&keys.key, slots)?;
+    for (i, frame) in sealed.iter().enumerate() {
+        let id = crypto::secagg::ParticipantId(i as u32 + 1);
+        aggregator.add_sealed(id, frame, &identities[i].verifying_key())?;
+    }
+    let aggregate = aggregator.finish()?;
+    let members: Vec<MemberIndex> = (1..=t as u16).map(MemberIndex).collect();
+    let set = DecryptorSet::new(&plan, &members)?;
+    let partials = keys.members[..t]
+        .iter_mut()
+        .map(|member| {
+            let frame = member.partial_decrypt(&keys.key, &aggregate, &set, &mut noise)?;
+            PartialDecryption::open(&frame, &keys.committee, slots)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let words = combine(&keys.key, &aggregate, &partials)?;
+    let mean = codec.decode_weighted_mean(&words, n as u32)?;
+    let ms = started.elapsed().as_secs_f64() * 1e3;
+    ensure!(
+        mean.mean.len() == d,
+        "in-process encrypted aggregate has the wrong length"
+    );
+    Ok((ms, one_encryption))
 }

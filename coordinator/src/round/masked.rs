@@ -22,6 +22,12 @@ pub enum StepPhase {
     ShareKeys,
     MaskedInput,
     Unmask,
+    /// Encrypted mode (see `round::encrypted`).
+    HeCommit,
+    HeReveal,
+    HeDeal,
+    HeInput,
+    HeDecrypt,
 }
 
 /// The coordinator's long-term Ed25519 identity, signing its protocol messages.
@@ -62,7 +68,7 @@ impl CoordinatorIdentity {
         self.key.verifying_key().to_bytes()
     }
 
-    fn signing_key(&self) -> ed25519_dalek::SigningKey {
+    pub(crate) fn signing_key(&self) -> ed25519_dalek::SigningKey {
         self.key.clone()
     }
 }
@@ -483,5 +489,6 @@ fn phase_label(phase: StepPhase) -> &'static str {
         StepPhase::ShareKeys => "key shares",
         StepPhase::MaskedInput => "masked inputs",
         StepPhase::Unmask => "unmask responses",
+        _ => "encrypted-mode messages",
     }
 }

@@ -1,10 +1,13 @@
 //! One federated round as a sequence of types: a [`RoundPlan`] becomes a collecting round
 //! ([`PlainCollecting`] or, masked, [`masked::KeyExchange`] then [`masked::MaskedCollecting`]),
-//! which closes into [`masked::Unmasking`] (masked) and finally an [`Aggregated`] result. Each
+//! which closes into [`masked::Unmasking`] (masked) and finally an [`Aggregated`] result.
+//! Encrypted rounds ([`encrypted::EncryptedRound`]) generate a collective key, add ciphertexts
+//! and ask a threshold of the committee to decrypt only the sum. Each
 //! step consumes the previous one, so a late update has no state left to land in.
 //!
 //! Everything here is synchronous and clock-free: callers pass `now_ms`.
 
+pub mod encrypted;
 pub mod masked;
 mod plain;
 

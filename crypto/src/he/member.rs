@@ -28,7 +28,7 @@ use super::random::NoiseSource;
 use super::ring::Ring;
 use super::wire::{FrameKind, FrameReader, FrameWriter};
 
-const FRAGMENT_BODY_LEN: usize = 32 + 2 + 2 + POLYNOMIAL_SIZE * DEGREE * 8;
+pub(crate) const FRAGMENT_BODY_LEN: usize = 32 + 2 + 2 + POLYNOMIAL_SIZE * DEGREE * 8;
 
 /// A binary secret polynomial (a member's `s_i`), wiped when dropped.
 #[derive(Zeroize, ZeroizeOnDrop)]

@@ -30,6 +30,7 @@ mod committee;
 mod error;
 mod galois;
 mod keys;
+mod limbs;
 mod member;
 mod noise;
 mod params;
@@ -37,6 +38,7 @@ mod partial;
 mod random;
 mod ring;
 mod simulation;
+mod transport;
 mod wire;
 
 pub use aggregate::{EncryptedAggregator, PublicMaterial, assert_public};
@@ -49,6 +51,7 @@ pub use committee::{Committee, CommitteeSeat, MemberIndex};
 pub use ed25519_dalek::{SigningKey, VerifyingKey};
 pub use error::HeError;
 pub use keys::{CollectivePublicKey, PublicKeyShare};
+pub use limbs::LimbCodec;
 pub use member::{CommitteeMember, SecretFrame};
 pub use noise::NoiseBudget;
 pub use params::{
@@ -59,3 +62,6 @@ pub use params::{
 pub use partial::{DecryptorSet, PartialDecryption};
 pub use random::NoiseSource;
 pub use simulation::{InProcessKeys, generate_keys_in_process};
+pub use transport::{
+    EXCHANGE_ADVERTISEMENT_LEN, FragmentExchange, sealed_fragment_len, verify_exchange_key,
+};
