@@ -169,7 +169,7 @@ async fn tampered_ciphertext_and_partial_decryption_are_refused() {
 
     // The fifth participant runs the protocol by hand and tampers with its frames first.
     let identity = Arc::new(SiteIdentity::generate().unwrap());
-    let client = connect(&coord.url()).await.unwrap();
+    let client = connect(&coord.endpoint()).await.unwrap();
     let mut link = FederationLink::enroll(client, identity.clone(), TOKEN, "forger", None)
         .await
         .unwrap();
