@@ -176,7 +176,7 @@ impl FederationSpec {
         }
     }
 
-    fn validate(&self) -> Result<(), CoordinatorError> {
+    pub fn validate(&self) -> Result<(), CoordinatorError> {
         let fail = |what: &str| {
             Err(CoordinatorError::Config(format!(
                 "federation `{}`: {what}",
@@ -234,8 +234,12 @@ pub struct CoordinatorConfig {
     /// Longest a GetTask call is held when there is nothing to do.
     #[serde(default = "default_long_poll")]
     pub long_poll_ms: u32,
-    #[serde(rename = "federation")]
+    #[serde(rename = "federation", default)]
     pub federations: Vec<FederationSpec>,
+    /// Tokens of operators allowed to publish, promote and export models (registry); none
+    /// disables those calls. At least 16 characters each.
+    #[serde(default)]
+    pub operator_tokens: Vec<String>,
 }
 
 fn default_listen() -> String {
@@ -261,6 +265,7 @@ impl CoordinatorConfig {
             revoked: Vec::new(),
             long_poll_ms: default_long_poll(),
             federations,
+            operator_tokens: Vec::new(),
         }
     }
 
@@ -276,6 +281,11 @@ impl CoordinatorConfig {
         if self.enrollment_tokens.iter().any(|t| t.len() < 8) {
             return Err(CoordinatorError::Config(
                 "enrollment tokens must be at least 8 characters".into(),
+            ));
+        }
+        if self.operator_tokens.iter().any(|t| t.len() < 16) {
+            return Err(CoordinatorError::Config(
+                "operator tokens must be at least 16 characters".into(),
             ));
         }
         let mut names = std::collections::BTreeSet::new();

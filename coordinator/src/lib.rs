@@ -16,7 +16,9 @@ pub mod error;
 pub mod grpc;
 pub mod hub;
 pub mod metrics;
+pub mod registry;
 pub mod round;
+mod routes;
 pub mod store;
 
 use std::sync::{Arc, Mutex};
@@ -100,9 +102,11 @@ pub async fn serve_with(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), CoordinatorError> {
     let data_dir = config.data_dir.clone();
+    let operator_tokens = config.operator_tokens.clone();
     let hub = tokio::task::spawn_blocking(move || Hub::open(config, grpc::now_ms(), metrics))
         .await
         .map_err(|e| CoordinatorError::Store(format!("opening state: {e}")))??;
+    let (hub, registry) = registry::grpc::attach(hub, data_dir.clone()).await?;
     let coordinator_key = hub.coordinator_key();
     let metrics = hub.metrics().clone();
     let hub = Arc::new(Mutex::new(hub));
@@ -122,6 +126,12 @@ pub async fn serve_with(
     let server = proto::v1::federation_server::FederationServer::new(service)
         .max_decoding_message_size(proto::MAX_MESSAGE_BYTES)
         .max_encoding_message_size(proto::MAX_MESSAGE_BYTES);
+    // The model registry and the forecast service share the server.
+    let registry_service = proto::registry::registry_server::RegistryServer::new(
+        registry::grpc::RegistryService::new(hub.clone(), registry.clone(), operator_tokens),
+    )
+    .max_encoding_message_size(proto::MAX_MESSAGE_BYTES);
+    let server = routes::PathRoute::new(registry_service, server);
     let stop_on_shutdown = async move {
         shutdown.await;
         let _ = stop_tx.send(true);
