@@ -243,19 +243,6 @@ impl ModelSpec {
                 ));
             }
         }
-        let config = self.forecaster_config();
-        config
-            .validate()
-            .map_err(|e| RegistryError::spec("architecture", e.to_string()))?;
-        if config.num_params() > MAX_PARAMETERS {
-            return Err(RegistryError::spec(
-                "architecture.hidden",
-                format!(
-                    "{} parameters; at most {MAX_PARAMETERS}",
-                    config.num_params()
-                ),
-            ));
-        }
         let t = &self.training;
         if t.local_epochs == 0 || t.local_epochs > 1000 {
             return Err(RegistryError::spec(
@@ -289,6 +276,19 @@ impl ModelSpec {
             return Err(RegistryError::spec(
                 "privacy.noise_multiplier",
                 "differential privacy noise is not implemented in this build; remove the field",
+            ));
+        }
+        let config = self.forecaster_config();
+        config
+            .validate()
+            .map_err(|e| RegistryError::spec("architecture", e.to_string()))?;
+        if config.num_params() > MAX_PARAMETERS {
+            return Err(RegistryError::spec(
+                "architecture.hidden",
+                format!(
+                    "{} parameters; at most {MAX_PARAMETERS}",
+                    config.num_params()
+                ),
             ));
         }
         match self.protection {
