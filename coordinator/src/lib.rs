@@ -13,6 +13,7 @@ pub mod artifacts;
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod forecast;
 pub mod grpc;
 pub mod hub;
 pub mod metrics;
@@ -131,7 +132,14 @@ pub async fn serve_with(
         registry::grpc::RegistryService::new(hub.clone(), registry.clone(), operator_tokens),
     )
     .max_encoding_message_size(proto::MAX_MESSAGE_BYTES);
-    let server = routes::PathRoute::new(registry_service, server);
+    let forecast_service = proto::forecast::forecast_server::ForecastServer::new(
+        forecast::ForecastService::new(hub.clone(), registry.clone()),
+    )
+    .max_decoding_message_size(proto::MAX_MESSAGE_BYTES);
+    let server = routes::PathRoute::new(
+        registry_service,
+        routes::PathRoute::new(forecast_service, server),
+    );
     let stop_on_shutdown = async move {
         shutdown.await;
         let _ = stop_tx.send(true);

@@ -30,10 +30,8 @@ where
         + Send
         + 'static,
     A::Future: Send + 'static,
-    Rest: Service<http::Request<Body>, Response = Reply, Error = Infallible>
-        + Clone
-        + Send
-        + 'static,
+    Rest:
+        Service<http::Request<Body>, Response = Reply, Error = Infallible> + Clone + Send + 'static,
     Rest::Future: Send + 'static,
 {
     type Response = Reply;

@@ -70,12 +70,12 @@ fn spec_errors_name_the_field() {
         ),
         (
             "rounds = 3",
-            "rounds = 3\nfeatures = [\"ghi_forecast\", \"humidity\"]",
+            "rounds = 3\nfeatures = [\"ghi_forecast_w_m2\", \"humidity\"]",
             "unknown feature `humidity`",
         ),
         (
             "rounds = 3",
-            "rounds = 3\nfeatures = [\"ghi_forecast\"]",
+            "rounds = 3\nfeatures = [\"ghi_forecast_w_m2\", \"ghi_forecast_w_m2\"]",
             "`features`",
         ),
         (
@@ -102,8 +102,12 @@ fn fake_versions(dir: &Path, model: &str, parameters: usize, n: u64) -> Vec<Mode
     let artifacts = LocalArtifacts::open(dir.join("artifacts")).unwrap();
     (0..=n)
         .map(|v| {
-            let weights: Vec<f32> = (0..parameters).map(|i| (i as f32 + v as f32) * 0.01).collect();
-            let sha256 = artifacts.put(&proto::chunk::f32_to_bytes(&weights)).unwrap();
+            let weights: Vec<f32> = (0..parameters)
+                .map(|i| (i as f32 + v as f32) * 0.01)
+                .collect();
+            let sha256 = artifacts
+                .put(&proto::chunk::f32_to_bytes(&weights))
+                .unwrap();
             ModelVersion {
                 federation: model.into(),
                 version: v,
@@ -138,7 +142,11 @@ fn publish_sync_sign_verify_and_tamper() {
 
     let versions = fake_versions(dir.path(), "res-load", parameters, 2);
     assert_eq!(registry.sync("res-load", &versions).unwrap(), 2);
-    assert_eq!(registry.sync("res-load", &versions).unwrap(), 0, "idempotent");
+    assert_eq!(
+        registry.sync("res-load", &versions).unwrap(),
+        0,
+        "idempotent"
+    );
     let manifests = registry.versions("res-load").unwrap();
     assert_eq!(manifests.len(), 2, "version 0 (untrained) gets no manifest");
     let key = registry.public_key();
@@ -190,10 +198,19 @@ fn publish_sync_sign_verify_and_tamper() {
     bytes[5] ^= 0x40;
     std::fs::write(&path, bytes).unwrap();
     let err = registry.load_weights(v2).unwrap_err();
-    assert!(matches!(err, RegistryError::Tampered { version: 2, .. }), "{err}");
+    assert!(
+        matches!(err, RegistryError::Tampered { version: 2, .. }),
+        "{err}"
+    );
     assert!(err.to_string().contains("sha256"), "{err}");
     std::fs::remove_file(&path).unwrap();
-    assert!(registry.load_weights(v2).unwrap_err().to_string().contains("missing"));
+    assert!(
+        registry
+            .load_weights(v2)
+            .unwrap_err()
+            .to_string()
+            .contains("missing")
+    );
 }
 
 #[test]
@@ -205,7 +222,10 @@ fn aliases_promote_rollback_and_references() {
     let parameters = spec.forecaster_config().num_params();
     registry.publish(spec, &mut hub, 2_000).unwrap();
     registry
-        .sync("res-load", &fake_versions(dir.path(), "res-load", parameters, 3))
+        .sync(
+            "res-load",
+            &fake_versions(dir.path(), "res-load", parameters, 3),
+        )
         .unwrap();
     let r = |s: &str| s.parse::<ModelRef>().unwrap();
 
@@ -225,19 +245,38 @@ fn aliases_promote_rollback_and_references() {
     ));
     assert!("Bad Name@1".parse::<ModelRef>().is_err());
 
-    registry.promote(&r("res-load@1"), "production", 10).unwrap();
-    registry.promote(&r("res-load@3"), "production", 11).unwrap();
+    registry
+        .promote(&r("res-load@1"), "production", 10)
+        .unwrap();
+    registry
+        .promote(&r("res-load@3"), "production", 11)
+        .unwrap();
     let v2_id = registry.resolve(&r("res-load@2")).unwrap().id;
     registry
         .promote(&r(&format!("res-load@{}", &v2_id[..12])), "staging", 12)
         .unwrap();
     assert_eq!(registry.resolve(&r("res-load")).unwrap().content.version, 3);
-    assert_eq!(registry.resolve(&r("res-load@staging")).unwrap().content.version, 2);
+    assert_eq!(
+        registry
+            .resolve(&r("res-load@staging"))
+            .unwrap()
+            .content
+            .version,
+        2
+    );
 
     let back = registry.rollback("res-load", "production", 13).unwrap();
     assert_eq!(back.version, 1);
-    assert_eq!(registry.resolve(&r("res-load@production")).unwrap().content.version, 1);
-    let actions: Vec<(AliasAction, u64)> = back.history.iter().map(|e| (e.action, e.version)).collect();
+    assert_eq!(
+        registry
+            .resolve(&r("res-load@production"))
+            .unwrap()
+            .content
+            .version,
+        1
+    );
+    let actions: Vec<(AliasAction, u64)> =
+        back.history.iter().map(|e| (e.action, e.version)).collect();
     assert_eq!(
         actions,
         vec![

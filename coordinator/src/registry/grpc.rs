@@ -82,7 +82,11 @@ pub struct RegistryService {
 }
 
 impl RegistryService {
-    pub fn new(hub: Arc<Mutex<Hub>>, registry: Arc<Registry>, operator_tokens: Vec<String>) -> Self {
+    pub fn new(
+        hub: Arc<Mutex<Hub>>,
+        registry: Arc<Registry>,
+        operator_tokens: Vec<String>,
+    ) -> Self {
         Self {
             hub,
             registry,
@@ -101,10 +105,9 @@ impl RegistryService {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .unwrap_or("");
-        let ok = self
-            .operator_tokens
-            .iter()
-            .fold(false, |ok, t| ok | constant_time_eq(t.as_bytes(), given.as_bytes()));
+        let ok = self.operator_tokens.iter().fold(false, |ok, t| {
+            ok | constant_time_eq(t.as_bytes(), given.as_bytes())
+        });
         if ok {
             Ok(())
         } else {
@@ -129,7 +132,10 @@ fn alias_info(model: &str, a: &AliasRecord) -> pb::AliasInfo {
     }
 }
 
-fn version_info(m: &VersionManifest, aliases: &[AliasRecord]) -> Result<pb::VersionInfo, RegistryError> {
+fn version_info(
+    m: &VersionManifest,
+    aliases: &[AliasRecord],
+) -> Result<pb::VersionInfo, RegistryError> {
     Ok(pb::VersionInfo {
         manifest_json: serde_json::to_string(m)?,
         aliases: aliases
@@ -287,7 +293,11 @@ impl RegistryRpc for RegistryService {
             sync(&registry, &hub, &reference.model)?;
             let manifest = registry.resolve(&reference)?;
             let weights = registry.load_weights(&manifest)?;
-            Ok((manifest, proto::chunk::f32_to_bytes(&weights), registry.public_key()))
+            Ok((
+                manifest,
+                proto::chunk::f32_to_bytes(&weights),
+                registry.public_key(),
+            ))
         })
         .await?;
         let header = pb::ExportChunk {

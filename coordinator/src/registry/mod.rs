@@ -8,6 +8,7 @@
 //! anything is handed to a forecaster.
 
 mod error;
+mod export;
 pub mod grpc;
 mod manifest;
 mod spec;
@@ -17,6 +18,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 pub use error::RegistryError;
+pub use export::{VERSION_FILE, write_export};
 pub use manifest::{
     Lineage, MANIFEST_DOMAIN, MANIFEST_FORMAT, ManifestContent, ParentRef, PrivacyAccounting,
     VersionManifest, WeightsRef,
@@ -24,11 +26,11 @@ pub use manifest::{
 pub use spec::{Architecture, ModelSpec, Privacy, REQUIRED_QUANTILES, Training, check_name};
 pub use store::{AliasAction, AliasEvent, AliasRecord, PublishedModel};
 
+use crate::CoordinatorError;
 use crate::artifacts::{ArtifactStore, LocalArtifacts};
 use crate::hub::Hub;
 use crate::round::masked::CoordinatorIdentity;
 use crate::store::ModelVersion;
-use crate::CoordinatorError;
 use store::RegistryStore;
 
 /// The alias a bare model name resolves to.
@@ -60,7 +62,12 @@ impl std::str::FromStr for ModelRef {
         check_name("model", model).map_err(|e| bad(e.to_string()))?;
         let selector = if let Ok(n) = selector.parse::<u64>() {
             Selector::Version(n)
-        } else if selector.len() >= 8 && selector.len() <= 64 && selector.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {
+        } else if selector.len() >= 8
+            && selector.len() <= 64
+            && selector
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        {
             Selector::Id(selector.to_string())
         } else {
             check_name("alias", selector).map_err(|e| bad(e.to_string()))?;
@@ -255,12 +262,13 @@ impl Registry {
                 }
             }
             Selector::Alias(alias) => {
-                let record = self.store.alias(name, alias)?.ok_or_else(|| {
-                    RegistryError::UnknownAlias {
-                        model: name.clone(),
-                        alias: alias.clone(),
-                    }
-                })?;
+                let record =
+                    self.store
+                        .alias(name, alias)?
+                        .ok_or_else(|| RegistryError::UnknownAlias {
+                            model: name.clone(),
+                            alias: alias.clone(),
+                        })?;
                 self.store
                     .manifest(name, record.version)?
                     .ok_or_else(|| unknown(record.version.to_string()))
@@ -368,17 +376,15 @@ impl Registry {
 }
 
 fn l2(values: impl Iterator<Item = f32>) -> f64 {
-    values.map(|v| f64::from(v) * f64::from(v)).sum::<f64>().sqrt()
+    values
+        .map(|v| f64::from(v) * f64::from(v))
+        .sum::<f64>()
+        .sqrt()
 }
 
-/// The serving spec of a model: target, step, window sizes and input layout
-/// (`models::ModelSpec`, the same description a saved artifact carries).
+/// The serving spec JSON a manifest carries (`models::serving::ServingSpec`).
 pub fn serving_spec_json(spec: &ModelSpec) -> Result<String, RegistryError> {
-    let serving = models::ModelSpec::new(
-        spec.forecaster_config(),
-        spec.target,
-        spec.context,
-        spec.resolution.seconds(),
-    );
-    Ok(serde_json::to_string(&serving)?)
+    spec.serving_spec()?
+        .to_json()
+        .map_err(|e| RegistryError::spec("architecture", e.to_string()))
 }

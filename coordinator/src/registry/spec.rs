@@ -27,9 +27,9 @@
 //! Every error names the field. Participants join the federation by `tag` (default
 //! `<sector>-<target>`).
 
-use datasets::features::FUTURE_FEATURES;
 use datasets::window::feature_count;
 use datasets::{Resolution, Sector, Target};
+use models::serving::{Covariate, ServingSpec};
 use models::{Activation, ForecasterConfig};
 use serde::{Deserialize, Serialize};
 
@@ -59,8 +59,9 @@ pub struct ModelSpec {
     pub resolution: Resolution,
     pub context: usize,
     pub horizon: usize,
-    /// Known-future covariates per horizon step, in window layout order
-    /// (`datasets::features::FUTURE_FEATURES`; the layout is fixed, so all are required).
+    /// Known-future covariates the model reads, by telemetry column name
+    /// (`models::serving::Covariate`): any of `temperature_forecast_c`, `ghi_forecast_w_m2`,
+    /// `cloud_cover_forecast`; default all. Forecast requests must carry exactly these.
     #[serde(default = "all_features")]
     pub features: Vec<String>,
     #[serde(default)]
@@ -156,7 +157,10 @@ fn hourly() -> Resolution {
 }
 
 fn all_features() -> Vec<String> {
-    FUTURE_FEATURES.iter().map(|f| f.to_string()).collect()
+    Covariate::ALL
+        .iter()
+        .map(|c| c.name().to_string())
+        .collect()
 }
 
 /// A name or tag: 1..=64 of `[a-z0-9._-]`, starting with a letter or digit.
@@ -168,7 +172,9 @@ pub fn check_name(field: &str, value: &str) -> Result<(), RegistryError> {
     if !value.chars().all(ok_char) || !value.starts_with(|c: char| c.is_ascii_alphanumeric()) {
         return Err(RegistryError::spec(
             field,
-            format!("`{value}` may only hold a-z, 0-9, `-`, `_`, `.` and must start with a letter or digit"),
+            format!(
+                "`{value}` may only hold a-z, 0-9, `-`, `_`, `.` and must start with a letter or digit"
+            ),
         ));
     }
     Ok(())
@@ -209,27 +215,9 @@ impl ModelSpec {
                 ));
             }
         }
-        if let Some(unknown) = self
-            .features
-            .iter()
-            .find(|f| !FUTURE_FEATURES.contains(&f.as_str()))
-        {
-            return Err(RegistryError::spec(
-                "features",
-                format!(
-                    "unknown feature `{unknown}`; known: {}",
-                    FUTURE_FEATURES.join(", ")
-                ),
-            ));
-        }
-        if self.features != all_features() {
-            return Err(RegistryError::spec(
-                "features",
-                format!(
-                    "this build windows exactly [{}] in that order (omit the field for it)",
-                    FUTURE_FEATURES.join(", ")
-                ),
-            ));
+        let covariates = self.covariates()?;
+        if covariates.len() != self.features.len() {
+            return Err(RegistryError::spec("features", "lists a covariate twice"));
         }
         if self.rounds == 0 || self.rounds > 100_000 {
             return Err(RegistryError::spec("rounds", "must be 1..=100000"));
@@ -315,7 +303,40 @@ impl ModelSpec {
             }
             _ => {}
         }
+        self.serving_spec()?;
         Ok(())
+    }
+
+    /// The covariates of `features`, sorted and distinct.
+    pub fn covariates(&self) -> Result<Vec<Covariate>, RegistryError> {
+        let mut out = Vec::with_capacity(self.features.len());
+        for name in &self.features {
+            let c = Covariate::from_name(name).ok_or_else(|| {
+                RegistryError::spec(
+                    "features",
+                    format!(
+                        "unknown feature `{name}`; known: {}",
+                        Covariate::ALL.map(Covariate::name).join(", ")
+                    ),
+                )
+            })?;
+            out.push(c);
+        }
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+
+    /// How the forecast service rebuilds this model's inputs (`models::serving::ServingSpec`).
+    pub fn serving_spec(&self) -> Result<ServingSpec, RegistryError> {
+        ServingSpec::new(
+            self.target,
+            self.resolution,
+            self.context,
+            self.forecaster_config(),
+            self.covariates()?,
+        )
+        .map_err(|e| RegistryError::spec("architecture", e.to_string()))
     }
 
     /// Input width of the network: context lags, per-step covariates, origin calendar.
