@@ -93,6 +93,13 @@ fn spec_errors_name_the_field() {
             "`{to}`: error `{message}` does not name {needle}"
         );
     }
+    // A subset of the covariates is a valid feature set; the serving spec carries it.
+    let ghi_only = SPEC.replace("rounds = 3", "rounds = 3\nfeatures = [\"ghi_forecast_w_m2\"]");
+    let spec = ModelSpec::from_toml(&ghi_only).unwrap();
+    assert_eq!(
+        spec.serving_spec().unwrap().covariates,
+        vec![models::serving::Covariate::GhiForecast]
+    );
     // A TOML syntax error names the line.
     assert!(spec_error("name = ").contains("line 1"));
 }
@@ -166,8 +173,6 @@ fn publish_sync_sign_verify_and_tamper() {
         "lineage chains manifest ids"
     );
     assert_ne!(v1.id, v2.id);
-    // Manifests are deterministic: a second registry on another dir signs the same content
-    // to the same id (content addressing), under its own key.
     let weights = registry.load_weights(v2).unwrap();
     assert_eq!(weights.len(), parameters);
 
@@ -182,6 +187,8 @@ fn publish_sync_sign_verify_and_tamper() {
     );
     let other = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
     assert!(v2.verify(&other.verifying_key().to_bytes()).is_err());
+    // The id names the content, not the signer.
+    assert_eq!(VersionManifest::sign(v2.content.clone(), &other).unwrap().id, v2.id);
     let resigned = VersionManifest::sign(altered.content.clone(), &other).unwrap();
     resigned.verify(&other.verifying_key().to_bytes()).unwrap();
     assert!(matches!(
