@@ -94,7 +94,10 @@ fn spec_errors_name_the_field() {
         );
     }
     // A subset of the covariates is a valid feature set; the serving spec carries it.
-    let ghi_only = SPEC.replace("rounds = 3", "rounds = 3\nfeatures = [\"ghi_forecast_w_m2\"]");
+    let ghi_only = SPEC.replace(
+        "rounds = 3",
+        "rounds = 3\nfeatures = [\"ghi_forecast_w_m2\"]",
+    );
     let spec = ModelSpec::from_toml(&ghi_only).unwrap();
     assert_eq!(
         spec.serving_spec().unwrap().covariates,
@@ -164,6 +167,12 @@ fn publish_sync_sign_verify_and_tamper() {
         assert!(m.content.metrics["update_l2"] > 0.0);
         assert_eq!(m.content.lineage.privacy.differential_privacy, None);
     }
+    // A manifest verifies after a trip through its JSON (how it travels and is stored).
+    for m in &manifests {
+        let back: VersionManifest =
+            serde_json::from_str(&serde_json::to_string(m).unwrap()).unwrap();
+        back.verify(&key).unwrap();
+    }
     let (v1, v2) = (&manifests[0], &manifests[1]);
     assert_eq!(v1.content.lineage.participants, 3);
     assert_eq!(v2.content.lineage.parent.as_ref().unwrap().version, 1);
@@ -180,6 +189,7 @@ fn publish_sync_sign_verify_and_tamper() {
     let mut altered: VersionManifest = v2.clone();
     altered.content.metrics.insert("weights_l2".into(), 0.0);
     assert!(altered.verify(&key).is_err());
+    altered.content_json = String::from_utf8(altered.content.canonical_bytes().unwrap()).unwrap();
     altered.id = altered.content.id().unwrap();
     assert!(
         altered.verify(&key).is_err(),
@@ -188,7 +198,12 @@ fn publish_sync_sign_verify_and_tamper() {
     let other = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
     assert!(v2.verify(&other.verifying_key().to_bytes()).is_err());
     // The id names the content, not the signer.
-    assert_eq!(VersionManifest::sign(v2.content.clone(), &other).unwrap().id, v2.id);
+    assert_eq!(
+        VersionManifest::sign(v2.content.clone(), &other)
+            .unwrap()
+            .id,
+        v2.id
+    );
     let resigned = VersionManifest::sign(altered.content.clone(), &other).unwrap();
     resigned.verify(&other.verifying_key().to_bytes()).unwrap();
     assert!(matches!(

@@ -22,7 +22,7 @@ use proto::registry::{self as pb, export_chunk};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tonic::Code;
-use tonic::transport::Channel;
+use tonic::transport::{Channel, Endpoint};
 
 const OPERATOR: &str = "operator-secret-token-42";
 
@@ -104,13 +104,13 @@ async fn publish_train_promote_forecast_rollback_over_grpc() {
             let _ = stopped.await;
         },
     ));
-    let mut registry = loop {
-        match RegistryClient::connect(url.clone()).await {
-            Ok(c) => break c,
-            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
-        }
-    };
-    let mut forecasts = ForecastClient::connect(url.clone()).await.unwrap();
+    let channel = Endpoint::from_shared(url.clone())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut registry = RegistryClient::new(channel.clone());
+    let mut forecasts = ForecastClient::new(channel);
 
     // The operator token is required and checked.
     let list = pb::ListModelsRequest {};

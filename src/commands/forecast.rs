@@ -141,9 +141,7 @@ pub fn run(args: ForecastArgs) -> Result<()> {
     )
     .map_err(anyhow::Error::msg)?;
     let response = super::federation::runtime()?.block_on(async {
-        let mut client = ForecastClient::connect(args.coordinator.clone())
-            .await
-            .with_context(|| format!("connecting to the coordinator at {}", args.coordinator))?
+        let mut client = ForecastClient::new(super::models::connect(&args.coordinator).await?)
             .max_decoding_message_size(proto::MAX_MESSAGE_BYTES);
         client
             .forecast(request)

@@ -99,9 +99,7 @@ impl Operator {
             None => std::env::var("GRIDFED_OPERATOR_TOKEN")
                 .context("no operator token: pass --token or set GRIDFED_OPERATOR_TOKEN")?,
         };
-        let client = RegistryClient::connect(c.coordinator.clone())
-            .await
-            .with_context(|| format!("connecting to the coordinator at {}", c.coordinator))?
+        let client = RegistryClient::new(connect(&c.coordinator).await?)
             .max_decoding_message_size(proto::MAX_MESSAGE_BYTES);
         Ok(Self { client, token })
     }
@@ -116,6 +114,15 @@ impl Operator {
         );
         Ok(request)
     }
+}
+
+/// A channel to the coordinator at `url`.
+pub async fn connect(url: &str) -> Result<Channel> {
+    tonic::transport::Endpoint::from_shared(url.to_string())
+        .with_context(|| format!("`{url}` is not a valid coordinator address"))?
+        .connect()
+        .await
+        .with_context(|| format!("connecting to the coordinator at {url}"))
 }
 
 fn status(e: tonic::Status) -> anyhow::Error {

@@ -2,8 +2,8 @@
 //! signature over it.
 //!
 //! The version id is the SHA-256 of the manifest content's canonical bytes (serde_json of
-//! [`ManifestContent`]: fields in declaration order, maps sorted), so the id names exactly one
-//! content. The coordinator signs `MANIFEST_DOMAIN || id` with its Ed25519 key, the key
+//! [`ManifestContent`]: fields in declaration order, maps sorted), kept verbatim in
+//! `content_json`, so the id names exactly one content. The coordinator signs `MANIFEST_DOMAIN || id` with its Ed25519 key, the key
 //! participants receive on `Join`; anyone holding it checks a manifest with
 //! [`VersionManifest::verify`] and then the weights against `weights.sha256`
 //! ([`VersionManifest::verify_weights`]) before using them.
@@ -89,10 +89,16 @@ impl ManifestContent {
 }
 
 /// A signed, content-addressed manifest.
+///
+/// `content_json` is the exact byte string that was hashed and signed: verifiers hash it as
+/// received instead of re-serializing `content` (float formatting and parsing need not agree
+/// across JSON libraries), then check that `content` is what it says.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct VersionManifest {
     pub content: ManifestContent,
-    /// SHA-256 (hex) of the content's canonical bytes.
+    /// The canonical JSON of `content`.
+    pub content_json: String,
+    /// SHA-256 (hex) of `content_json`.
     pub id: String,
     /// Ed25519 signature (hex) over `MANIFEST_DOMAIN || id`.
     pub signature: String,
@@ -112,10 +118,13 @@ impl VersionManifest {
         key: &ed25519_dalek::SigningKey,
     ) -> Result<Self, RegistryError> {
         use ed25519_dalek::Signer;
-        let id = content.id()?;
+        let content_json = String::from_utf8(content.canonical_bytes()?)
+            .map_err(|e| RegistryError::BadManifest(e.to_string()))?;
+        let id = hex::encode(Sha256::digest(content_json.as_bytes()));
         let signature = key.sign(&signed_bytes(&id)?);
         Ok(Self {
             content,
+            content_json,
             signature: hex::encode(signature.to_bytes()),
             signer: hex::encode(key.verifying_key().to_bytes()),
             id,
@@ -125,8 +134,12 @@ impl VersionManifest {
     /// Checks that the id is the hash of the content and that `public_key` signed it.
     pub fn verify(&self, public_key: &[u8; 32]) -> Result<(), RegistryError> {
         let bad = |reason: &str| Err(RegistryError::BadManifest(reason.to_string()));
-        if self.content.id()? != self.id {
+        if hex::encode(Sha256::digest(self.content_json.as_bytes())) != self.id {
             return bad("the id is not the hash of the content (content altered)");
+        }
+        match serde_json::from_str::<ManifestContent>(&self.content_json) {
+            Ok(signed) if signed == self.content => {}
+            _ => return bad("the content differs from the signed content"),
         }
         let Ok(key) = VerifyingKey::from_bytes(public_key) else {
             return bad("the verifying key is not a valid Ed25519 point");
