@@ -38,6 +38,10 @@ pub struct ForecastArgs {
     /// load or pv (default: the one the site measures; required when it measures both).
     #[arg(long)]
     pub target: Option<Target>,
+    /// First forecast step (RFC 3339, e.g. 2024-02-10T00:00:00Z); default: the step after
+    /// the last observation. Later target values in the file are ignored (backtests).
+    #[arg(long)]
+    pub origin: Option<String>,
     /// How far ahead: 24h, 90m, 1d.
     #[arg(long, default_value = "24h")]
     pub horizon: String,
@@ -110,18 +114,28 @@ pub fn run(args: ForecastArgs) -> Result<()> {
     }
     .as_ref()
     .with_context(|| format!("site `{}` has no {}", t.site_id, target.column()))?;
-    // The origin is the step after the last observation.
-    let origin = values
-        .iter()
-        .rposition(Option::is_some)
-        .map(|i| i + 1)
-        .with_context(|| {
-            format!(
-                "site `{}` has no {} observations",
-                t.site_id,
-                target.column()
-            )
-        })?;
+    let origin = match &args.origin {
+        Some(text) => {
+            let unix_s = chrono::DateTime::parse_from_rfc3339(text)
+                .with_context(|| format!("--origin `{text}` is not an RFC 3339 time"))?
+                .timestamp();
+            series
+                .index_of(unix_s)
+                .with_context(|| format!("--origin {text} is not a step of the input's grid"))?
+        }
+        // The step after the last observation.
+        None => values
+            .iter()
+            .rposition(Option::is_some)
+            .map(|i| i + 1)
+            .with_context(|| {
+                format!(
+                    "site `{}` has no {} observations",
+                    t.site_id,
+                    target.column()
+                )
+            })?,
+    };
     let step_s = series.resolution.seconds();
     let horizon_s = parse_duration(&args.horizon)?;
     ensure!(
@@ -172,7 +186,9 @@ fn print(r: &proto::forecast::ForecastResponse, format: ForecastFormat) -> Resul
                     let mut step = serde_json::Map::new();
                     step.insert("timestamp".into(), time(ts).into());
                     for (name, q) in levels.iter().zip(&r.quantiles) {
-                        step.insert(name.clone(), q.values_kw.get(i).copied().into());
+                        // Three decimals (watts): the f32 forecast has no more precision.
+                        let kw = q.values_kw.get(i).map(|&v| (f64::from(v) * 1e3).round() / 1e3);
+                        step.insert(name.clone(), kw.into());
                     }
                     step.into()
                 })
