@@ -187,7 +187,10 @@ fn print(r: &proto::forecast::ForecastResponse, format: ForecastFormat) -> Resul
                     step.insert("timestamp".into(), time(ts).into());
                     for (name, q) in levels.iter().zip(&r.quantiles) {
                         // Three decimals (watts): the f32 forecast has no more precision.
-                        let kw = q.values_kw.get(i).map(|&v| (f64::from(v) * 1e3).round() / 1e3);
+                        let kw = q
+                            .values_kw
+                            .get(i)
+                            .map(|&v| (f64::from(v) * 1e3).round() / 1e3);
                         step.insert(name.clone(), kw.into());
                     }
                     step.into()
