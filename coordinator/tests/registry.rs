@@ -138,6 +138,19 @@ fn publish_sync_sign_verify_and_tamper() {
     let dir = tempfile::tempdir().unwrap();
     let mut hub = hub(dir.path());
     let registry = Registry::open(dir.path()).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join("coordinator.key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(
+            mode & 0o777,
+            0o600,
+            "the signing key is private to its owner"
+        );
+    }
     let spec = ModelSpec::from_toml(SPEC).unwrap();
     let parameters = spec.forecaster_config().num_params();
     registry.publish(spec.clone(), &mut hub, 2_000).unwrap();
