@@ -2,12 +2,19 @@
 //! tonic client and server code.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let file = "proto/gridfed/federation/v1/federation.proto";
-    println!("cargo:rerun-if-changed={file}");
-    let fds = protox::compile([file], ["proto"])?;
+    let files = [
+        "proto/gridfed/federation/v1/federation.proto",
+        "proto/gridfed/registry/v1/registry.proto",
+        "proto/gridfed/forecast/v1/forecast.proto",
+    ];
+    for file in files {
+        println!("cargo:rerun-if-changed={file}");
+    }
+    let fds = protox::compile(files, ["proto"])?;
     tonic_prost_build::configure()
         .bytes(".gridfed.federation.v1.UploadChunk.data")
         .bytes(".gridfed.federation.v1.DownloadChunk.data")
+        .bytes(".gridfed.registry.v1.ExportChunk.data")
         .compile_fds(fds)?;
     Ok(())
 }

@@ -33,6 +33,12 @@ enum Command {
     /// Run or check a participant daemon.
     #[command(subcommand)]
     Participant(commands::federation::ParticipantCommand),
+    /// The model registry of a running coordinator: publish, list, show, compare, promote,
+    /// rollback, export.
+    #[command(subcommand)]
+    Models(commands::models::ModelsCommand),
+    /// Quantile forecasts (kW) from a registered model, via the coordinator's Forecast service.
+    Forecast(commands::forecast::ForecastArgs),
     /// Benchmarks of the running system.
     #[command(subcommand)]
     Bench(commands::federation::BenchCommand),
@@ -47,6 +53,8 @@ fn main() -> std::process::ExitCode {
         Command::Coordinator(cmd) => commands::federation::run_coordinator(cmd),
         Command::Participant(cmd) => commands::federation::run_participant(cmd),
         Command::Bench(cmd) => commands::federation::run_bench(cmd),
+        Command::Models(cmd) => commands::models::run(cmd),
+        Command::Forecast(args) => commands::forecast::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

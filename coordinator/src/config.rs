@@ -193,7 +193,7 @@ impl FederationSpec {
         }
     }
 
-    fn validate(&self) -> Result<(), CoordinatorError> {
+    pub fn validate(&self) -> Result<(), CoordinatorError> {
         let fail = |what: &str| {
             Err(CoordinatorError::Config(format!(
                 "federation `{}`: {what}",
@@ -260,7 +260,7 @@ pub struct CoordinatorConfig {
     /// Longest a GetTask call is held when there is nothing to do.
     #[serde(default = "default_long_poll")]
     pub long_poll_ms: u32,
-    #[serde(rename = "federation")]
+    #[serde(rename = "federation", default)]
     pub federations: Vec<FederationSpec>,
     /// Serve gRPC over TLS with these files (see [`CoordinatorConfig::transport`]).
     #[serde(default)]
@@ -272,6 +272,10 @@ pub struct CoordinatorConfig {
     /// of `tls`.
     #[serde(skip)]
     pub tls_identity: Option<ServerIdentity>,
+    /// Tokens of operators allowed to publish, promote and export models (registry); none
+    /// disables those calls. At least 16 characters each.
+    #[serde(default)]
+    pub operator_tokens: Vec<String>,
 }
 
 const NO_TRANSPORT: &str = "no [tls] section: set tls.cert and tls.key (see `gridfed coordinator \
@@ -304,6 +308,7 @@ impl CoordinatorConfig {
             tls: None,
             insecure_plaintext: false,
             tls_identity: None,
+            operator_tokens: Vec::new(),
         }
     }
 
@@ -342,6 +347,11 @@ impl CoordinatorConfig {
         if self.enrollment_tokens.iter().any(|t| t.len() < 8) {
             return Err(CoordinatorError::Config(
                 "enrollment tokens must be at least 8 characters".into(),
+            ));
+        }
+        if self.operator_tokens.iter().any(|t| t.len() < 16) {
+            return Err(CoordinatorError::Config(
+                "operator tokens must be at least 16 characters".into(),
             ));
         }
         let mut names = std::collections::BTreeSet::new();

@@ -1029,6 +1029,40 @@ fn shuffle(items: &mut [String], seed: &[u8; 32]) {
     }
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Federations added while running (models published to the registry).
+impl Hub {
+    /// Adds a federation that is not in the config. Its durable record is created as for a
+    /// configured one; the caller persists `spec` itself and adds it again after a restart.
+    pub fn add_federation(
+        &mut self,
+        spec: FederationSpec,
+        now_ms: u64,
+    ) -> Result<(), CoordinatorError> {
+        spec.validate()?;
+        if let Some(f) = self
+            .federations
+            .values()
+            .find(|f| f.spec.name == spec.name || f.spec.tag == spec.tag)
+        {
+            return Err(CoordinatorError::Config(format!(
+                "federation `{}` (tag `{}`) already exists",
+                f.spec.name, f.spec.tag
+            )));
+        }
+        let federation = self.load_federation(&spec, now_ms)?;
+        self.federations.insert(spec.name.clone(), federation);
+        self.generation += 1;
+        Ok(())
+    }
+
+    /// True when a federation `name` or one tagged `tag` exists.
+    pub fn has_federation(&self, name: &str, tag: &str) -> bool {
+        self.federations
+            .values()
+            .any(|f| f.spec.name == name || f.spec.tag == tag)
+    }
 }

@@ -14,11 +14,14 @@ pub mod artifacts;
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod forecast;
 pub mod grpc;
 pub mod hub;
 pub mod metrics;
+pub mod registry;
 pub mod round;
 pub mod server_momentum;
+mod routes;
 pub mod store;
 pub mod tls;
 
@@ -119,9 +122,11 @@ pub async fn serve_with(
              authenticated. For tests only"
         ),
     }
+    let operator_tokens = config.operator_tokens.clone();
     let hub = tokio::task::spawn_blocking(move || Hub::open(config, grpc::now_ms(), metrics))
         .await
         .map_err(|e| CoordinatorError::Store(format!("opening state: {e}")))??;
+    let (hub, registry) = registry::grpc::attach(hub, data_dir.clone()).await?;
     let coordinator_key = hub.coordinator_key();
     let metrics = hub.metrics().clone();
     let hub = Arc::new(Mutex::new(hub));
@@ -142,6 +147,19 @@ pub async fn serve_with(
     let server = proto::v1::federation_server::FederationServer::new(service)
         .max_decoding_message_size(proto::MAX_MESSAGE_BYTES)
         .max_encoding_message_size(proto::MAX_MESSAGE_BYTES);
+    // The model registry and the forecast service share the server.
+    let registry_service = proto::registry::registry_server::RegistryServer::new(
+        registry::grpc::RegistryService::new(hub.clone(), registry.clone(), operator_tokens),
+    )
+    .max_encoding_message_size(proto::MAX_MESSAGE_BYTES);
+    let forecast_service = proto::forecast::forecast_server::ForecastServer::new(
+        forecast::ForecastService::new(hub.clone(), registry.clone()),
+    )
+    .max_decoding_message_size(proto::MAX_MESSAGE_BYTES);
+    let server = routes::PathRoute::new(
+        registry_service,
+        routes::PathRoute::new(forecast_service, server),
+    );
     let stop_on_shutdown = async move {
         shutdown.await;
         let _ = stop_tx.send(true);

@@ -276,10 +276,12 @@ pub fn build_samples(
         if window.iter().any(Option::is_none) || future.iter().any(|v| v.is_nan()) {
             continue;
         }
-        set.x.extend(window[..l].iter().flatten());
-        set.x.extend_from_slice(future);
-        set.x.extend_from_slice(
-            &features.origin[o * ORIGIN_FEATURES.len()..(o + 1) * ORIGIN_FEATURES.len()],
+        extend_input(
+            &mut set.x,
+            window[..l].iter().flatten().copied(),
+            &features,
+            o,
+            h,
         );
         set.y.extend(window[l..].iter().flatten());
         if target == Target::Pv {
@@ -291,4 +293,75 @@ pub fn build_samples(
         set.sites.push(0);
     }
     Ok(set)
+}
+
+/// Appends one input row: the normalized context, then the known-future and origin features
+/// of the window starting at grid index `origin`. The single place that fixes the layout
+/// shared by [`build_samples`] (training) and [`input_row`] (serving).
+fn extend_input(
+    x: &mut Vec<f32>,
+    context: impl Iterator<Item = f32>,
+    features: &StepFeatures,
+    origin: usize,
+    horizon: usize,
+) {
+    let (nf, no) = (FUTURE_FEATURES.len(), ORIGIN_FEATURES.len());
+    x.extend(context);
+    x.extend_from_slice(&features.future[origin * nf..(origin + horizon) * nf]);
+    x.extend_from_slice(&features.origin[origin * no..(origin + 1) * no]);
+}
+
+/// The model input of one forecast origin, exactly as [`build_samples`] lays out a row of
+/// [`SampleSet::x`], but without the future target, which a live forecast does not have.
+///
+/// `series` must hold at least `context` steps before grid index `origin` (the first forecast
+/// step) and `horizon` steps from it; the context target and the known-future covariates over
+/// the horizon must all be present. Only those steps are read.
+pub fn input_row(
+    series: &RegularSeries,
+    meta: &SiteMetadata,
+    target: Target,
+    context: usize,
+    horizon: usize,
+    normalization: Normalization,
+    origin: usize,
+) -> Result<Vec<f32>, DatasetError> {
+    let t = &series.telemetry;
+    let values = match target {
+        Target::Load => t.load_kw.as_ref(),
+        Target::Pv => t.pv_kw.as_ref(),
+    }
+    .ok_or_else(|| DatasetError::Window(format!("series has no `{}` column", target.column())))?;
+    if origin < context || origin + horizon > t.len() {
+        return Err(DatasetError::Window(format!(
+            "origin {origin} needs {context} context and {horizon} horizon steps in a series of {}",
+            t.len()
+        )));
+    }
+    let mut context_values = Vec::with_capacity(context);
+    for (i, v) in values[origin - context..origin].iter().enumerate() {
+        let kw = v.ok_or_else(|| {
+            DatasetError::Window(format!(
+                "context target missing at step {}",
+                origin - context + i
+            ))
+        })?;
+        context_values.push(normalization.normalize(kw as f32));
+    }
+    let features = StepFeatures::compute(series, meta);
+    let mut x = Vec::with_capacity(feature_count(context, horizon));
+    extend_input(
+        &mut x,
+        context_values.into_iter(),
+        &features,
+        origin,
+        horizon,
+    );
+    if let Some(i) = x[context..].iter().position(|v| v.is_nan()) {
+        return Err(DatasetError::Window(format!(
+            "known-future covariate missing at horizon step {}",
+            i / FUTURE_FEATURES.len()
+        )));
+    }
+    Ok(x)
 }

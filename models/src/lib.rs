@@ -27,6 +27,7 @@ pub mod metrics;
 pub mod network;
 pub mod ridge;
 pub mod samples;
+pub mod serving;
 pub mod training;
 
 pub use artifact::{Lineage, ModelArtifact, ModelManifest, ModelSpec, SiteNormalization};

@@ -14,6 +14,18 @@ pub mod v1 {
     tonic::include_proto!("gridfed.federation.v1");
 }
 
+/// Generated messages, client and server of `gridfed.registry.v1` (model registry).
+#[allow(clippy::all, missing_docs)]
+pub mod registry {
+    tonic::include_proto!("gridfed.registry.v1");
+}
+
+/// Generated messages, client and server of `gridfed.forecast.v1` (forecast service).
+#[allow(clippy::all, missing_docs)]
+pub mod forecast {
+    tonic::include_proto!("gridfed.forecast.v1");
+}
+
 /// Largest chunk of a streamed vector, in bytes.
 pub const CHUNK_BYTES: usize = 1 << 20;
 

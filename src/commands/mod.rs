@@ -5,5 +5,7 @@ pub mod demo;
 pub mod federated;
 pub mod federation;
 pub mod fleet;
+pub mod forecast;
+pub mod models;
 pub mod report;
 pub mod train;

@@ -54,6 +54,7 @@ impl CoordinatorIdentity {
                     .map_err(|e| CoordinatorError::Config(format!("OS RNG: {e}")))?;
                 let tmp = dir.join(".coordinator.key.tmp");
                 std::fs::write(&tmp, secret).map_err(io)?;
+                restrict_to_owner(&tmp).map_err(io)?;
                 std::fs::rename(&tmp, &path).map_err(io)?;
                 secret
             }
@@ -68,9 +69,21 @@ impl CoordinatorIdentity {
         self.key.verifying_key().to_bytes()
     }
 
-    pub(crate) fn signing_key(&self) -> ed25519_dalek::SigningKey {
+    /// The signing key (the model registry signs version manifests with it).
+    pub fn signing_key(&self) -> ed25519_dalek::SigningKey {
         self.key.clone()
     }
+}
+
+/// The key file is readable by its owner only (0600).
+fn restrict_to_owner(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    let _ = path;
+    Ok(())
 }
 
 /// Result of advancing a masked round.

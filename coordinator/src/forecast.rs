@@ -1,0 +1,276 @@
+//! The `gridfed.forecast.v1.Forecast` service: resolves a model reference through the
+//! registry, loads the version once (signature and weight digest verified first), and answers
+//! with `models::serving`. Proto <-> domain conversion and the status of every refusal live
+//! here; the forecasting itself is the serving library's.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use datasets::{Normalization, Resolution, SiteKind, Target};
+use models::serving::{
+    CovariateSeries, ForecastRequest, FutureCovariates, History, ServedSite, ServingError,
+    ServingModel, ServingSpec,
+};
+use proto::forecast::{self as pb, forecast_server::Forecast};
+use tonic::{Code, Request, Response, Status};
+
+use crate::hub::Hub;
+use crate::registry::grpc::{blocking, status_of as registry_status, sync};
+use crate::registry::{ModelRef, Registry, RegistryError, VersionManifest};
+
+/// Loaded models kept at most; beyond it the cache starts over (versions are immutable, so a
+/// reload only costs time).
+const CACHE_LIMIT: usize = 32;
+
+/// The one place serving errors become statuses: the request's fault is `InvalidArgument`,
+/// except a history too short (`FailedPrecondition`: more data is needed, not other data), a
+/// horizon beyond the model's (`OutOfRange`) and a version this build cannot serve.
+pub fn status_of(error: &ServingError) -> Status {
+    use ServingError as E;
+    let code = match error {
+        E::HistoryTooShort { .. } | E::FutureTooShort { .. } => Code::FailedPrecondition,
+        E::HorizonOutOfRange { .. } => Code::OutOfRange,
+        E::InvalidSpec(_) | E::Model(_) => Code::FailedPrecondition,
+        _ => Code::InvalidArgument,
+    };
+    Status::new(code, error.to_string())
+}
+
+#[derive(Clone)]
+pub struct ForecastService {
+    hub: Arc<Mutex<Hub>>,
+    registry: Arc<Registry>,
+    /// Loaded models by manifest id.
+    cache: Arc<Mutex<HashMap<String, Arc<ServingModel>>>>,
+}
+
+impl ForecastService {
+    pub fn new(hub: Arc<Mutex<Hub>>, registry: Arc<Registry>) -> Self {
+        Self {
+            hub,
+            registry,
+            cache: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+}
+
+/// The version a reference names and its model, loaded and verified on first use.
+fn load(
+    registry: &Registry,
+    hub: &Mutex<Hub>,
+    cache: &Mutex<HashMap<String, Arc<ServingModel>>>,
+    reference: &ModelRef,
+) -> Result<(VersionManifest, Result<Arc<ServingModel>, ServingError>), RegistryError> {
+    sync(registry, hub, &reference.model)?;
+    let manifest = registry.resolve(reference)?;
+    if let Some(model) = cache.lock().ok().and_then(|c| c.get(&manifest.id).cloned()) {
+        return Ok((manifest, Ok(model)));
+    }
+    let weights = registry.load_weights(&manifest)?;
+    let model = ServingSpec::from_json(&manifest.content.serving_spec_json)
+        .and_then(|spec| ServingModel::new(spec, &weights))
+        .map(Arc::new);
+    if let (Ok(model), Ok(mut cache)) = (&model, cache.lock()) {
+        if cache.len() >= CACHE_LIMIT {
+            cache.clear();
+        }
+        cache.insert(manifest.id.clone(), model.clone());
+    }
+    Ok((manifest, model))
+}
+
+fn invalid(field: &str, reason: impl std::fmt::Display) -> Status {
+    Status::invalid_argument(format!("{field}: {reason}"))
+}
+
+/// The domain request; the model fixes target and grid.
+fn domain_request(
+    req: pb::ForecastRequest,
+    target: Target,
+    resolution: Resolution,
+) -> Result<ForecastRequest, Status> {
+    let site = req.site.ok_or_else(|| invalid("site", "missing"))?;
+    let kind: SiteKind = serde_json::from_value(serde_json::Value::String(site.kind.clone()))
+        .map_err(|_| {
+            invalid(
+                "site.kind",
+                format!("`{}`; expected building, prosumer or pv_plant", site.kind),
+            )
+        })?;
+    let history = req.history.unwrap_or_default();
+    let future = req.future.unwrap_or_default();
+    let site_normalization = match req.site_normalization {
+        Some(n) if !(n.offset_kw.is_finite() && n.scale_kw.is_finite() && n.scale_kw > 0.0) => {
+            return Err(invalid(
+                "site_normalization",
+                "offset_kw must be finite and scale_kw finite and positive",
+            ));
+        }
+        Some(n) => Some(Normalization {
+            offset_kw: n.offset_kw,
+            scale_kw: n.scale_kw,
+        }),
+        None => None,
+    };
+    Ok(ForecastRequest {
+        site: ServedSite {
+            kind,
+            latitude: site.latitude,
+            longitude: site.longitude,
+            capacity_kw: site.capacity_kw,
+            timezone: site.timezone,
+        },
+        target,
+        resolution,
+        origin_unix_s: req.origin_unix_s,
+        horizon_steps: req.horizon_steps as usize,
+        history: History {
+            timestamps_unix_s: history.timestamps_unix_s,
+            target_kw: history.values_kw,
+        },
+        future: FutureCovariates {
+            timestamps_unix_s: future.timestamps_unix_s,
+            covariates: future
+                .covariates
+                .into_iter()
+                .map(|c| CovariateSeries {
+                    name: c.name,
+                    values: c.values,
+                })
+                .collect(),
+        },
+        site_normalization,
+    })
+}
+
+#[tonic::async_trait]
+impl Forecast for ForecastService {
+    async fn forecast(
+        &self,
+        request: Request<pb::ForecastRequest>,
+    ) -> Result<Response<pb::ForecastResponse>, Status> {
+        let req = request.into_inner();
+        if req.model.is_empty() {
+            return Err(invalid(
+                "model",
+                "missing (NAME, NAME@VERSION or NAME@ALIAS)",
+            ));
+        }
+        let reference: ModelRef = req.model.parse().map_err(|e| registry_status(&e))?;
+        let (hub, registry, cache) = (self.hub.clone(), self.registry.clone(), self.cache.clone());
+        let (manifest, model) = blocking(move || load(&registry, &hub, &cache, &reference)).await?;
+        let model = model.map_err(|e| {
+            tracing::error!(model = %manifest.content.model, version = manifest.content.version,
+                error = %e, "model version cannot be served");
+            status_of(&e)
+        })?;
+        let spec = model.spec();
+        let request = domain_request(req, spec.target, spec.resolution)?;
+        let forecast = tokio::task::spawn_blocking(move || model.forecast(&request))
+            .await
+            .map_err(|e| Status::internal(format!("forecast task failed: {e}")))?
+            .map_err(|e| status_of(&e))?;
+        Ok(Response::new(pb::ForecastResponse {
+            model: manifest.content.model.clone(),
+            version: manifest.content.version,
+            version_id: manifest.id.clone(),
+            timestamps_unix_s: forecast.timestamps_unix_s,
+            quantiles: forecast
+                .levels
+                .iter()
+                .zip(forecast.values_kw)
+                .map(|(&level, values_kw)| pb::QuantileSeries { level, values_kw })
+                .collect(),
+        }))
+    }
+}
+
+/// A forecast request for the site of `series` from grid index `origin`: the trailing run of
+/// observed target values before it (at most `max_history` steps), and every covariate the
+/// series has from the origin on, while all of them are present (at most `max_future` steps).
+/// Used by `gridfed forecast` and the tests; nothing is filled in or invented.
+pub fn request_from_series(
+    model: &str,
+    series: &datasets::RegularSeries,
+    site: &datasets::SiteMetadata,
+    target: Target,
+    origin: usize,
+    horizon_steps: u32,
+    limits: (usize, usize),
+) -> Result<pb::ForecastRequest, String> {
+    let (max_history, max_future) = limits;
+    let t = &series.telemetry;
+    let values = match target {
+        Target::Load => t.load_kw.as_ref(),
+        Target::Pv => t.pv_kw.as_ref(),
+    }
+    .ok_or_else(|| format!("site `{}` has no `{}` column", t.site_id, target.column()))?;
+    if origin == 0 || origin > t.timestamps.len() {
+        return Err(format!(
+            "origin index {origin} is outside the series of {} steps",
+            t.timestamps.len()
+        ));
+    }
+    let mut start = origin;
+    while start > 0 && origin - start < max_history && values[start - 1].is_some() {
+        start -= 1;
+    }
+    let covariates: Vec<(&str, &Vec<Option<f64>>)> = [
+        (
+            datasets::schema::col::TEMPERATURE_FORECAST_C,
+            &t.temperature_forecast_c,
+        ),
+        (
+            datasets::schema::col::GHI_FORECAST_W_M2,
+            &t.ghi_forecast_w_m2,
+        ),
+        (
+            datasets::schema::col::CLOUD_COVER_FORECAST,
+            &t.cloud_cover_forecast,
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(name, column)| column.as_ref().map(|c| (name, c)))
+    .collect();
+    let mut end = origin;
+    while end < t.timestamps.len()
+        && end - origin < max_future
+        && covariates.iter().all(|(_, c)| c[end].is_some())
+    {
+        end += 1;
+    }
+    Ok(pb::ForecastRequest {
+        model: model.to_string(),
+        horizon_steps,
+        site: Some(pb::Site {
+            kind: serde_json::to_value(site.kind)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default(),
+            latitude: site.latitude,
+            longitude: site.longitude,
+            capacity_kw: site.capacity_kw,
+            timezone: site.timezone.clone(),
+        }),
+        origin_unix_s: t
+            .timestamps
+            .get(origin)
+            .copied()
+            .unwrap_or_else(|| t.timestamps[origin - 1] + series.resolution.seconds()),
+        history: Some(pb::Series {
+            timestamps_unix_s: t.timestamps[start..origin].to_vec(),
+            values_kw: values[start..origin].iter().flatten().copied().collect(),
+        }),
+        future: Some(pb::Covariates {
+            timestamps_unix_s: t.timestamps[origin..end].to_vec(),
+            covariates: covariates
+                .iter()
+                .map(|(name, c)| pb::CovariateSeries {
+                    name: name.to_string(),
+                    values: c[origin..end].iter().flatten().copied().collect(),
+                })
+                .collect(),
+        }),
+        site_normalization: None,
+    })
+}

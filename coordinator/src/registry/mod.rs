@@ -1,0 +1,390 @@
+//! The model registry: published specs, signed content-addressed version manifests, aliases.
+//!
+//! Plain synchronous code. Publishing a [`ModelSpec`] adds a federation to the [`Hub`] (its
+//! tag is what participants join); each version the federation commits gets a signed
+//! [`VersionManifest`] on the next [`Registry::sync`]. Aliases (`production`, `staging`, ...)
+//! point at versions and keep their history, so [`Registry::rollback`] restores the previous
+//! target. [`Registry::load_weights`] verifies the signature and the weights' SHA-256 before
+//! anything is handed to a forecaster.
+
+mod error;
+mod export;
+pub mod grpc;
+mod manifest;
+mod spec;
+mod store;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+pub use error::RegistryError;
+pub use export::{VERSION_FILE, write_export};
+pub use manifest::{
+    Lineage, MANIFEST_DOMAIN, MANIFEST_FORMAT, ManifestContent, ParentRef, PrivacyAccounting,
+    VersionManifest, WeightsRef,
+};
+pub use spec::{Architecture, ModelSpec, Privacy, REQUIRED_QUANTILES, Training, check_name};
+pub use store::{AliasAction, AliasEvent, AliasRecord, PublishedModel};
+
+use crate::CoordinatorError;
+use crate::artifacts::{ArtifactStore, LocalArtifacts};
+use crate::hub::Hub;
+use crate::round::masked::CoordinatorIdentity;
+use crate::store::ModelVersion;
+use store::RegistryStore;
+
+/// The alias a bare model name resolves to.
+pub const DEFAULT_ALIAS: &str = "production";
+
+/// A model reference: `name`, `name@<version number>`, `name@<id prefix>` or `name@<alias>`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ModelRef {
+    pub model: String,
+    pub selector: Selector,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Selector {
+    Version(u64),
+    /// At least 8 hex digits of a manifest id.
+    Id(String),
+    Alias(String),
+}
+
+impl std::str::FromStr for ModelRef {
+    type Err = RegistryError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = |reason: String| RegistryError::Request {
+            field: "model",
+            reason,
+        };
+        let (model, selector) = s.split_once('@').unwrap_or((s, DEFAULT_ALIAS));
+        check_name("model", model).map_err(|e| bad(e.to_string()))?;
+        let selector = if let Ok(n) = selector.parse::<u64>() {
+            Selector::Version(n)
+        } else if selector.len() >= 8
+            && selector.len() <= 64
+            && selector
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        {
+            Selector::Id(selector.to_string())
+        } else {
+            check_name("alias", selector).map_err(|e| bad(e.to_string()))?;
+            Selector::Alias(selector.to_string())
+        };
+        Ok(ModelRef {
+            model: model.to_string(),
+            selector,
+        })
+    }
+}
+
+/// Registry state under the coordinator's data directory.
+pub struct Registry {
+    store: RegistryStore,
+    artifacts: LocalArtifacts,
+    key: ed25519_dalek::SigningKey,
+}
+
+impl Registry {
+    /// Opens `registry.redb` and the artifact directory under `data_dir`; manifests are signed
+    /// with the coordinator's key (`coordinator.key`, created on first use).
+    pub fn open(data_dir: &Path) -> Result<Self, RegistryError> {
+        std::fs::create_dir_all(data_dir).map_err(|source| CoordinatorError::Artifact {
+            path: data_dir.to_path_buf(),
+            source,
+        })?;
+        Ok(Self {
+            store: RegistryStore::open(&data_dir.join("registry.redb"))?,
+            artifacts: LocalArtifacts::open(data_dir.join("artifacts"))?,
+            key: CoordinatorIdentity::load_or_create(data_dir)?.signing_key(),
+        })
+    }
+
+    /// The key manifests verify under (also sent to participants on `Join`).
+    pub fn public_key(&self) -> [u8; 32] {
+        self.key.verifying_key().to_bytes()
+    }
+
+    /// Publishes a spec: its federation starts accepting participants at once.
+    pub fn publish(
+        &self,
+        spec: ModelSpec,
+        hub: &mut Hub,
+        now_ms: u64,
+    ) -> Result<PublishedModel, RegistryError> {
+        spec.validate()?;
+        if self.store.model(&spec.name)?.is_some() {
+            return Err(RegistryError::AlreadyPublished(spec.name));
+        }
+        if hub.has_federation(&spec.name, &spec.tag()) {
+            return Err(RegistryError::TagTaken(spec.tag()));
+        }
+        hub.add_federation(spec.federation()?, now_ms)?;
+        let model = PublishedModel {
+            spec,
+            published_unix_ms: now_ms,
+        };
+        self.store.put_model(&model)?;
+        Ok(model)
+    }
+
+    /// Adds the federations of published models to a freshly opened hub.
+    pub fn restore(&self, hub: &mut Hub, now_ms: u64) -> Result<(), RegistryError> {
+        for model in self.store.models()? {
+            if !hub.has_federation(&model.spec.name, &model.spec.tag()) {
+                hub.add_federation(model.spec.federation()?, now_ms)?;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn models(&self) -> Result<Vec<PublishedModel>, RegistryError> {
+        self.store.models()
+    }
+
+    pub fn model(&self, name: &str) -> Result<PublishedModel, RegistryError> {
+        self.store
+            .model(name)?
+            .ok_or_else(|| RegistryError::UnknownModel(name.to_string()))
+    }
+
+    /// Signs a manifest for every committed version (round >= 1) that has none yet.
+    /// `versions` are the federation's committed versions, oldest first.
+    pub fn sync(&self, name: &str, versions: &[ModelVersion]) -> Result<usize, RegistryError> {
+        let model = self.model(name)?;
+        let mut added = 0;
+        for v in versions.iter().filter(|v| v.version >= 1) {
+            if self.store.manifest(name, v.version)?.is_some() {
+                continue;
+            }
+            let parent = v
+                .parent
+                .and_then(|p| versions.iter().find(|x| x.version == p));
+            let manifest = self.manifest_for(&model.spec, v, parent)?;
+            self.store.put_manifest(&manifest)?;
+            added += 1;
+        }
+        Ok(added)
+    }
+
+    fn manifest_for(
+        &self,
+        spec: &ModelSpec,
+        v: &ModelVersion,
+        parent: Option<&ModelVersion>,
+    ) -> Result<VersionManifest, RegistryError> {
+        let weights = proto::chunk::bytes_to_f32(&self.artifacts.get(&v.sha256)?)
+            .map_err(CoordinatorError::from)?;
+        let mut metrics = BTreeMap::new();
+        metrics.insert("weights_l2".to_string(), l2(weights.iter().copied()));
+        if let Some(p) = parent {
+            let before = proto::chunk::bytes_to_f32(&self.artifacts.get(&p.sha256)?)
+                .map_err(CoordinatorError::from)?;
+            if before.len() == weights.len() {
+                let delta = weights.iter().zip(&before).map(|(a, b)| a - b);
+                metrics.insert("update_l2".to_string(), l2(delta));
+            }
+        }
+        let parent = match v.parent {
+            Some(p) => Some(ParentRef {
+                version: p,
+                id: self.store.manifest(&spec.name, p)?.map(|m| m.id),
+            }),
+            None => None,
+        };
+        let content = ManifestContent {
+            format: MANIFEST_FORMAT,
+            model: spec.name.clone(),
+            version: v.version,
+            spec: spec.clone(),
+            forecaster_json: serde_json::to_string(&spec.forecaster_config())?,
+            lineage: Lineage {
+                round: v.round,
+                rounds_completed: v.version,
+                participants: v.participants,
+                protection: v.protection,
+                privacy: PrivacyAccounting {
+                    clip: spec.privacy.clip,
+                    max_weight: spec.privacy.max_weight,
+                    differential_privacy: None,
+                },
+                parent,
+            },
+            metrics,
+            created_unix_ms: v.created_unix_ms,
+            weights: WeightsRef {
+                sha256: v.sha256.clone(),
+                parameters: v.length,
+            },
+            serving_spec_json: serving_spec_json(spec)?,
+        };
+        VersionManifest::sign(content, &self.key)
+    }
+
+    /// Manifests of a model, oldest first.
+    pub fn versions(&self, name: &str) -> Result<Vec<VersionManifest>, RegistryError> {
+        self.model(name)?;
+        self.store.manifests(name)
+    }
+
+    pub fn aliases(&self, name: &str) -> Result<Vec<AliasRecord>, RegistryError> {
+        self.store.aliases(name)
+    }
+
+    /// The manifest a reference names.
+    pub fn resolve(&self, reference: &ModelRef) -> Result<VersionManifest, RegistryError> {
+        let name = &reference.model;
+        self.model(name)?;
+        let unknown = |version: String| RegistryError::UnknownVersion {
+            model: name.clone(),
+            version,
+        };
+        match &reference.selector {
+            Selector::Version(n) => self
+                .store
+                .manifest(name, *n)?
+                .ok_or_else(|| unknown(n.to_string())),
+            Selector::Id(prefix) => {
+                let mut found = self
+                    .store
+                    .manifests(name)?
+                    .into_iter()
+                    .filter(|m| m.id.starts_with(prefix.as_str()));
+                match (found.next(), found.next()) {
+                    (Some(m), None) => Ok(m),
+                    (Some(_), Some(_)) => Err(RegistryError::Request {
+                        field: "model",
+                        reason: format!("id prefix `{prefix}` is ambiguous"),
+                    }),
+                    _ => Err(unknown(prefix.clone())),
+                }
+            }
+            Selector::Alias(alias) => {
+                let record =
+                    self.store
+                        .alias(name, alias)?
+                        .ok_or_else(|| RegistryError::UnknownAlias {
+                            model: name.clone(),
+                            alias: alias.clone(),
+                        })?;
+                self.store
+                    .manifest(name, record.version)?
+                    .ok_or_else(|| unknown(record.version.to_string()))
+            }
+        }
+    }
+
+    /// Points `alias` of `reference.model` at the version `reference` names.
+    pub fn promote(
+        &self,
+        reference: &ModelRef,
+        alias: &str,
+        now_ms: u64,
+    ) -> Result<AliasRecord, RegistryError> {
+        check_name("alias", alias).map_err(|e| RegistryError::Request {
+            field: "alias",
+            reason: e.to_string(),
+        })?;
+        let version = self.resolve(reference)?.content.version;
+        let event = AliasEvent {
+            action: AliasAction::Promote,
+            version,
+            at_unix_ms: now_ms,
+        };
+        let record = match self.store.alias(&reference.model, alias)? {
+            Some(mut r) => {
+                r.previous.push(r.version);
+                r.version = version;
+                r.history.push(event);
+                r
+            }
+            None => AliasRecord {
+                alias: alias.to_string(),
+                version,
+                previous: Vec::new(),
+                history: vec![event],
+            },
+        };
+        self.store.put_alias(&reference.model, &record)?;
+        Ok(record)
+    }
+
+    /// Points `alias` back at the version it named before its last promotion.
+    pub fn rollback(
+        &self,
+        model: &str,
+        alias: &str,
+        now_ms: u64,
+    ) -> Result<AliasRecord, RegistryError> {
+        self.model(model)?;
+        let mut record =
+            self.store
+                .alias(model, alias)?
+                .ok_or_else(|| RegistryError::UnknownAlias {
+                    model: model.to_string(),
+                    alias: alias.to_string(),
+                })?;
+        let previous = record
+            .previous
+            .pop()
+            .ok_or_else(|| RegistryError::NothingToRollBack {
+                model: model.to_string(),
+                alias: alias.to_string(),
+            })?;
+        record.version = previous;
+        record.history.push(AliasEvent {
+            action: AliasAction::Rollback,
+            version: previous,
+            at_unix_ms: now_ms,
+        });
+        self.store.put_alias(model, &record)?;
+        Ok(record)
+    }
+
+    /// The weights of a manifest, after checking the manifest's signature under this
+    /// coordinator's key and the bytes against the signed SHA-256.
+    pub fn load_weights(&self, manifest: &VersionManifest) -> Result<Vec<f32>, RegistryError> {
+        let c = &manifest.content;
+        let tampered = |reason: String| RegistryError::Tampered {
+            model: c.model.clone(),
+            version: c.version,
+            reason,
+        };
+        manifest
+            .verify(&self.public_key())
+            .map_err(|e| tampered(e.to_string()))?;
+        let bytes = match self.artifacts.get(&c.weights.sha256) {
+            Ok(bytes) => bytes,
+            Err(CoordinatorError::CorruptArtifact(_)) => {
+                return Err(tampered(
+                    "the weight artifact's sha256 differs from the signed manifest's".into(),
+                ));
+            }
+            Err(CoordinatorError::Artifact { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                return Err(tampered("the weight artifact is missing".into()));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        manifest.verify_weights(&bytes)?;
+        proto::chunk::bytes_to_f32(&bytes)
+            .map_err(|e| tampered(format!("weights do not decode: {e}")))
+    }
+}
+
+fn l2(values: impl Iterator<Item = f32>) -> f64 {
+    values
+        .map(|v| f64::from(v) * f64::from(v))
+        .sum::<f64>()
+        .sqrt()
+}
+
+/// The serving spec JSON a manifest carries (`models::serving::ServingSpec`).
+pub fn serving_spec_json(spec: &ModelSpec) -> Result<String, RegistryError> {
+    spec.serving_spec()?
+        .to_json()
+        .map_err(|e| RegistryError::spec("architecture", e.to_string()))
+}

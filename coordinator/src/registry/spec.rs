@@ -1,0 +1,379 @@
+//! The model spec a modeler publishes (`gridfed models publish spec.toml`).
+//!
+//! ```toml
+//! name = "residential-load"
+//! target = "load"                 # load | pv
+//! sector = "residential"          # residential | commercial | industrial
+//! resolution = "1h"               # 15min | 30min | 1h
+//! context = 168                   # steps of history the model sees
+//! horizon = 24                    # steps it forecasts
+//! protection = "masked"           # masked | plain (testing only)
+//! rounds = 20
+//!
+//! [architecture]                  # models::ForecasterConfig; every field optional
+//! hidden = [128, 128]
+//! quantiles = [0.1, 0.5, 0.9]
+//!
+//! [training]
+//! local_epochs = 1
+//! learning_rate = 0.001
+//! min_participants = 3
+//!
+//! [privacy]
+//! clip = 1.0                      # update coordinates clipped to [-clip, clip]
+//! max_weight = 4096               # cap on a participant's FedAvg weight
+//! ```
+//!
+//! Every error names the field. Participants join the federation by `tag` (default
+//! `<sector>-<target>`).
+
+use datasets::window::feature_count;
+use datasets::{Resolution, Sector, Target};
+use models::serving::{Covariate, ServingSpec};
+use models::{Activation, ForecasterConfig};
+use serde::{Deserialize, Serialize};
+
+use super::RegistryError;
+use crate::config::{FederationSpec, InitialWeights, Protection};
+
+/// Quantile levels every registered model must forecast (p10 / p50 / p90).
+pub const REQUIRED_QUANTILES: [f32; 3] = [0.1, 0.5, 0.9];
+
+/// Longest context or horizon, in steps (a year of hourly data).
+const MAX_STEPS: usize = 8_784;
+/// Largest model a spec may ask for, in parameters (the wire carries at most ~10 M).
+const MAX_PARAMETERS: usize = 10_000_000;
+
+/// A validated model spec.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSpec {
+    /// Model name: lowercase letters, digits, `-`, `_`, `.` (at most 64).
+    pub name: String,
+    pub target: Target,
+    pub sector: Sector,
+    /// Federation tag participants join by; default `<sector>-<target>`.
+    #[serde(default)]
+    pub tag: Option<String>,
+    #[serde(default = "hourly")]
+    pub resolution: Resolution,
+    pub context: usize,
+    pub horizon: usize,
+    /// Known-future covariates the model reads, by telemetry column name
+    /// (`models::serving::Covariate`): any of `temperature_forecast_c`, `ghi_forecast_w_m2`,
+    /// `cloud_cover_forecast`; default all. Forecast requests must carry exactly these.
+    #[serde(default = "all_features")]
+    pub features: Vec<String>,
+    #[serde(default)]
+    pub protection: Protection,
+    pub rounds: u64,
+    #[serde(default)]
+    pub architecture: Architecture,
+    #[serde(default)]
+    pub training: Training,
+    #[serde(default)]
+    pub privacy: Privacy,
+}
+
+/// The network: `models::ForecasterConfig` without its input and output sizes, which follow
+/// from context, horizon and features.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Architecture {
+    pub hidden: Vec<usize>,
+    pub activation: Activation,
+    pub dropout: f64,
+    pub quantiles: Vec<f32>,
+    pub batch_size: usize,
+    pub weight_decay: f32,
+    pub seed: u64,
+}
+
+impl Default for Architecture {
+    /// The defaults of `models::ForecasterConfig` (the one source of them).
+    fn default() -> Self {
+        let c = ForecasterConfig::new(1, 1);
+        Self {
+            hidden: c.hidden,
+            activation: c.activation,
+            dropout: c.dropout,
+            quantiles: c.quantiles,
+            batch_size: c.batch_size,
+            weight_decay: c.weight_decay,
+            seed: c.seed,
+        }
+    }
+}
+
+/// Round rules and local training.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Training {
+    pub local_epochs: u32,
+    pub learning_rate: f32,
+    pub fedprox_mu: f32,
+    pub min_participants: usize,
+    /// 0 takes every available member.
+    pub participants_per_round: usize,
+}
+
+impl Default for Training {
+    fn default() -> Self {
+        let f = FederationSpec::vector("", 0, Protection::Masked, 1);
+        Self {
+            local_epochs: f.local_epochs,
+            learning_rate: f.learning_rate,
+            fedprox_mu: f.fedprox_mu,
+            min_participants: f.min_participants,
+            participants_per_round: f.participants_per_round,
+        }
+    }
+}
+
+/// What bounds each participant's influence on the aggregate.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Privacy {
+    pub clip: f32,
+    pub max_weight: u32,
+    /// Differential privacy noise multiplier. Refused when set: no DP noise is added in this
+    /// build, and a manifest must never claim an accounting that did not happen.
+    pub noise_multiplier: Option<f64>,
+}
+
+impl Default for Privacy {
+    fn default() -> Self {
+        let f = FederationSpec::vector("", 0, Protection::Masked, 1);
+        Self {
+            clip: f.clip,
+            max_weight: f.max_weight,
+            noise_multiplier: None,
+        }
+    }
+}
+
+fn hourly() -> Resolution {
+    Resolution::Hour
+}
+
+fn all_features() -> Vec<String> {
+    Covariate::ALL
+        .iter()
+        .map(|c| c.name().to_string())
+        .collect()
+}
+
+/// A name or tag: 1..=64 of `[a-z0-9._-]`, starting with a letter or digit.
+pub fn check_name(field: &str, value: &str) -> Result<(), RegistryError> {
+    let ok_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_.".contains(c);
+    if value.is_empty() || value.len() > 64 {
+        return Err(RegistryError::spec(field, "must be 1 to 64 characters"));
+    }
+    if !value.chars().all(ok_char) || !value.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+        return Err(RegistryError::spec(
+            field,
+            format!(
+                "`{value}` may only hold a-z, 0-9, `-`, `_`, `.` and must start with a letter or digit"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+impl ModelSpec {
+    /// Parses and validates a TOML spec.
+    pub fn from_toml(text: &str) -> Result<Self, RegistryError> {
+        let spec: Self =
+            toml::from_str(text).map_err(|e| RegistryError::SpecSyntax(e.to_string()))?;
+        spec.validate()?;
+        Ok(spec)
+    }
+
+    /// The federation tag participants join by.
+    pub fn tag(&self) -> String {
+        self.tag.clone().unwrap_or_else(|| {
+            format!(
+                "{}-{}",
+                self.sector.as_str(),
+                match self.target {
+                    Target::Load => "load",
+                    Target::Pv => "pv",
+                }
+            )
+        })
+    }
+
+    /// Checks every field; the error names the first bad one.
+    pub fn validate(&self) -> Result<(), RegistryError> {
+        check_name("name", &self.name)?;
+        check_name("tag", &self.tag())?;
+        for (field, steps) in [("context", self.context), ("horizon", self.horizon)] {
+            if steps == 0 || steps > MAX_STEPS {
+                return Err(RegistryError::spec(
+                    field,
+                    format!("{steps} steps; must be 1..={MAX_STEPS}"),
+                ));
+            }
+        }
+        let covariates = self.covariates()?;
+        if covariates.len() != self.features.len() {
+            return Err(RegistryError::spec("features", "lists a covariate twice"));
+        }
+        if self.rounds == 0 || self.rounds > 100_000 {
+            return Err(RegistryError::spec("rounds", "must be 1..=100000"));
+        }
+        let arch = &self.architecture;
+        for q in REQUIRED_QUANTILES {
+            if !arch.quantiles.iter().any(|l| (l - q).abs() < 1e-6) {
+                return Err(RegistryError::spec(
+                    "architecture.quantiles",
+                    format!("{:?} must include 0.1, 0.5 and 0.9", arch.quantiles),
+                ));
+            }
+        }
+        let t = &self.training;
+        if t.local_epochs == 0 || t.local_epochs > 1000 {
+            return Err(RegistryError::spec(
+                "training.local_epochs",
+                "must be 1..=1000",
+            ));
+        }
+        if !(t.learning_rate.is_finite() && t.learning_rate > 0.0) {
+            return Err(RegistryError::spec(
+                "training.learning_rate",
+                "must be finite and positive",
+            ));
+        }
+        if !(t.fedprox_mu.is_finite() && t.fedprox_mu >= 0.0) {
+            return Err(RegistryError::spec(
+                "training.fedprox_mu",
+                "must be finite and >= 0",
+            ));
+        }
+        let p = &self.privacy;
+        if !(p.clip.is_finite() && p.clip > 0.0) {
+            return Err(RegistryError::spec(
+                "privacy.clip",
+                "must be finite and positive",
+            ));
+        }
+        if p.max_weight == 0 {
+            return Err(RegistryError::spec("privacy.max_weight", "must be >= 1"));
+        }
+        if p.noise_multiplier.is_some() {
+            return Err(RegistryError::spec(
+                "privacy.noise_multiplier",
+                "differential privacy noise is not implemented in this build; remove the field",
+            ));
+        }
+        let config = self.forecaster_config();
+        config
+            .validate()
+            .map_err(|e| RegistryError::spec("architecture", e.to_string()))?;
+        if config.num_params() > MAX_PARAMETERS {
+            return Err(RegistryError::spec(
+                "architecture.hidden",
+                format!(
+                    "{} parameters; at most {MAX_PARAMETERS}",
+                    config.num_params()
+                ),
+            ));
+        }
+        match self.protection {
+            Protection::Encrypted => {
+                return Err(RegistryError::spec(
+                    "protection",
+                    "`encrypted` is not available for registry models yet; use `masked`",
+                ));
+            }
+            Protection::Masked if t.min_participants < 3 => {
+                return Err(RegistryError::spec(
+                    "training.min_participants",
+                    format!(
+                        "{} is too few: masked rounds need at least 3",
+                        t.min_participants
+                    ),
+                ));
+            }
+            _ if t.min_participants == 0 => {
+                return Err(RegistryError::spec(
+                    "training.min_participants",
+                    "must be >= 1",
+                ));
+            }
+            _ => {}
+        }
+        self.serving_spec()?;
+        Ok(())
+    }
+
+    /// The covariates of `features`, sorted and distinct.
+    pub fn covariates(&self) -> Result<Vec<Covariate>, RegistryError> {
+        let mut out = Vec::with_capacity(self.features.len());
+        for name in &self.features {
+            let c = Covariate::from_name(name).ok_or_else(|| {
+                RegistryError::spec(
+                    "features",
+                    format!(
+                        "unknown feature `{name}`; known: {}",
+                        Covariate::ALL.map(Covariate::name).join(", ")
+                    ),
+                )
+            })?;
+            out.push(c);
+        }
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+
+    /// How the forecast service rebuilds this model's inputs (`models::serving::ServingSpec`).
+    pub fn serving_spec(&self) -> Result<ServingSpec, RegistryError> {
+        ServingSpec::new(
+            self.target,
+            self.resolution,
+            self.context,
+            self.forecaster_config(),
+            self.covariates()?,
+        )
+        .map_err(|e| RegistryError::spec("architecture", e.to_string()))
+    }
+
+    /// Input width of the network: context lags, per-step covariates, origin calendar.
+    pub fn n_features(&self) -> usize {
+        feature_count(self.context, self.horizon)
+    }
+
+    /// The complete network and training config handed to participants.
+    pub fn forecaster_config(&self) -> ForecasterConfig {
+        let a = &self.architecture;
+        ForecasterConfig::new(self.n_features(), self.horizon)
+            .with_hidden(a.hidden.clone())
+            .with_activation(a.activation)
+            .with_dropout(a.dropout)
+            .with_quantiles(a.quantiles.clone())
+            .with_batch_size(a.batch_size)
+            .with_weight_decay(a.weight_decay)
+            .with_seed(a.seed)
+            .with_learning_rate(f64::from(self.training.learning_rate))
+            .with_proximal_mu(self.training.fedprox_mu)
+    }
+
+    /// The federation that trains this model, starting from the spec's seeded initialization.
+    pub fn federation(&self) -> Result<FederationSpec, RegistryError> {
+        let config = self.forecaster_config();
+        let initial = models::to_flat(&config.init(&models::inference_device())?)?;
+        let mut f = FederationSpec::vector(&self.name, 0, self.protection, self.rounds);
+        f.tag = self.tag();
+        f.model_spec_json = serde_json::to_string(&config)?;
+        f.initial_weights = InitialWeights::Values(initial);
+        f.min_participants = self.training.min_participants;
+        f.participants_per_round = self.training.participants_per_round;
+        f.local_epochs = self.training.local_epochs;
+        f.learning_rate = self.training.learning_rate;
+        f.fedprox_mu = self.training.fedprox_mu;
+        f.clip = self.privacy.clip;
+        f.max_weight = self.privacy.max_weight;
+        Ok(f)
+    }
+}

@@ -1,0 +1,343 @@
+//! The model registry as a library: spec validation, content-addressed signed manifests,
+//! tamper detection, aliases with history, references, persistence across restarts.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use coordinator::artifacts::{ArtifactStore, LocalArtifacts};
+use coordinator::registry::{
+    AliasAction, ModelRef, ModelSpec, Registry, RegistryError, Selector, VersionManifest,
+};
+use coordinator::{CoordinatorConfig, Hub, Metrics, ModelVersion, Protection};
+
+const SPEC: &str = r#"
+name = "res-load"
+target = "load"
+sector = "residential"
+context = 24
+horizon = 6
+protection = "plain"
+rounds = 3
+
+[architecture]
+hidden = [8]
+
+[training]
+min_participants = 2
+"#;
+
+fn hub(dir: &Path) -> Hub {
+    let config = CoordinatorConfig::new(dir, "enroll-token-1", vec![]);
+    Hub::open(config, 1_000, Arc::new(Metrics::default())).unwrap()
+}
+
+fn spec_error(text: &str) -> String {
+    match ModelSpec::from_toml(text) {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("spec accepted:\n{text}"),
+    }
+}
+
+#[test]
+fn spec_errors_name_the_field() {
+    let spec = ModelSpec::from_toml(SPEC).unwrap();
+    assert_eq!(spec.tag(), "residential-load");
+    assert_eq!(spec.forecaster_config().hidden, vec![8]);
+    assert_eq!(spec.forecaster_config().quantiles, vec![0.1, 0.5, 0.9]);
+
+    let cases: &[(&str, &str, &str)] = &[
+        ("name = \"res-load\"", "name = \"Res Load\"", "`name`"),
+        ("target = \"load\"", "target = \"wind\"", "wind"),
+        ("context = 24", "context = 0", "`context`"),
+        ("horizon = 6", "horizon = 100000", "`horizon`"),
+        ("rounds = 3", "rounds = 0", "`rounds`"),
+        ("hidden = [8]", "hidden = [8, 0]", "`architecture`"),
+        (
+            "hidden = [8]",
+            "hidden = [8]\nquantiles = [0.25, 0.5, 0.75]",
+            "`architecture.quantiles`",
+        ),
+        ("hidden = [8]", "hidden = [8]\nwidth = 3", "width"),
+        (
+            "min_participants = 2",
+            "min_participants = 2\nlearning_rate = -1.0",
+            "`training.learning_rate`",
+        ),
+        (
+            "protection = \"plain\"",
+            "protection = \"masked\"",
+            "`training.min_participants`",
+        ),
+        (
+            "rounds = 3",
+            "rounds = 3\nfeatures = [\"ghi_forecast_w_m2\", \"humidity\"]",
+            "unknown feature `humidity`",
+        ),
+        (
+            "rounds = 3",
+            "rounds = 3\nfeatures = [\"ghi_forecast_w_m2\", \"ghi_forecast_w_m2\"]",
+            "`features`",
+        ),
+        (
+            "min_participants = 2",
+            "min_participants = 2\n[privacy]\nnoise_multiplier = 1.1",
+            "`privacy.noise_multiplier`",
+        ),
+        ("rounds = 3", "rounds = 3\ncolour = 1", "colour"),
+    ];
+    for (from, to, needle) in cases {
+        assert!(SPEC.contains(from), "{from}");
+        let message = spec_error(&SPEC.replace(from, to));
+        assert!(
+            message.contains(needle),
+            "`{to}`: error `{message}` does not name {needle}"
+        );
+    }
+    // A subset of the covariates is a valid feature set; the serving spec carries it.
+    let ghi_only = SPEC.replace(
+        "rounds = 3",
+        "rounds = 3\nfeatures = [\"ghi_forecast_w_m2\"]",
+    );
+    let spec = ModelSpec::from_toml(&ghi_only).unwrap();
+    assert_eq!(
+        spec.serving_spec().unwrap().covariates,
+        vec![models::serving::Covariate::GhiForecast]
+    );
+    // A TOML syntax error names the line.
+    assert!(spec_error("name = ").contains("line 1"));
+}
+
+/// Commits `n` fake versions of `model` (weights in the artifact store) and returns them.
+fn fake_versions(dir: &Path, model: &str, parameters: usize, n: u64) -> Vec<ModelVersion> {
+    let artifacts = LocalArtifacts::open(dir.join("artifacts")).unwrap();
+    (0..=n)
+        .map(|v| {
+            let weights: Vec<f32> = (0..parameters)
+                .map(|i| (i as f32 + v as f32) * 0.01)
+                .collect();
+            let sha256 = artifacts
+                .put(&proto::chunk::f32_to_bytes(&weights))
+                .unwrap();
+            ModelVersion {
+                federation: model.into(),
+                version: v,
+                round: v,
+                parent: v.checked_sub(1),
+                length: parameters as u64,
+                sha256,
+                participants: 2 + v,
+                protection: Protection::Plain,
+                created_unix_ms: 1_000 + v,
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn publish_sync_sign_verify_and_tamper() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut hub = hub(dir.path());
+    let registry = Registry::open(dir.path()).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join("coordinator.key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(
+            mode & 0o777,
+            0o600,
+            "the signing key is private to its owner"
+        );
+    }
+    let spec = ModelSpec::from_toml(SPEC).unwrap();
+    let parameters = spec.forecaster_config().num_params();
+    registry.publish(spec.clone(), &mut hub, 2_000).unwrap();
+    assert!(hub.has_federation("res-load", "residential-load"));
+    // The federation starts from the spec's seeded initialization.
+    let (v0, weights) = hub.latest("res-load").unwrap();
+    assert_eq!((v0.version, weights.len()), (0, parameters));
+    assert!(matches!(
+        registry.publish(spec, &mut hub, 2_001),
+        Err(RegistryError::AlreadyPublished(_))
+    ));
+
+    let versions = fake_versions(dir.path(), "res-load", parameters, 2);
+    assert_eq!(registry.sync("res-load", &versions).unwrap(), 2);
+    assert_eq!(
+        registry.sync("res-load", &versions).unwrap(),
+        0,
+        "idempotent"
+    );
+    let manifests = registry.versions("res-load").unwrap();
+    assert_eq!(manifests.len(), 2, "version 0 (untrained) gets no manifest");
+    let key = registry.public_key();
+    for m in &manifests {
+        m.verify(&key).unwrap();
+        assert_eq!(m.id, m.content.id().unwrap());
+        assert!(m.content.metrics["weights_l2"] > 0.0);
+        assert!(m.content.metrics["update_l2"] > 0.0);
+        assert_eq!(m.content.lineage.privacy.differential_privacy, None);
+    }
+    // A manifest verifies after a trip through its JSON (how it travels and is stored).
+    for m in &manifests {
+        let back: VersionManifest =
+            serde_json::from_str(&serde_json::to_string(m).unwrap()).unwrap();
+        back.verify(&key).unwrap();
+    }
+    let (v1, v2) = (&manifests[0], &manifests[1]);
+    assert_eq!(v1.content.lineage.participants, 3);
+    assert_eq!(v2.content.lineage.parent.as_ref().unwrap().version, 1);
+    assert_eq!(
+        v2.content.lineage.parent.as_ref().unwrap().id.as_deref(),
+        Some(v1.id.as_str()),
+        "lineage chains manifest ids"
+    );
+    assert_ne!(v1.id, v2.id);
+    let weights = registry.load_weights(v2).unwrap();
+    assert_eq!(weights.len(), parameters);
+
+    // Altered content, a foreign key, a forged signature: all refused.
+    let mut altered: VersionManifest = v2.clone();
+    altered.content.metrics.insert("weights_l2".into(), 0.0);
+    assert!(altered.verify(&key).is_err());
+    altered.content_json = String::from_utf8(altered.content.canonical_bytes().unwrap()).unwrap();
+    altered.id = altered.content.id().unwrap();
+    assert!(
+        altered.verify(&key).is_err(),
+        "re-hashed content needs a new signature"
+    );
+    let other = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+    assert!(v2.verify(&other.verifying_key().to_bytes()).is_err());
+    // The id names the content, not the signer.
+    assert_eq!(
+        VersionManifest::sign(v2.content.clone(), &other)
+            .unwrap()
+            .id,
+        v2.id
+    );
+    let resigned = VersionManifest::sign(altered.content.clone(), &other).unwrap();
+    resigned.verify(&other.verifying_key().to_bytes()).unwrap();
+    assert!(matches!(
+        registry.load_weights(&resigned),
+        Err(RegistryError::Tampered { .. })
+    ));
+
+    // A flipped byte in the artifact file is refused at load.
+    let path = dir
+        .path()
+        .join("artifacts")
+        .join(format!("{}.bin", v2.content.weights.sha256));
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[5] ^= 0x40;
+    std::fs::write(&path, bytes).unwrap();
+    let err = registry.load_weights(v2).unwrap_err();
+    assert!(
+        matches!(err, RegistryError::Tampered { version: 2, .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("sha256"), "{err}");
+    std::fs::remove_file(&path).unwrap();
+    assert!(
+        registry
+            .load_weights(v2)
+            .unwrap_err()
+            .to_string()
+            .contains("missing")
+    );
+}
+
+#[test]
+fn aliases_promote_rollback_and_references() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut hub = hub(dir.path());
+    let registry = Registry::open(dir.path()).unwrap();
+    let spec = ModelSpec::from_toml(SPEC).unwrap();
+    let parameters = spec.forecaster_config().num_params();
+    registry.publish(spec, &mut hub, 2_000).unwrap();
+    registry
+        .sync(
+            "res-load",
+            &fake_versions(dir.path(), "res-load", parameters, 3),
+        )
+        .unwrap();
+    let r = |s: &str| s.parse::<ModelRef>().unwrap();
+
+    assert_eq!(r("res-load").selector, Selector::Alias("production".into()));
+    assert_eq!(r("res-load@2").selector, Selector::Version(2));
+    assert!(matches!(
+        registry.resolve(&r("res-load")),
+        Err(RegistryError::UnknownAlias { .. })
+    ));
+    assert!(matches!(
+        registry.resolve(&r("res-load@9")),
+        Err(RegistryError::UnknownVersion { .. })
+    ));
+    assert!(matches!(
+        registry.resolve(&r("nope@1")),
+        Err(RegistryError::UnknownModel(_))
+    ));
+    assert!("Bad Name@1".parse::<ModelRef>().is_err());
+
+    registry
+        .promote(&r("res-load@1"), "production", 10)
+        .unwrap();
+    registry
+        .promote(&r("res-load@3"), "production", 11)
+        .unwrap();
+    let v2_id = registry.resolve(&r("res-load@2")).unwrap().id;
+    registry
+        .promote(&r(&format!("res-load@{}", &v2_id[..12])), "staging", 12)
+        .unwrap();
+    assert_eq!(registry.resolve(&r("res-load")).unwrap().content.version, 3);
+    assert_eq!(
+        registry
+            .resolve(&r("res-load@staging"))
+            .unwrap()
+            .content
+            .version,
+        2
+    );
+
+    let back = registry.rollback("res-load", "production", 13).unwrap();
+    assert_eq!(back.version, 1);
+    assert_eq!(
+        registry
+            .resolve(&r("res-load@production"))
+            .unwrap()
+            .content
+            .version,
+        1
+    );
+    let actions: Vec<(AliasAction, u64)> =
+        back.history.iter().map(|e| (e.action, e.version)).collect();
+    assert_eq!(
+        actions,
+        vec![
+            (AliasAction::Promote, 1),
+            (AliasAction::Promote, 3),
+            (AliasAction::Rollback, 1)
+        ]
+    );
+    assert!(matches!(
+        registry.rollback("res-load", "production", 14),
+        Err(RegistryError::NothingToRollBack { .. })
+    ));
+    assert!(matches!(
+        registry.rollback("res-load", "canary", 14),
+        Err(RegistryError::UnknownAlias { .. })
+    ));
+
+    // Everything survives a restart, and the federation comes back with the registry.
+    drop(registry);
+    drop(hub);
+    let mut hub = self::hub(dir.path());
+    assert!(!hub.has_federation("res-load", "residential-load"));
+    let registry = Registry::open(dir.path()).unwrap();
+    registry.restore(&mut hub, 3_000).unwrap();
+    assert!(hub.has_federation("res-load", "residential-load"));
+    assert_eq!(registry.resolve(&r("res-load")).unwrap().content.version, 1);
+    assert_eq!(registry.versions("res-load").unwrap().len(), 3);
+    assert_eq!(registry.aliases("res-load").unwrap().len(), 2);
+}

@@ -1,0 +1,239 @@
+//! What a market engine sends, and the checks that turn it into a model input or a precise
+//! [`ServingError`].
+
+use datasets::{Normalization, Resolution, Sector, SiteKind, SiteMetadata, Target};
+use serde::{Deserialize, Serialize};
+
+use super::ServingError;
+use super::spec::{Covariate, ServingSpec};
+
+/// The site facts the features use: calendar features follow its local time, clear-sky
+/// irradiance its position, PV is scaled by its capacity.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ServedSite {
+    pub kind: SiteKind,
+    /// Degrees north.
+    pub latitude: f64,
+    /// Degrees east.
+    pub longitude: f64,
+    /// PV nameplate capacity (DC) in kW; 0 for sites without PV.
+    pub capacity_kw: f64,
+    /// IANA time zone, e.g. `Europe/Berlin`.
+    pub timezone: String,
+}
+
+/// Observed target values on the grid, oldest first, ending one step before the origin.
+///
+/// Only the target is needed: the features read the past through the target alone, and the
+/// weather through the forecasts over the horizon ([`FutureCovariates`]).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct History {
+    pub timestamps_unix_s: Vec<i64>,
+    pub target_kw: Vec<f64>,
+}
+
+/// One known-future covariate's values, one per [`FutureCovariates`] timestamp.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CovariateSeries {
+    /// Telemetry column name, e.g. `ghi_forecast_w_m2`.
+    pub name: String,
+    pub values: Vec<f64>,
+}
+
+/// Weather forecasts for the steps from the origin on; they must cover the model's full
+/// horizon, which the network reads whatever horizon is requested.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct FutureCovariates {
+    pub timestamps_unix_s: Vec<i64>,
+    pub covariates: Vec<CovariateSeries>,
+}
+
+/// One single-site forecast request.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ForecastRequest {
+    pub site: ServedSite,
+    pub target: Target,
+    pub resolution: Resolution,
+    /// Issue time: the first forecast step (UTC unix seconds, on the grid).
+    pub origin_unix_s: i64,
+    /// Steps to return, at most the model's horizon.
+    pub horizon_steps: usize,
+    pub history: History,
+    pub future: FutureCovariates,
+    /// The site's own training normalization, when its operator shares it: serving then
+    /// scales exactly as training did (see `NormalizationRule`). Ignored for PV.
+    #[serde(default)]
+    pub site_normalization: Option<Normalization>,
+}
+
+impl ServedSite {
+    /// The metadata the feature code takes. Sector, tilt and azimuth do not enter the
+    /// features, so fixed values stand in for them.
+    pub(crate) fn metadata(&self) -> Result<SiteMetadata, ServingError> {
+        let bad = |field, reason: String| Err(ServingError::InvalidSite { field, reason });
+        if !(-90.0..=90.0).contains(&self.latitude) {
+            return bad(
+                "latitude",
+                format!("{} is outside [-90, 90]", self.latitude),
+            );
+        }
+        if !(-180.0..=180.0).contains(&self.longitude) {
+            return bad(
+                "longitude",
+                format!("{} is outside [-180, 180]", self.longitude),
+            );
+        }
+        if !(self.capacity_kw.is_finite() && self.capacity_kw >= 0.0) {
+            return bad(
+                "capacity_kw",
+                format!("{} must be finite and >= 0", self.capacity_kw),
+            );
+        }
+        if self.kind.has_pv() && self.capacity_kw <= 0.0 {
+            return bad("capacity_kw", "a site with PV needs capacity_kw > 0".into());
+        }
+        let site = SiteMetadata {
+            site_id: String::new(),
+            kind: self.kind,
+            sector: Sector::Commercial,
+            latitude: self.latitude,
+            longitude: self.longitude,
+            capacity_kw: self.capacity_kw,
+            timezone: self.timezone.clone(),
+            pv_tilt_deg: 0.0,
+            pv_azimuth_deg: 180.0,
+        };
+        if site.tz().is_none() {
+            return bad(
+                "timezone",
+                format!("unknown time zone `{}` (use an IANA name)", self.timezone),
+            );
+        }
+        Ok(site)
+    }
+}
+
+/// Checks that `timestamps` are on the grid, increasing and gap-free.
+pub(crate) fn check_grid(
+    field: &'static str,
+    timestamps: &[i64],
+    resolution: Resolution,
+) -> Result<(), ServingError> {
+    let step = resolution.seconds();
+    for (row, &unix_s) in timestamps.iter().enumerate() {
+        if unix_s.rem_euclid(step) != 0 {
+            return Err(ServingError::OffGrid {
+                field,
+                row,
+                unix_s,
+                resolution,
+            });
+        }
+        if row == 0 {
+            continue;
+        }
+        let previous = timestamps[row - 1];
+        if unix_s <= previous {
+            return Err(ServingError::NotIncreasing {
+                field,
+                row,
+                unix_s,
+                previous,
+            });
+        }
+        if unix_s != previous + step {
+            return Err(ServingError::Gap {
+                field,
+                row,
+                unix_s,
+                expected: previous + step,
+                resolution,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Checks that `values` has one finite value per timestamp.
+pub(crate) fn check_values(
+    field: impl Fn() -> String,
+    values: &[f64],
+    timestamps: usize,
+) -> Result<(), ServingError> {
+    if values.len() != timestamps {
+        return Err(ServingError::LengthMismatch {
+            field: field(),
+            len: values.len(),
+            expected: timestamps,
+        });
+    }
+    match values.iter().position(|v| !v.is_finite()) {
+        Some(row) => Err(ServingError::NonFinite {
+            field: field(),
+            row,
+            value: values[row],
+        }),
+        None => Ok(()),
+    }
+}
+
+/// The request's values of each covariate the model reads, in `spec.covariates` order.
+pub(crate) fn model_covariates<'a>(
+    spec: &ServingSpec,
+    future: &'a FutureCovariates,
+) -> Result<Vec<&'a [f64]>, ServingError> {
+    let mut found: Vec<Option<&[f64]>> = vec![None; spec.covariates.len()];
+    for series in &future.covariates {
+        let slot = Covariate::from_name(&series.name)
+            .and_then(|c| spec.covariates.iter().position(|&used| used == c))
+            .ok_or_else(|| ServingError::UnknownCovariate {
+                name: series.name.clone(),
+                expected: spec
+                    .covariates
+                    .iter()
+                    .map(|c| c.name())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })?;
+        if found[slot].is_some() {
+            return Err(ServingError::DuplicateCovariate {
+                name: series.name.clone(),
+            });
+        }
+        check_values(
+            || format!("future.{}", series.name),
+            &series.values,
+            future.timestamps_unix_s.len(),
+        )?;
+        found[slot] = Some(&series.values);
+    }
+    found
+        .into_iter()
+        .zip(&spec.covariates)
+        .map(|(values, c)| values.ok_or(ServingError::MissingCovariate { name: c.name() }))
+        .collect()
+}
+
+/// The request's target scaling: the site's own if given (load), else by the spec's rule.
+pub(crate) fn normalization(
+    spec: &ServingSpec,
+    request: &ForecastRequest,
+    history_kw: &[f64],
+) -> Result<Normalization, ServingError> {
+    if spec.target == Target::Load
+        && let Some(n) = request.site_normalization
+    {
+        if !(n.offset_kw.is_finite() && n.scale_kw.is_finite() && n.scale_kw > 0.0) {
+            return Err(ServingError::InvalidNormalization(format!(
+                "offset {} / scale {} must be finite with scale > 0",
+                n.offset_kw, n.scale_kw
+            )));
+        }
+        return Ok(n);
+    }
+    Ok(Normalization::fit(
+        spec.target,
+        request.site.capacity_kw,
+        history_kw.iter().copied(),
+    )?)
+}

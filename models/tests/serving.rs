@@ -1,0 +1,482 @@
+//! Serving reproduces the training features: a model trained on a synthetic site forecasts a
+//! request built from that site's data exactly as the evaluation path forecasts the same
+//! origin, in kW with ordered quantiles, and every malformed request gets its own error.
+
+use datasets::prepare::prepare_site;
+use datasets::synth::{FleetConfig, generate_fleet};
+use datasets::window::{OriginRange, build_samples};
+use datasets::{
+    Normalization, PreparedSite, RegularSeries, Resolution, SplitSpec, Target, WindowSpec,
+};
+use models::serving::{
+    Covariate, CovariateSeries, ForecastRequest, FutureCovariates, History,
+    LOAD_NORMALIZATION_DAYS, QuantileForecast, ServedSite, ServingError, ServingModel, ServingSpec,
+};
+use models::{
+    ForecasterConfig, ModelArtifact, QuantileForecaster, TrainedForecaster, TrainingMode, train,
+};
+
+const DAY: usize = 24;
+const CONTEXT: usize = 7 * DAY;
+
+struct Served {
+    model: ServingModel,
+    forecaster: QuantileForecaster,
+    trained: TrainedForecaster,
+    prepared: PreparedSite,
+    series: RegularSeries,
+}
+
+/// A small model for `target` trained on the first 31 of 42 days of a synthetic prosumer
+/// (load and PV metered), hourly, a week of context and a day-ahead horizon.
+fn served(target: Target) -> Served {
+    let fleet = generate_fleet(&FleetConfig {
+        sites: 1,
+        days: 42,
+        resolution: Resolution::Hour,
+        seed: 11,
+        ..FleetConfig::default()
+    });
+    let series = fleet.regular_series().remove(0);
+    let site = &fleet.sites[0];
+    assert!(site.kind.has_load() && site.kind.has_pv());
+    let mut split = SplitSpec::day_ahead(DAY);
+    split.test_fraction = 0.25;
+    let prepared = prepare_site(&series, site, target, split).unwrap().unwrap();
+    let config = ForecasterConfig::day_ahead(target, prepared.train.n_features, DAY)
+        .with_hidden(vec![32])
+        .with_epochs(3);
+    let trained = train(&config, &prepared.train).unwrap();
+    let covariates = Covariate::present_in([&series.telemetry]);
+    assert_eq!(covariates, Covariate::ALL.to_vec());
+    let spec = ServingSpec::new(target, Resolution::Hour, CONTEXT, config, covariates).unwrap();
+    let model = ServingModel::from_forecaster(spec, trained.forecaster.clone()).unwrap();
+    Served {
+        model,
+        forecaster: trained.forecaster.clone(),
+        trained,
+        prepared,
+        series,
+    }
+}
+
+fn column<'a>(series: &'a RegularSeries, name: &str) -> &'a [Option<f64>] {
+    let (_, values) = series
+        .telemetry
+        .columns()
+        .into_iter()
+        .find(|(n, _)| *n == name)
+        .unwrap();
+    values.unwrap()
+}
+
+/// What a market engine would send for the origin at grid index `origin` of the series.
+fn request(s: &Served, origin: usize, history_steps: usize) -> ForecastRequest {
+    let (site, series) = (&s.prepared.site, &s.series);
+    let spec = s.model.spec();
+    let ts = &series.telemetry.timestamps;
+    let target = column(series, spec.target.column());
+    let future = origin..origin + spec.horizon;
+    ForecastRequest {
+        site: ServedSite {
+            kind: site.kind,
+            latitude: site.latitude,
+            longitude: site.longitude,
+            capacity_kw: site.capacity_kw,
+            timezone: site.timezone.clone(),
+        },
+        target: spec.target,
+        resolution: Resolution::Hour,
+        origin_unix_s: ts[origin],
+        horizon_steps: spec.horizon,
+        history: History {
+            timestamps_unix_s: ts[origin - history_steps..origin].to_vec(),
+            target_kw: target[origin - history_steps..origin]
+                .iter()
+                .map(|v| v.unwrap())
+                .collect(),
+        },
+        future: FutureCovariates {
+            timestamps_unix_s: ts[future.clone()].to_vec(),
+            covariates: spec
+                .covariates
+                .iter()
+                .map(|c| CovariateSeries {
+                    name: c.name().to_string(),
+                    values: column(series, c.name())[future.clone()]
+                        .iter()
+                        .map(|v| v.unwrap())
+                        .collect(),
+                })
+                .collect(),
+        },
+        site_normalization: None,
+    }
+}
+
+/// The evaluation path's forecast of sample `i` of `set` in kW, clipped as serving clips.
+fn evaluated(s: &Served, set: &datasets::SampleSet, i: usize) -> Vec<Vec<f32>> {
+    let kw = s.forecaster.predict(set).unwrap().to_kw(set).unwrap();
+    let capacity = s.prepared.site.capacity_kw as f32;
+    (0..kw.quantiles.len())
+        .map(|level| {
+            (0..kw.horizon)
+                .map(|step| match s.model.spec().target {
+                    Target::Pv => kw.value(i, level, step).clamp(0.0, capacity),
+                    Target::Load => kw.value(i, level, step),
+                })
+                .collect()
+        })
+        .collect()
+}
+
+fn assert_close(served: &[Vec<f32>], expected: &[Vec<f32>]) {
+    assert_eq!(served.len(), expected.len());
+    for (a, b) in served.iter().flatten().zip(expected.iter().flatten()) {
+        assert!(
+            (a - b).abs() <= 1e-6 * b.abs().max(1.0),
+            "served {a} kW, evaluation path {b} kW"
+        );
+    }
+}
+
+fn index_of(s: &Served, unix_s: i64) -> usize {
+    s.series.index_of(unix_s).unwrap()
+}
+
+fn assert_well_formed(f: &QuantileForecast, request: &ForecastRequest) {
+    let steps = request.horizon_steps;
+    let expected: Vec<i64> = (0..steps as i64)
+        .map(|s| request.origin_unix_s + s * 3600)
+        .collect();
+    assert_eq!(f.timestamps_unix_s, expected);
+    assert_eq!(f.levels, vec![0.1, 0.5, 0.9]);
+    assert_eq!(f.values_kw.len(), f.levels.len());
+    assert!(f.values_kw.iter().all(|row| row.len() == steps));
+    for step in 0..steps {
+        for level in 1..f.levels.len() {
+            assert!(
+                f.values_kw[level - 1][step] <= f.values_kw[level][step],
+                "quantiles cross at step {step}"
+            );
+        }
+    }
+    assert!(f.values_kw.iter().flatten().all(|v| v.is_finite()));
+}
+
+#[test]
+fn pv_forecast_equals_the_evaluation_path_and_stays_within_capacity() {
+    let s = served(Target::Pv);
+    let test = &s.prepared.test;
+    assert!(test.len() >= 3);
+    for i in [0, test.len() - 1] {
+        let origin = index_of(&s, test.origins[i]);
+        let req = request(&s, origin, CONTEXT);
+        let forecast = s.model.forecast(&req).unwrap();
+        assert_well_formed(&forecast, &req);
+        assert_close(&forecast.values_kw, &evaluated(&s, test, i));
+        let capacity = s.prepared.site.capacity_kw as f32;
+        assert!(
+            forecast
+                .values_kw
+                .iter()
+                .flatten()
+                .all(|&v| (0.0..=capacity).contains(&v))
+        );
+    }
+}
+
+#[test]
+fn load_forecast_with_the_site_normalization_equals_the_evaluation_path() {
+    let s = served(Target::Load);
+    let test = &s.prepared.test;
+    let i = test.len() - 1;
+    let origin = index_of(&s, test.origins[i]);
+    let mut req = request(&s, origin, CONTEXT);
+    req.site_normalization = Some(test.normalizations[0]);
+    let forecast = s.model.forecast(&req).unwrap();
+    assert_well_formed(&forecast, &req);
+    assert_close(&forecast.values_kw, &evaluated(&s, test, i));
+}
+
+#[test]
+fn load_forecast_normalized_on_its_history_equals_windows_built_with_that_normalization() {
+    let s = served(Target::Load);
+    let origin = index_of(&s, *s.prepared.test.origins.last().unwrap()) - 5;
+    let trailing = LOAD_NORMALIZATION_DAYS * DAY;
+    let req = request(&s, origin, trailing + 10);
+    let forecast = s.model.forecast(&req).unwrap();
+    assert_well_formed(&forecast, &req);
+
+    // Training-side windows of the same data, scaled by the fit on the same trailing span.
+    let load = column(&s.series, "load_kw");
+    let norm = Normalization::fit(
+        Target::Load,
+        0.0,
+        load[origin - trailing..origin].iter().flatten().copied(),
+    )
+    .unwrap();
+    let origin_unix_s = s.series.telemetry.timestamps[origin];
+    let spec = WindowSpec {
+        context: CONTEXT,
+        horizon: DAY,
+        stride: 1,
+    };
+    let range = OriginRange {
+        from: origin_unix_s,
+        until: origin_unix_s + DAY as i64 * 3600,
+    };
+    let set = build_samples(&s.series, &s.prepared.site, Target::Load, spec, norm, range).unwrap();
+    assert_eq!(set.origins, vec![origin_unix_s]);
+    assert_close(&forecast.values_kw, &evaluated(&s, &set, 0));
+
+    // A shorter horizon is a prefix of the full forecast.
+    let mut short = req.clone();
+    short.horizon_steps = 6;
+    let prefix = s.model.forecast(&short).unwrap();
+    assert_well_formed(&prefix, &short);
+    for (p, full) in prefix.values_kw.iter().zip(&forecast.values_kw) {
+        assert_eq!(p[..], full[..6]);
+    }
+}
+
+#[test]
+fn an_artifact_serves_the_same_forecast_and_the_model_is_shareable() {
+    fn shareable<T: Send + Sync>() {}
+    shareable::<ServingModel>();
+    let s = served(Target::Pv);
+    let artifact = ModelArtifact::from_trained(
+        &s.trained,
+        Target::Pv,
+        &s.prepared.train,
+        TrainingMode::Centralized,
+        Default::default(),
+    )
+    .unwrap();
+    let from_artifact =
+        ServingModel::from_artifact(&artifact, s.model.spec().covariates.clone()).unwrap();
+    assert_eq!(from_artifact.spec(), s.model.spec());
+    let req = request(&s, index_of(&s, s.prepared.test.origins[0]), CONTEXT);
+    assert_eq!(
+        from_artifact.forecast(&req).unwrap(),
+        s.model.forecast(&req).unwrap()
+    );
+    let params = s.forecaster.to_flat().unwrap();
+    let rebuilt = ServingModel::new(s.model.spec().clone(), &params).unwrap();
+    assert_eq!(
+        rebuilt.forecast(&req).unwrap(),
+        s.model.forecast(&req).unwrap()
+    );
+}
+
+fn refused(s: &Served, req: &ForecastRequest) -> ServingError {
+    s.model.forecast(req).unwrap_err()
+}
+
+#[test]
+fn each_malformed_request_gets_its_own_error() {
+    let s = served(Target::Load);
+    let origin = index_of(&s, *s.prepared.test.origins.last().unwrap());
+    let full = LOAD_NORMALIZATION_DAYS * DAY;
+    let good = request(&s, origin, full);
+    s.model.forecast(&good).unwrap();
+    let with = |change: &dyn Fn(&mut ForecastRequest)| {
+        let mut req = good.clone();
+        change(&mut req);
+        refused(&s, &req)
+    };
+
+    let e = with(&|r| r.target = Target::Pv);
+    assert!(
+        matches!(
+            e,
+            ServingError::TargetMismatch {
+                model: Target::Load,
+                request: Target::Pv
+            }
+        ),
+        "{e}"
+    );
+    let e = with(&|r| r.site.kind = datasets::SiteKind::PvPlant);
+    assert!(matches!(e, ServingError::SiteLacksTarget { .. }), "{e}");
+    let e = with(&|r| r.site.timezone = "Mars/Olympus".into());
+    assert!(
+        matches!(
+            e,
+            ServingError::InvalidSite {
+                field: "timezone",
+                ..
+            }
+        ),
+        "{e}"
+    );
+    let e = with(&|r| r.resolution = Resolution::Min15);
+    assert!(matches!(e, ServingError::ResolutionMismatch { .. }), "{e}");
+
+    // Feature set: a covariate the model never saw, one it reads missing, one twice.
+    let e = with(&|r| {
+        r.future.covariates.push(CovariateSeries {
+            name: "wind_speed_forecast".into(),
+            values: vec![1.0; DAY],
+        })
+    });
+    assert!(
+        matches!(&e, ServingError::UnknownCovariate { name, .. } if name == "wind_speed_forecast"),
+        "{e}"
+    );
+    assert!(e.to_string().contains("ghi_forecast_w_m2"), "{e}");
+    let e = with(&|r| {
+        r.future
+            .covariates
+            .retain(|c| c.name != "ghi_forecast_w_m2")
+    });
+    assert!(
+        matches!(
+            e,
+            ServingError::MissingCovariate {
+                name: "ghi_forecast_w_m2"
+            }
+        ),
+        "{e}"
+    );
+    let e = with(&|r| {
+        let again = r.future.covariates[0].clone();
+        r.future.covariates.push(again)
+    });
+    assert!(matches!(e, ServingError::DuplicateCovariate { .. }), "{e}");
+
+    // History length: four weeks to fit the load scaling, one week with the site's own.
+    let e = with(&|r| {
+        r.history.timestamps_unix_s.drain(..100);
+        r.history.target_kw.drain(..100);
+    });
+    assert!(
+        matches!(e, ServingError::HistoryTooShort { have, need, .. } if have == full - 100 && need == full),
+        "{e}"
+    );
+    assert!(e.to_string().contains("672 steps (672 h)"), "{e}");
+    let e = with(&|r| {
+        r.site_normalization = Some(Normalization {
+            offset_kw: 1.0,
+            scale_kw: 1.0,
+        });
+        r.history.timestamps_unix_s.drain(..full - CONTEXT + 1);
+        r.history.target_kw.drain(..full - CONTEXT + 1);
+    });
+    assert!(
+        matches!(e, ServingError::HistoryTooShort { need: CONTEXT, .. }),
+        "{e}"
+    );
+
+    // Non-finite inputs name the field and row.
+    let e = with(&|r| r.history.target_kw[5] = f64::NAN);
+    assert!(
+        matches!(&e, ServingError::NonFinite { field, row: 5, .. } if field == "history.target_kw"),
+        "{e}"
+    );
+    let e = with(&|r| r.future.covariates[1].values[3] = f64::INFINITY);
+    assert!(
+        matches!(&e, ServingError::NonFinite { field, row: 3, .. } if *field == format!("future.{}", good.future.covariates[1].name)),
+        "{e}"
+    );
+    let e = with(&|r| {
+        r.history.target_kw.pop();
+    });
+    assert!(matches!(e, ServingError::LengthMismatch { .. }), "{e}");
+
+    // Timestamps: off the grid, not increasing, gaps, not meeting the origin.
+    let e = with(&|r| r.history.timestamps_unix_s[3] += 60);
+    assert!(
+        matches!(
+            e,
+            ServingError::OffGrid {
+                field: "history.timestamps_unix_s",
+                row: 3,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    let e = with(&|r| r.history.timestamps_unix_s[4] = r.history.timestamps_unix_s[3]);
+    assert!(
+        matches!(e, ServingError::NotIncreasing { row: 4, .. }),
+        "{e}"
+    );
+    let e = with(&|r| {
+        r.history.timestamps_unix_s.remove(10);
+        r.history.target_kw.remove(10);
+    });
+    assert!(matches!(e, ServingError::Gap { row: 10, .. }), "{e}");
+    let e = with(&|r| r.future.timestamps_unix_s[2] += 1800);
+    assert!(
+        matches!(
+            e,
+            ServingError::OffGrid {
+                field: "future.timestamps_unix_s",
+                row: 2,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    let e = with(&|r| r.origin_unix_s += 60);
+    assert!(matches!(e, ServingError::OriginOffGrid { .. }), "{e}");
+    let e = with(&|r| {
+        r.history.timestamps_unix_s.pop();
+        r.history.target_kw.pop();
+    });
+    assert!(matches!(e, ServingError::HistoryNotAtOrigin { .. }), "{e}");
+
+    // Horizon: longer than the model's, and covariates not covering the model's horizon.
+    let e = with(&|r| r.horizon_steps = DAY + 1);
+    assert!(
+        matches!(
+            e,
+            ServingError::HorizonOutOfRange {
+                requested: 25,
+                max: 24
+            }
+        ),
+        "{e}"
+    );
+    let e = with(&|r| r.horizon_steps = 0);
+    assert!(matches!(e, ServingError::HorizonOutOfRange { .. }), "{e}");
+    let e = with(&|r| {
+        r.horizon_steps = 12;
+        r.future.timestamps_unix_s.truncate(12);
+        r.future
+            .covariates
+            .iter_mut()
+            .for_each(|c| c.values.truncate(12));
+    });
+    assert!(
+        matches!(e, ServingError::FutureTooShort { have: 12, need: 24 }),
+        "{e}"
+    );
+    let e = with(&|r| {
+        r.future.timestamps_unix_s.clear();
+        r.future
+            .covariates
+            .iter_mut()
+            .for_each(|c| c.values.clear());
+    });
+    assert!(
+        matches!(e, ServingError::FutureTooShort { have: 0, .. }),
+        "{e}"
+    );
+    let e = with(&|r| {
+        r.site_normalization = Some(Normalization {
+            offset_kw: 0.0,
+            scale_kw: 0.0,
+        })
+    });
+    assert!(matches!(e, ServingError::InvalidNormalization(_)), "{e}");
+}
+
+#[test]
+fn a_spec_must_match_the_network() {
+    let config = ForecasterConfig::new(100, DAY);
+    let err =
+        ServingSpec::new(Target::Load, Resolution::Hour, CONTEXT, config, vec![]).unwrap_err();
+    assert!(matches!(err, ServingError::InvalidSpec(_)), "{err}");
+}

@@ -1,0 +1,245 @@
+//! `gridfed forecast`: quantile forecasts from a registered model, over the coordinator's
+//! Forecast gRPC service, for one site of a telemetry Parquet file.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail, ensure};
+use clap::{Args, ValueEnum};
+use datasets::{RegularSeries, Target};
+use proto::forecast::forecast_client::ForecastClient;
+
+/// Steps of history sent at most (the model reads its context, plus 28 days to normalize load).
+const MAX_HISTORY_STEPS: usize = 60 * 96;
+/// Steps of future covariates sent at most.
+const MAX_FUTURE_STEPS: usize = 7 * 96;
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum ForecastFormat {
+    Table,
+    Json,
+    Csv,
+}
+
+#[derive(Args)]
+pub struct ForecastArgs {
+    /// NAME (its production alias), NAME@VERSION or NAME@ALIAS.
+    #[arg(long)]
+    pub model: String,
+    /// Telemetry Parquet file: history of the target, then rows with the known-future
+    /// covariates (target empty) from the forecast origin on.
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Site metadata (default: sites.json beside the input).
+    #[arg(long)]
+    pub metadata: Option<PathBuf>,
+    /// Site to forecast (default: the file's only or first site).
+    #[arg(long)]
+    pub site: Option<String>,
+    /// load or pv (default: the one the site measures; required when it measures both).
+    #[arg(long)]
+    pub target: Option<Target>,
+    /// First forecast step (RFC 3339, e.g. 2024-02-10T00:00:00Z); default: the step after
+    /// the last observation. Later target values in the file are ignored (backtests).
+    #[arg(long)]
+    pub origin: Option<String>,
+    /// How far ahead: 24h, 90m, 1d.
+    #[arg(long, default_value = "24h")]
+    pub horizon: String,
+    /// Coordinator gRPC address.
+    #[arg(long, default_value = "http://127.0.0.1:7400")]
+    pub coordinator: String,
+    #[arg(long, value_enum, default_value_t = ForecastFormat::Table)]
+    pub format: ForecastFormat,
+}
+
+/// "24h" / "90m" / "1d" / "3600s" in seconds.
+fn parse_duration(text: &str) -> Result<i64> {
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: i64 = number
+        .parse()
+        .with_context(|| format!("--horizon `{text}`: expected e.g. 24h"))?;
+    let unit_s = match unit {
+        "s" => 1,
+        "m" | "min" => 60,
+        "h" | "" => 3600,
+        "d" => 86_400,
+        other => bail!("--horizon `{text}`: unknown unit `{other}` (s, m, h, d)"),
+    };
+    ensure!(n > 0, "--horizon must be positive");
+    Ok(n * unit_s)
+}
+
+pub fn run(args: ForecastArgs) -> Result<()> {
+    let metadata_path = match &args.metadata {
+        Some(p) => p.clone(),
+        None => args
+            .input
+            .parent()
+            .unwrap_or(std::path::Path::new("."))
+            .join("sites.json"),
+    };
+    let sites = datasets::metadata::read_metadata(&metadata_path)
+        .with_context(|| format!("reading site metadata {}", metadata_path.display()))?;
+    let validated = datasets::reader::read_telemetry(&args.input, &sites)
+        .with_context(|| format!("reading {}", args.input.display()))?;
+    let chosen = match &args.site {
+        Some(id) => validated
+            .into_iter()
+            .find(|s| &s.telemetry.site_id == id)
+            .with_context(|| format!("site `{id}` is not in {}", args.input.display()))?,
+        None => validated
+            .into_iter()
+            .next()
+            .with_context(|| format!("{} holds no site", args.input.display()))?,
+    };
+    let site = sites
+        .iter()
+        .find(|s| s.site_id == chosen.telemetry.site_id)
+        .context("site without metadata")?;
+    let series = RegularSeries::resample(&chosen.telemetry, chosen.resolution, chosen.resolution)
+        .context("putting the telemetry on its grid")?;
+    let t = &series.telemetry;
+    let target = match (args.target, &t.load_kw, &t.pv_kw) {
+        (Some(target), _, _) => target,
+        (None, Some(_), None) => Target::Load,
+        (None, None, Some(_)) => Target::Pv,
+        _ => bail!("site `{}` measures load and PV: pass --target", t.site_id),
+    };
+    let values = match target {
+        Target::Load => &t.load_kw,
+        Target::Pv => &t.pv_kw,
+    }
+    .as_ref()
+    .with_context(|| format!("site `{}` has no {}", t.site_id, target.column()))?;
+    let origin = match &args.origin {
+        Some(text) => {
+            let unix_s = chrono::DateTime::parse_from_rfc3339(text)
+                .with_context(|| format!("--origin `{text}` is not an RFC 3339 time"))?
+                .timestamp();
+            series
+                .index_of(unix_s)
+                .with_context(|| format!("--origin {text} is not a step of the input's grid"))?
+        }
+        // The step after the last observation.
+        None => values
+            .iter()
+            .rposition(Option::is_some)
+            .map(|i| i + 1)
+            .with_context(|| {
+                format!(
+                    "site `{}` has no {} observations",
+                    t.site_id,
+                    target.column()
+                )
+            })?,
+    };
+    let step_s = series.resolution.seconds();
+    let horizon_s = parse_duration(&args.horizon)?;
+    ensure!(
+        horizon_s % step_s == 0,
+        "--horizon {} is not a whole number of {} steps",
+        args.horizon,
+        series.resolution.as_str()
+    );
+    let request = coordinator::forecast::request_from_series(
+        &args.model,
+        &series,
+        site,
+        target,
+        origin,
+        u32::try_from(horizon_s / step_s).context("--horizon too long")?,
+        (MAX_HISTORY_STEPS, MAX_FUTURE_STEPS),
+    )
+    .map_err(anyhow::Error::msg)?;
+    let response = super::federation::runtime()?.block_on(async {
+        let mut client = ForecastClient::new(super::models::connect(&args.coordinator).await?)
+            .max_decoding_message_size(proto::MAX_MESSAGE_BYTES);
+        client
+            .forecast(request)
+            .await
+            .map_err(|e| anyhow::anyhow!("{:?}: {}", e.code(), e.message()))
+    })?;
+    print(&response.into_inner(), args.format)
+}
+
+fn print(r: &proto::forecast::ForecastResponse, format: ForecastFormat) -> Result<()> {
+    let time = |unix_s: i64| {
+        chrono::DateTime::from_timestamp(unix_s, 0)
+            .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+            .unwrap_or_else(|| unix_s.to_string())
+    };
+    let levels: Vec<String> = r
+        .quantiles
+        .iter()
+        .map(|q| format!("p{:02.0}_kw", q.level * 100.0))
+        .collect();
+    match format {
+        ForecastFormat::Json => {
+            let steps: Vec<serde_json::Value> = r
+                .timestamps_unix_s
+                .iter()
+                .enumerate()
+                .map(|(i, &ts)| {
+                    let mut step = serde_json::Map::new();
+                    step.insert("timestamp".into(), time(ts).into());
+                    for (name, q) in levels.iter().zip(&r.quantiles) {
+                        // Three decimals (watts): the f32 forecast has no more precision.
+                        let kw = q
+                            .values_kw
+                            .get(i)
+                            .map(|&v| (f64::from(v) * 1e3).round() / 1e3);
+                        step.insert(name.clone(), kw.into());
+                    }
+                    step.into()
+                })
+                .collect();
+            println!(
+                "{}",
+                serde_json::json!({"model": r.model, "version": r.version, "version_id": r.version_id, "steps": steps})
+            );
+        }
+        ForecastFormat::Csv | ForecastFormat::Table => {
+            let csv = format == ForecastFormat::Csv;
+            if csv {
+                println!("timestamp,{}", levels.join(","));
+            } else {
+                println!(
+                    "{}@{} (id {})",
+                    r.model,
+                    r.version,
+                    &r.version_id[..12.min(r.version_id.len())]
+                );
+                print!("{:<22}", "timestamp (UTC)");
+                for name in &levels {
+                    print!(" {name:>10}");
+                }
+                println!();
+            }
+            for (i, &ts) in r.timestamps_unix_s.iter().enumerate() {
+                let values: Vec<String> = r
+                    .quantiles
+                    .iter()
+                    .map(|q| {
+                        q.values_kw
+                            .get(i)
+                            .map(|v| format!("{v:.3}"))
+                            .unwrap_or_default()
+                    })
+                    .collect();
+                if csv {
+                    println!("{},{}", time(ts), values.join(","));
+                } else {
+                    print!("{:<22}", time(ts));
+                    for v in values {
+                        print!(" {v:>10}");
+                    }
+                    println!();
+                }
+            }
+        }
+    }
+    Ok(())
+}
