@@ -103,10 +103,18 @@ impl std::fmt::Debug for CoordinatorEndpoint {
 /// How long a TLS handshake may take before the connection attempt fails.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Opens a gRPC channel to the coordinator (TLS unless the endpoint is insecure plaintext).
+/// Opens a federation client to the coordinator (TLS unless the endpoint is insecure plaintext).
 pub async fn connect(
     endpoint: &CoordinatorEndpoint,
 ) -> Result<FederationClient<Channel>, ParticipantError> {
+    Ok(FederationClient::new(open_channel(endpoint).await?)
+        .max_decoding_message_size(proto::MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(proto::MAX_MESSAGE_BYTES))
+}
+
+/// Opens a gRPC channel to the coordinator, for any of its services (TLS unless the endpoint
+/// is insecure plaintext).
+pub async fn open_channel(endpoint: &CoordinatorEndpoint) -> Result<Channel, ParticipantError> {
     let url = endpoint.url();
     let mut channel = Endpoint::from_shared(url.to_string())
         .map_err(|e| ParticipantError::Config(format!("coordinator url `{url}`: {e}")))?
@@ -121,13 +129,10 @@ pub async fn connect(
             .tls_config(tls)
             .map_err(|e| ParticipantError::Config(format!("coordinator url `{url}`: {e}")))?;
     }
-    let channel = channel
+    channel
         .connect()
         .await
-        .map_err(|e| classify_connect_error(url, e))?;
-    Ok(FederationClient::new(channel)
-        .max_decoding_message_size(proto::MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(proto::MAX_MESSAGE_BYTES))
+        .map_err(|e| classify_connect_error(url, e))
 }
 
 /// A handshake refused by rustls becomes a (non-transient) [`ParticipantError::Tls`] that says

@@ -94,6 +94,7 @@ async fn publish_train_promote_forecast_rollback_over_grpc() {
     let mut config = CoordinatorConfig::new(dir.path(), TOKEN, vec![]);
     config.long_poll_ms = 2_000;
     config.operator_tokens = vec![OPERATOR.into()];
+    config.insecure_plaintext = true;
     let (stop, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(coordinator::serve_with(
         listener,

@@ -45,9 +45,8 @@ pub struct ForecastArgs {
     /// How far ahead: 24h, 90m, 1d.
     #[arg(long, default_value = "24h")]
     pub horizon: String,
-    /// Coordinator gRPC address.
-    #[arg(long, default_value = "http://127.0.0.1:7400")]
-    pub coordinator: String,
+    #[command(flatten)]
+    pub remote: super::models::Remote,
     #[arg(long, value_enum, default_value_t = ForecastFormat::Table)]
     pub format: ForecastFormat,
 }
@@ -155,7 +154,7 @@ pub fn run(args: ForecastArgs) -> Result<()> {
     )
     .map_err(anyhow::Error::msg)?;
     let response = super::federation::runtime()?.block_on(async {
-        let mut client = ForecastClient::new(super::models::connect(&args.coordinator).await?)
+        let mut client = ForecastClient::new(args.remote.connect().await?)
             .max_decoding_message_size(proto::MAX_MESSAGE_BYTES);
         client
             .forecast(request)

@@ -6,18 +6,53 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use coordinator::registry::{VersionManifest, write_export};
+use participant::client::{CoordinatorEndpoint, open_channel};
 use proto::registry::registry_client::RegistryClient;
 use proto::registry::{self as pb, export_chunk};
 use tonic::transport::Channel;
 
 use super::train::Format;
 
+/// Where the coordinator is and how its TLS certificate is checked.
+#[derive(Args, Clone)]
+pub struct Remote {
+    /// Coordinator gRPC address: https:// (TLS, the default) or http:// (a coordinator run with
+    /// insecure_plaintext, for tests).
+    #[arg(long, default_value = "https://localhost:7400")]
+    pub coordinator: String,
+    /// CA certificate the coordinator's certificate must chain to (`ca.pem` from `gridfed
+    /// coordinator init-tls`); default: the GRIDFED_CA_CERT environment variable.
+    #[arg(long)]
+    pub ca_cert: Option<PathBuf>,
+}
+
+impl Remote {
+    /// A channel to the coordinator, over TLS for an https:// address.
+    pub async fn connect(&self) -> Result<Channel> {
+        let url = &self.coordinator;
+        let endpoint = if url.starts_with("http://") {
+            eprintln!("warning: plaintext connection to {url} (no TLS)");
+            CoordinatorEndpoint::insecure_plaintext(url)?
+        } else {
+            let path = match &self.ca_cert {
+                Some(path) => path.clone(),
+                None => PathBuf::from(std::env::var("GRIDFED_CA_CERT").context(
+                    "no CA certificate for the TLS connection: pass --ca-cert or set GRIDFED_CA_CERT",
+                )?),
+            };
+            let pem = std::fs::read(&path)
+                .with_context(|| format!("--ca-cert {}: cannot read", path.display()))?;
+            CoordinatorEndpoint::tls(url, &pem, &format!("--ca-cert {}", path.display()))?
+        };
+        Ok(open_channel(&endpoint).await?)
+    }
+}
+
 /// Where the coordinator is and how to prove we are its operator.
 #[derive(Args, Clone)]
 pub struct Connection {
-    /// Coordinator gRPC address.
-    #[arg(long, default_value = "http://127.0.0.1:7400")]
-    pub coordinator: String,
+    #[command(flatten)]
+    pub remote: Remote,
     /// Operator token (default: the GRIDFED_OPERATOR_TOKEN environment variable).
     #[arg(long)]
     pub token: Option<String>,
@@ -99,7 +134,7 @@ impl Operator {
             None => std::env::var("GRIDFED_OPERATOR_TOKEN")
                 .context("no operator token: pass --token or set GRIDFED_OPERATOR_TOKEN")?,
         };
-        let client = RegistryClient::new(connect(&c.coordinator).await?)
+        let client = RegistryClient::new(c.remote.connect().await?)
             .max_decoding_message_size(proto::MAX_MESSAGE_BYTES);
         Ok(Self { client, token })
     }
@@ -116,14 +151,6 @@ impl Operator {
     }
 }
 
-/// A channel to the coordinator at `url`.
-pub async fn connect(url: &str) -> Result<Channel> {
-    tonic::transport::Endpoint::from_shared(url.to_string())
-        .with_context(|| format!("`{url}` is not a valid coordinator address"))?
-        .connect()
-        .await
-        .with_context(|| format!("connecting to the coordinator at {url}"))
-}
 
 fn status(e: tonic::Status) -> anyhow::Error {
     anyhow::anyhow!("{:?}: {}", e.code(), e.message())
