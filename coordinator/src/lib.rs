@@ -20,8 +20,8 @@ pub mod hub;
 pub mod metrics;
 pub mod registry;
 pub mod round;
-pub mod server_momentum;
 mod routes;
+pub mod server_momentum;
 pub mod store;
 pub mod tls;
 

@@ -151,7 +151,6 @@ impl Operator {
     }
 }
 
-
 fn status(e: tonic::Status) -> anyhow::Error {
     anyhow::anyhow!("{:?}: {}", e.code(), e.message())
 }
