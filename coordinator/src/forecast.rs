@@ -83,8 +83,9 @@ fn invalid(field: &str, reason: impl std::fmt::Display) -> Status {
     Status::invalid_argument(format!("{field}: {reason}"))
 }
 
-/// The domain request; the model fixes target and grid.
-fn domain_request(
+/// The domain request; the model fixes target and grid (public for `gridfed bench forecast`,
+/// which times the model on exactly what the service hands it).
+pub fn domain_request(
     req: pb::ForecastRequest,
     target: Target,
     resolution: Resolution,

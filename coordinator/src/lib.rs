@@ -27,7 +27,6 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_stream::wrappers::TcpListenerStream;
 use tracing::info;
 
 pub use config::{CoordinatorConfig, FederationSpec, InitialWeights, Protection};
@@ -144,9 +143,11 @@ pub async fn serve_with(
         shutdown.await;
         let _ = stop_tx.send(true);
     };
+    // The builder's `tcp_nodelay` is ignored for a given listener: set it on the incoming
+    // stream, or Nagle holds each small response frame for the peer's delayed ACK (~40 ms).
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let result = tonic::transport::Server::builder()
-        .tcp_nodelay(true)
-        .serve_with_incoming_shutdown(server, TcpListenerStream::new(listener), stop_on_shutdown)
+        .serve_with_incoming_shutdown(server, incoming, stop_on_shutdown)
         .await;
     let _ = ticker.await;
     if let Some(task) = metrics_task {
