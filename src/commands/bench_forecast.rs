@@ -88,6 +88,16 @@ pub struct BareInference {
     pub single_core_throughput: f64,
 }
 
+/// Mean times of the registry work in front of the model cache, in microseconds.
+#[derive(Debug, Serialize)]
+pub struct RegistryLookupUs {
+    /// Resolving the model reference to its signed manifest (every request).
+    pub resolve: f64,
+    /// Reading the federation's versions and signing new ones (only when the reference does
+    /// not resolve yet, or names an id prefix).
+    pub sync: f64,
+}
+
 /// What `gridfed bench forecast` prints.
 #[derive(Debug, Serialize)]
 pub struct BenchForecastReport {
@@ -106,6 +116,7 @@ pub struct BenchForecastReport {
     /// Bytes of one encoded request.
     pub request_bytes: usize,
     pub bare_inference: BareInference,
+    pub registry_lookup_us: RegistryLookupUs,
     /// throughput / bare_inference.single_core_throughput.
     pub ratio: f64,
 }
@@ -199,6 +210,7 @@ pub fn bench_forecast(args: &BenchForecastArgs) -> Result<BenchForecastReport> {
         &weights,
     )?;
     let bare = bare_inference(&model, &request)?;
+    let registry_lookup_us = registry_lookup(dir.path(), &registry, &spec.name)?;
 
     let measured_s = load.elapsed.as_secs_f64();
     let requests = load.latencies_ms.len() as u64;
@@ -222,6 +234,7 @@ pub fn bench_forecast(args: &BenchForecastArgs) -> Result<BenchForecastReport> {
         request_bytes,
         ratio: throughput / bare.single_core_throughput,
         bare_inference: bare,
+        registry_lookup_us,
     })
 }
 
@@ -417,6 +430,37 @@ fn bare_inference(model: &ServingModel, request: &ForecastRequest) -> Result<Bar
         mean_us,
         p50_us,
         single_core_throughput: 1e6 / mean_us,
+    })
+}
+
+/// Times the registry work of the Forecast service per request (see [`RegistryLookupUs`]) on
+/// the stopped coordinator's state.
+fn registry_lookup(
+    data_dir: &std::path::Path,
+    registry: &Registry,
+    model: &str,
+) -> Result<RegistryLookupUs> {
+    let store = coordinator::store::StateStore::open(&data_dir.join("state.redb"))?;
+    let reference = model.parse()?;
+    let mean_us = |work: &mut dyn FnMut() -> Result<()>| -> Result<f64> {
+        let mut iterations = 0u32;
+        let started = Instant::now();
+        while started.elapsed() < BARE_DURATION / 4 {
+            work()?;
+            iterations += 1;
+        }
+        Ok(started.elapsed().as_secs_f64() * 1e6 / f64::from(iterations.max(1)))
+    };
+    Ok(RegistryLookupUs {
+        resolve: mean_us(&mut || {
+            std::hint::black_box(registry.resolve(&reference)?);
+            Ok(())
+        })?,
+        sync: mean_us(&mut || {
+            let versions = store.versions(model)?;
+            std::hint::black_box(registry.sync(model, &versions)?);
+            Ok(())
+        })?,
     })
 }
 
