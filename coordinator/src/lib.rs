@@ -30,7 +30,6 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_stream::wrappers::TcpListenerStream;
 use tracing::{info, warn};
 
 pub use config::{CoordinatorConfig, FederationSpec, InitialWeights, Protection, TlsFiles};
@@ -109,7 +108,7 @@ pub async fn serve_with(
     let data_dir = config.data_dir.clone();
     // Certificate problems are configuration errors: report them before opening any state.
     let transport = config.transport()?;
-    let mut builder = tonic::transport::Server::builder().tcp_nodelay(true);
+    let mut builder = tonic::transport::Server::builder();
     match &transport {
         tls::Transport::Tls(identity) => {
             builder = builder
@@ -164,8 +163,11 @@ pub async fn serve_with(
         shutdown.await;
         let _ = stop_tx.send(true);
     };
+    // The builder's `tcp_nodelay` is ignored for a given listener: set it on the incoming
+    // stream, or Nagle holds each small response frame for the peer's delayed ACK (~40 ms).
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let result = builder
-        .serve_with_incoming_shutdown(server, TcpListenerStream::new(listener), stop_on_shutdown)
+        .serve_with_incoming_shutdown(server, incoming, stop_on_shutdown)
         .await;
     let _ = ticker.await;
     if let Some(task) = metrics_task {

@@ -1,5 +1,6 @@
 //! `gridfed coordinator`, `gridfed participant` and `gridfed bench round`: the federation
-//! services from the command line, and a benchmark of whole rounds over loopback gRPC.
+//! services from the command line, and a benchmark of whole rounds over loopback gRPC
+//! (`gridfed bench forecast` lives in `bench_forecast`).
 //!
 //! Glue only: configs are parsed by the `coordinator` and `participant` crates, which do the
 //! work; each entry point builds its own tokio runtime.
@@ -68,6 +69,9 @@ pub enum ParticipantCommand {
 pub enum BenchCommand {
     /// Real federated rounds over loopback gRPC, training excluded; prints JSON.
     Round(BenchRoundArgs),
+    /// The Forecast service under concurrent clients over loopback gRPC, beside the bare
+    /// inference of the same model; prints JSON.
+    Forecast(super::bench_forecast::BenchForecastArgs),
 }
 
 /// How the benchmarked rounds protect the updates.
@@ -299,6 +303,7 @@ pub fn run_participant(cmd: ParticipantCommand) -> Result<()> {
 pub fn run_bench(cmd: BenchCommand) -> Result<()> {
     match cmd {
         BenchCommand::Round(args) => run_bench_round(args),
+        BenchCommand::Forecast(args) => super::bench_forecast::run(args),
     }
 }
 

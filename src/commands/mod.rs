@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod bench_forecast;
 pub mod datasets;
 pub mod demo;
 pub mod federated;
