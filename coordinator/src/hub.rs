@@ -734,24 +734,7 @@ impl Hub {
                     }
                     RoundState::Masked(m)
                 }
-                round::masked::Progress::Finished(done) => {
-                    let round::masked::Finished {
-                        plan,
-                        result,
-                        timings,
-                        compute_ms,
-                    } = *done;
-                    for (phase, ms) in timings {
-                        self.metrics.observe_phase(phase, ms);
-                    }
-                    match self.finish(name, plan, result, now_ms + compute_ms) {
-                        Ok(next) => next,
-                        Err(e) => {
-                            self.restore_idle(name, now_ms);
-                            return Err(e);
-                        }
-                    }
-                }
+                round::masked::Progress::Finished(done) => self.conclude(name, *done, now_ms)?,
             },
             RoundState::Encrypted(e) => match e.advance(now_ms) {
                 round::encrypted::Progress::Running(mut e) => {
@@ -760,24 +743,7 @@ impl Hub {
                     }
                     RoundState::Encrypted(e)
                 }
-                round::encrypted::Progress::Finished(done) => {
-                    let round::masked::Finished {
-                        plan,
-                        result,
-                        timings,
-                        compute_ms,
-                    } = *done;
-                    for (phase, ms) in timings {
-                        self.metrics.observe_phase(phase, ms);
-                    }
-                    match self.finish(name, plan, result, now_ms + compute_ms) {
-                        Ok(next) => next,
-                        Err(e) => {
-                            self.restore_idle(name, now_ms);
-                            return Err(e);
-                        }
-                    }
-                }
+                round::encrypted::Progress::Finished(done) => self.conclude(name, *done, now_ms)?,
             },
             RoundState::Done => RoundState::Done,
         };
@@ -916,6 +882,30 @@ impl Hub {
             "round started"
         );
         Ok(Some(state))
+    }
+
+    /// Records a finished protected round's phase timings and commits (or fails) it; on a
+    /// store error the federation goes back to idle so a new round can follow.
+    fn conclude(
+        &mut self,
+        name: &str,
+        done: round::masked::Finished,
+        now_ms: u64,
+    ) -> Result<RoundState, CoordinatorError> {
+        let round::masked::Finished {
+            plan,
+            result,
+            timings,
+            compute_ms,
+        } = done;
+        for (phase, ms) in timings {
+            self.metrics.observe_phase(phase, ms);
+        }
+        let next = self.finish(name, plan, result, now_ms + compute_ms);
+        if next.is_err() {
+            self.restore_idle(name, now_ms);
+        }
+        next
     }
 
     fn finish(

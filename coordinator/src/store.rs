@@ -92,17 +92,7 @@ impl StateStore {
         table: TableDefinition<&str, &[u8]>,
         prefix: &str,
     ) -> Result<Vec<T>, CoordinatorError> {
-        let tx = self.db.begin_read()?;
-        let table = tx.open_table(table)?;
-        let mut out = Vec::new();
-        for entry in table.range(prefix..)? {
-            let (key, value) = entry?;
-            if !key.value().starts_with(prefix) {
-                break;
-            }
-            out.push(serde_json::from_slice(value.value())?);
-        }
-        Ok(out)
+        scan_json(&self.db, table, prefix)
     }
 
     fn get<T: DeserializeOwned>(
@@ -110,12 +100,7 @@ impl StateStore {
         table: TableDefinition<&str, &[u8]>,
         key: &str,
     ) -> Result<Option<T>, CoordinatorError> {
-        let tx = self.db.begin_read()?;
-        let table = tx.open_table(table)?;
-        match table.get(key)? {
-            Some(v) => Ok(Some(serde_json::from_slice(v.value())?)),
-            None => Ok(None),
-        }
+        get_json(&self.db, table, key)
     }
 
     /// Applies a batch of puts and deletes in one transaction.
@@ -242,6 +227,40 @@ impl StateStore {
             ),
             Write::Delete(ROUNDS, &record.name),
         ])
+    }
+}
+
+/// The JSON values of `table` whose keys start with `prefix`, in key order (shared by the
+/// coordinator's and the registry's databases).
+pub(crate) fn scan_json<T: DeserializeOwned>(
+    db: &Database,
+    table: TableDefinition<&str, &[u8]>,
+    prefix: &str,
+) -> Result<Vec<T>, CoordinatorError> {
+    let tx = db.begin_read()?;
+    let table = tx.open_table(table)?;
+    let mut out = Vec::new();
+    for entry in table.range(prefix..)? {
+        let (key, value) = entry?;
+        if !key.value().starts_with(prefix) {
+            break;
+        }
+        out.push(serde_json::from_slice(value.value())?);
+    }
+    Ok(out)
+}
+
+/// The JSON value at `key` in `table`, if any.
+pub(crate) fn get_json<T: DeserializeOwned>(
+    db: &Database,
+    table: TableDefinition<&str, &[u8]>,
+    key: &str,
+) -> Result<Option<T>, CoordinatorError> {
+    let tx = db.begin_read()?;
+    let table = tx.open_table(table)?;
+    match table.get(key)? {
+        Some(v) => Ok(Some(serde_json::from_slice(v.value())?)),
+        None => Ok(None),
     }
 }
 

@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use redb::{Database, ReadableDatabase, TableDefinition};
+use redb::{Database, TableDefinition};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -76,12 +76,7 @@ impl RegistryStore {
         table: TableDefinition<&str, &[u8]>,
         key: &str,
     ) -> Result<Option<T>, RegistryError> {
-        let tx = self.db.begin_read()?;
-        let table = tx.open_table(table)?;
-        match table.get(key)? {
-            Some(v) => Ok(Some(serde_json::from_slice(v.value())?)),
-            None => Ok(None),
-        }
+        Ok(crate::store::get_json(&self.db, table, key)?)
     }
 
     fn scan<T: DeserializeOwned>(
@@ -89,17 +84,7 @@ impl RegistryStore {
         table: TableDefinition<&str, &[u8]>,
         prefix: &str,
     ) -> Result<Vec<T>, RegistryError> {
-        let tx = self.db.begin_read()?;
-        let table = tx.open_table(table)?;
-        let mut out = Vec::new();
-        for entry in table.range(prefix..)? {
-            let (key, value) = entry?;
-            if !key.value().starts_with(prefix) {
-                break;
-            }
-            out.push(serde_json::from_slice(value.value())?);
-        }
-        Ok(out)
+        Ok(crate::store::scan_json(&self.db, table, prefix)?)
     }
 
     fn put<T: Serialize>(
