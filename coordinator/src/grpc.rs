@@ -218,9 +218,14 @@ fn task_to_pb(task: Task) -> pb::RoundTask {
             phase: step_to_pb(phase) as i32,
             payload: payload.as_ref().clone(),
         }),
-        Task::Done { final_version } => {
-            round_task::Task::Done(pb::FederationDone { final_version })
-        }
+        Task::Done { final_weights } => round_task::Task::Done(pb::FederationDone {
+            final_version: final_weights.version,
+            final_weights: Some(pb::WeightsRef {
+                version: final_weights.version,
+                length: final_weights.length,
+                sha256: final_weights.sha256.to_vec(),
+            }),
+        }),
     };
     pb::RoundTask { task: Some(task) }
 }

@@ -74,7 +74,7 @@ pub enum Task {
         payload: Arc<Vec<u8>>,
     },
     Done {
-        final_version: u64,
+        final_weights: WeightsRef,
     },
 }
 
@@ -454,7 +454,19 @@ impl Hub {
         let f = self.member(participant, federation)?;
         Ok(match &mut f.round {
             RoundState::Done => Task::Done {
-                final_version: f.latest.version,
+                final_weights: WeightsRef {
+                    version: f.latest.version,
+                    length: f.latest.length,
+                    sha256: hex::decode(&f.latest.sha256)
+                        .ok()
+                        .and_then(|d| d.try_into().ok())
+                        .ok_or_else(|| {
+                            CoordinatorError::Store(format!(
+                                "version {} of `{federation}` has a malformed digest",
+                                f.latest.version
+                            ))
+                        })?,
+                },
             },
             RoundState::Idle { .. } => Task::Idle {
                 reason: "waiting for enough available participants",

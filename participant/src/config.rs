@@ -125,6 +125,10 @@ pub struct ParticipantConfig {
     pub data: DataConfig,
     #[serde(default)]
     pub limits: Limits,
+    /// After the last round, fine-tune the final model on this site's data and save it here
+    /// (a model artifact: weights.safetensors + manifest.json). Never leaves the site.
+    #[serde(default)]
+    pub personalized_model_dir: Option<PathBuf>,
 }
 
 impl ParticipantConfig {

@@ -158,6 +158,10 @@ impl Daemon {
                 Some(round_task::Task::Done(done)) => {
                     summary.final_version = Some(done.final_version);
                     info!(participant = %summary.participant_id, version = done.final_version, "federation finished");
+                    if let Some(reference) = &done.final_weights {
+                        self.finish(&mut link, &joined.federation, reference)
+                            .await?;
+                    }
                     return Ok(Outcome::Finished);
                 }
                 Some(round_task::Task::Train(train)) => {
@@ -213,6 +217,20 @@ impl Daemon {
         let weights = Arc::new(link.download(federation, reference).await?);
         self.cache = Some((reference.clone(), weights.clone()));
         Ok(weights)
+    }
+
+    /// Downloads the final weights (digest-checked) and hands them to the trainer's `finish`.
+    async fn finish(
+        &mut self,
+        link: &mut FederationLink,
+        federation: &str,
+        reference: &pb::WeightsRef,
+    ) -> Result<(), ParticipantError> {
+        let weights = self.global_weights(link, federation, reference).await?;
+        let (trainer, pool) = (self.trainer.clone(), self.pool.clone());
+        tokio::task::spawn_blocking(move || pool.install(|| trainer.finish(&weights)))
+            .await
+            .map_err(|e| ParticipantError::Protocol(format!("finishing: {e}")))?
     }
 
     fn start_training(

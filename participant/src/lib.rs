@@ -71,7 +71,11 @@ pub async fn run(
         .await
         .map_err(|e| ParticipantError::Protocol(format!("loading data: {e}")))??;
     let identity = Arc::new(SiteIdentity::load_or_create(&config.key_file)?);
-    let trainer = Arc::new(MlpTrainer::new(prepared.train));
+    let mut trainer = MlpTrainer::new(prepared.train);
+    if let Some(dir) = &config.personalized_model_dir {
+        trainer = trainer.with_personalization(dir.clone(), config.data.target()?);
+    }
+    let trainer = Arc::new(trainer);
     Daemon::new(settings, identity, trainer)?
         .run(shutdown)
         .await

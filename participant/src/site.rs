@@ -8,7 +8,7 @@ use crate::config::DataConfig;
 
 /// Reads `config.dir`, validates it, and prepares this site's train/test samples.
 pub fn load_site(config: &DataConfig) -> Result<PreparedSite, ParticipantError> {
-    let target: Target = config.data_target()?;
+    let target: Target = config.target()?;
     let resolution: Resolution = config
         .resolution
         .parse()
@@ -45,7 +45,7 @@ pub fn load_site(config: &DataConfig) -> Result<PreparedSite, ParticipantError> 
 }
 
 impl DataConfig {
-    fn data_target(&self) -> Result<Target, ParticipantError> {
+    pub(crate) fn target(&self) -> Result<Target, ParticipantError> {
         self.target
             .parse()
             .map_err(|e: String| ParticipantError::Config(format!("data.target: {e}")))

@@ -1,8 +1,11 @@
 //! Local training behind a trait: the MLP of the `models` crate on the site's own samples, or a
 //! fixed update (benchmarks measure the federation with training excluded).
 
-use datasets::SampleSet;
-use models::ForecasterConfig;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use datasets::{SampleSet, Target};
+use models::{ForecasterConfig, TrainingMode};
 
 use crate::ParticipantError;
 
@@ -26,16 +29,43 @@ pub struct LocalResult {
 /// Trains locally from the global weights.
 pub trait LocalTrainer: Send + Sync + 'static {
     fn train(&self, spec: &TrainSpec, global: &[f32]) -> Result<LocalResult, ParticipantError>;
+
+    /// Called once with the federation's final weights (downloaded and digest-checked), e.g. to
+    /// personalize them on the site's own data. Nothing it does leaves the site.
+    fn finish(&self, _final_weights: &[f32]) -> Result<(), ParticipantError> {
+        Ok(())
+    }
+}
+
+/// Where the personalized model goes and what it forecasts.
+struct Personalization {
+    dir: PathBuf,
+    target: Target,
 }
 
 /// The quantile MLP of `models`, trained on this site's training samples only.
 pub struct MlpTrainer {
     samples: SampleSet,
+    personalization: Option<Personalization>,
+    /// The model config of the latest round (the final weights' architecture).
+    last_config: Mutex<Option<ForecasterConfig>>,
 }
 
 impl MlpTrainer {
     pub fn new(samples: SampleSet) -> Self {
-        Self { samples }
+        Self {
+            samples,
+            personalization: None,
+            last_config: Mutex::new(None),
+        }
+    }
+
+    /// After the last round, fine-tune the final global model on this site's samples
+    /// ([`models::fine_tune`]: early stopping on the site's own validation days, the global
+    /// weights kept if nothing improves) and save it as a model artifact under `dir`.
+    pub fn with_personalization(mut self, dir: PathBuf, target: Target) -> Self {
+        self.personalization = Some(Personalization { dir, target });
+        self
     }
 
     pub fn samples(&self) -> &SampleSet {
@@ -59,10 +89,50 @@ impl LocalTrainer for MlpTrainer {
             &self.samples,
             spec.local_epochs.max(1) as usize,
         )?;
+        if let Ok(mut last) = self.last_config.lock() {
+            *last = Some(config);
+        }
         Ok(LocalResult {
             params: update.params,
             samples: update.samples as u64,
         })
+    }
+
+    fn finish(&self, final_weights: &[f32]) -> Result<(), ParticipantError> {
+        let Some(personal) = &self.personalization else {
+            return Ok(());
+        };
+        let config = self
+            .last_config
+            .lock()
+            .ok()
+            .and_then(|c| c.clone())
+            .ok_or_else(|| {
+                ParticipantError::Protocol(
+                    "no round was trained here, so the final model's spec is unknown".into(),
+                )
+            })?;
+        let tuned = models::fine_tune(&config, final_weights, &self.samples)?;
+        let metrics = [
+            (
+                "best_validation_loss".to_string(),
+                f64::from(tuned.report.best_validation_loss),
+            ),
+            (
+                "fine_tune_epochs".to_string(),
+                tuned.report.best_epoch as f64,
+            ),
+        ]
+        .into();
+        models::ModelArtifact::from_trained(
+            &tuned,
+            personal.target,
+            &self.samples,
+            TrainingMode::Federated,
+            metrics,
+        )?
+        .save(&personal.dir)?;
+        Ok(())
     }
 }
 
