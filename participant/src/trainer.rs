@@ -47,7 +47,7 @@ struct Personalization {
 pub struct MlpTrainer {
     samples: SampleSet,
     personalization: Option<Personalization>,
-    /// The model config of the latest round (the final weights' architecture).
+    /// The model spec of the latest round (the final weights' architecture).
     last_config: Mutex<Option<ForecasterConfig>>,
 }
 
@@ -79,6 +79,10 @@ impl LocalTrainer for MlpTrainer {
             serde_json::from_str(&spec.model_spec_json).map_err(|e| {
                 ParticipantError::Protocol(format!("model spec of round {}: {e}", spec.round))
             })?;
+        // Fine-tuning later uses the model spec's own hyperparameters, not this round's.
+        if let Ok(mut last) = self.last_config.lock() {
+            *last = Some(config.clone());
+        }
         config.learning_rate = f64::from(spec.learning_rate);
         config.proximal_mu = spec.fedprox_mu;
         // A different shuffle per round, the same for a given round (reproducible runs).
@@ -89,9 +93,6 @@ impl LocalTrainer for MlpTrainer {
             &self.samples,
             spec.local_epochs.max(1) as usize,
         )?;
-        if let Ok(mut last) = self.last_config.lock() {
-            *last = Some(config);
-        }
         Ok(LocalResult {
             params: update.params,
             samples: update.samples as u64,

@@ -17,7 +17,6 @@ use models::{
     EvaluationReport, EvaluationRow, ForecasterConfig, ModelKind, QuantileForecast,
     QuantileForecaster, TrainingMode, persistence,
 };
-use rayon::prelude::*;
 use serde::Serialize;
 
 use super::federated::{FederatedOutcome, FederatedPlan, federated_training};
@@ -141,6 +140,7 @@ fn federated(
         local_epochs: args.local_epochs,
         protection,
         server_momentum: args.server_momentum,
+        personalize: Some(target),
     };
     let outcome = federated_training(&prepared, &config, &plan, |done, all| {
         if !quiet {
@@ -158,14 +158,12 @@ fn federated(
         .map(|t| global.predict(t))
         .collect::<Result<Vec<_>, _>>()?;
     let global = score(ModelKind::FederatedMlp, target, &test, &forecasts)?;
-    // Each site's step runs on that site's samples only (in the daemon's place).
-    let tuned = prepared
-        .par_iter()
+    // What each site's daemon kept: the final model fine-tuned on that site's data only.
+    let tuned = outcome
+        .personalized
+        .iter()
         .zip(&test)
-        .map(|(site, test)| {
-            models::fine_tune(&config, &outcome.params, &site.train)
-                .and_then(|t| t.forecaster.predict(test))
-        })
+        .map(|(artifact, test)| artifact.forecaster()?.predict(test))
         .collect::<Result<Vec<_>, _>>()?;
     let tuned = score(ModelKind::FederatedFineTuned, target, &test, &tuned)?;
     Ok((global, tuned, outcome))

@@ -50,6 +50,10 @@ pub struct FederatedOutcome {
     pub bytes_sent_per_participant: u64,
     pub bytes_received_per_participant: u64,
     pub seconds: f64,
+    /// With [`FederatedPlan::personalize`]: the model each site's daemon kept after the last
+    /// round (the final weights fine-tuned on its own data), in the order of the sites.
+    #[serde(skip)]
+    pub personalized: Vec<models::ModelArtifact>,
 }
 
 /// How a federated training run is organised.
@@ -60,6 +64,9 @@ pub struct FederatedPlan {
     pub protection: Protection,
     /// FedAvgM server momentum on the aggregate (0: plain FedAvg).
     pub server_momentum: f32,
+    /// Have every daemon personalize the final model for this target (see
+    /// `participant::MlpTrainer::with_personalization`).
+    pub personalize: Option<datasets::Target>,
 }
 
 /// Trains `config`'s MLP by federated averaging across `sites` (one participant each, using
@@ -77,6 +84,7 @@ pub fn federated_training(
         local_epochs,
         protection: mode,
         server_momentum,
+        personalize,
     } = *plan;
     ensure!(rounds >= 1, "federated training needs at least one round");
     ensure!(
@@ -136,11 +144,14 @@ pub fn federated_training(
         .enable_all()
         .build()
         .context("starting the tokio runtime")?;
+    let personal_dir = dir.path().join("personalized");
+    let personal = personalize.map(|target| (target, personal_dir.as_path()));
     let mut records = runtime.block_on(run_federation(
         config,
         sites,
         metrics.clone(),
         rounds,
+        personal,
         &progress,
     ))?;
     drop(runtime);
@@ -159,7 +170,17 @@ pub fn federated_training(
     }
     let n = sites.len() as u64;
     let completed = metrics.rounds_completed().max(1) as f64;
+    let personalized = match personalize {
+        Some(_) => (0..sites.len())
+            .map(|i| {
+                models::ModelArtifact::load(&personal_dir.join(i.to_string()))
+                    .with_context(|| format!("site {}'s personalized model", sites[i].site.site_id))
+            })
+            .collect::<Result<Vec<_>>>()?,
+        None => Vec::new(),
+    };
     Ok(FederatedOutcome {
+        personalized,
         params,
         protection: mode,
         rounds: records,
@@ -196,6 +217,10 @@ impl LocalTrainer for Scheduled {
         };
         self.inner.train(&spec, global)
     }
+
+    fn finish(&self, final_weights: &[f32]) -> Result<(), ParticipantError> {
+        self.inner.finish(final_weights)
+    }
 }
 
 async fn run_federation(
@@ -203,6 +228,7 @@ async fn run_federation(
     sites: &[PreparedSite],
     metrics: Arc<Metrics>,
     rounds: usize,
+    personalize: Option<(datasets::Target, &std::path::Path)>,
     progress: &(impl Fn(usize, usize) + Send + Sync),
 ) -> Result<Vec<FederatedRound>> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
@@ -231,10 +257,11 @@ async fn run_federation(
                 ..Limits::default()
             },
         };
-        let trainer = Arc::new(Scheduled {
-            inner: MlpTrainer::new(site.train.clone()),
-            rounds,
-        });
+        let mut inner = MlpTrainer::new(site.train.clone());
+        if let Some((target, dir)) = personalize {
+            inner = inner.with_personalization(dir.join(daemons.len().to_string()), target);
+        }
+        let trainer = Arc::new(Scheduled { inner, rounds });
         let daemon = Daemon::new(settings, Arc::new(SiteIdentity::generate()?), trainer)?;
         daemons.push(Some(tokio::spawn(daemon.run(std::future::pending()))));
     }
@@ -368,6 +395,7 @@ mod tests {
             local_epochs: epochs,
             protection: mode,
             server_momentum: 0.0,
+            personalize: None,
         };
         let outcome = federated_training(&prepared, &config, &plan, |_, _| {}).unwrap();
         let fed = nmae(&config, &outcome.params, &test);
