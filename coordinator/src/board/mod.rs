@@ -43,7 +43,11 @@ pub enum BoardError {
     #[error(
         "site `{site}` already has a forecast issued at {stored}; {issued} is older (publish a newer issue)"
     )]
-    Stale { site: String, stored: i64, issued: i64 },
+    Stale {
+        site: String,
+        stored: i64,
+        issued: i64,
+    },
     #[error("participant `{0}` already has {MAX_SITES_PER_PARTICIPANT} sites on the board")]
     TooManySites(String),
     #[error("board store: {0}")]
@@ -167,13 +171,19 @@ impl SiteForecast {
         if self.issued_unix_s <= 0 || self.issued_unix_s > first {
             return Err(invalid(
                 "issued_unix_s",
-                format!("{} must be positive and at most the first step {first}", self.issued_unix_s),
+                format!(
+                    "{} must be positive and at most the first step {first}",
+                    self.issued_unix_s
+                ),
             ));
         }
         if self.issued_unix_s > now_unix_s + ISSUE_SKEW_S {
             return Err(invalid(
                 "issued_unix_s",
-                format!("{} lies in the future (now {now_unix_s})", self.issued_unix_s),
+                format!(
+                    "{} lies in the future (now {now_unix_s})",
+                    self.issued_unix_s
+                ),
             ));
         }
         for i in 0..n {
@@ -204,9 +214,7 @@ impl SiteForecast {
 
     /// The steps starting in `[from, to)`, or `None` when none do.
     pub fn clipped(&self, from_unix_s: i64, to_unix_s: i64) -> Option<SiteForecast> {
-        let start = self
-            .timestamps_unix_s
-            .partition_point(|&t| t < from_unix_s);
+        let start = self.timestamps_unix_s.partition_point(|&t| t < from_unix_s);
         let end = self.timestamps_unix_s.partition_point(|&t| t < to_unix_s);
         if start >= end {
             return None;
@@ -259,7 +267,10 @@ impl BoardQuery {
     fn matches(&self, f: &SiteForecast) -> bool {
         self.sector.as_ref().is_none_or(|s| *s == f.sector)
             && self.site.as_ref().is_none_or(|s| *s == f.site)
-            && self.participant_id.as_ref().is_none_or(|p| *p == f.participant_id)
+            && self
+                .participant_id
+                .as_ref()
+                .is_none_or(|p| *p == f.participant_id)
             && self.target.is_none_or(|t| t == f.target)
     }
 }

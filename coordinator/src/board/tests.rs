@@ -43,24 +43,33 @@ fn each_bad_field_is_named() {
         ("p90_kw[2]", Box::new(|f| f.p90_kw[2] = f64::INFINITY)),
         ("quantiles[0]", Box::new(|f| f.p10_kw[0] = 10.0)),
         ("p90_kw", Box::new(|f| f.p90_kw.pop().map(drop).unwrap())),
-        ("timestamps_unix_s[2]", Box::new(|f| f.timestamps_unix_s[2] += 1)),
-        ("timestamps_unix_s[0]", Box::new(|f| {
-            for t in &mut f.timestamps_unix_s {
-                *t += 60;
-            }
-        })),
+        (
+            "timestamps_unix_s[2]",
+            Box::new(|f| f.timestamps_unix_s[2] += 1),
+        ),
+        (
+            "timestamps_unix_s[0]",
+            Box::new(|f| {
+                for t in &mut f.timestamps_unix_s {
+                    *t += 60;
+                }
+            }),
+        ),
         ("step_s", Box::new(|f| f.step_s = 7)),
         ("site", Box::new(|f| f.site = "a/b".into())),
         ("sector", Box::new(|f| f.sector = String::new())),
         ("model", Box::new(|f| f.model = "no spaces allowed".into())),
         ("version_id", Box::new(|f| f.version_id = "xyz".into())),
         ("issued_unix_s", Box::new(|f| f.issued_unix_s = T0 + 1)),
-        ("timestamps_unix_s", Box::new(|f| {
-            f.timestamps_unix_s.clear();
-            f.p10_kw.clear();
-            f.p50_kw.clear();
-            f.p90_kw.clear();
-        })),
+        (
+            "timestamps_unix_s",
+            Box::new(|f| {
+                f.timestamps_unix_s.clear();
+                f.p10_kw.clear();
+                f.p50_kw.clear();
+                f.p90_kw.clear();
+            }),
+        ),
     ];
     for (field, break_it) in cases {
         let mut f = ok.clone();
@@ -103,8 +112,14 @@ fn newer_issue_replaces_older_is_refused_and_queries_filter_and_clip() {
     let mut newer = a.clone();
     newer.issued_unix_s += 30;
     newer.p50_kw[0] = 1.5;
-    assert_eq!(board.publish(&newer, NOW).unwrap(), store::Published::Replaced);
-    assert!(matches!(board.publish(&a, NOW), Err(BoardError::Stale { .. })));
+    assert_eq!(
+        board.publish(&newer, NOW).unwrap(),
+        store::Published::Replaced
+    );
+    assert!(matches!(
+        board.publish(&a, NOW),
+        Err(BoardError::Stale { .. })
+    ));
     assert_eq!(board.get("p000001", "roof-1").unwrap(), Some(newer.clone()));
 
     let range = |from: i64, to: i64| BoardQuery {
@@ -145,7 +160,10 @@ fn newer_issue_replaces_older_is_refused_and_queries_filter_and_clip() {
     };
     assert_eq!(board.query(&mine).unwrap().len(), 2);
     // Ranges must be non-empty and bounded.
-    assert!(matches!(board.query(&range(2, 2)), Err(BoardError::Invalid { .. })));
+    assert!(matches!(
+        board.query(&range(2, 2)),
+        Err(BoardError::Invalid { .. })
+    ));
     assert!(matches!(
         board.query(&range(0, 24 * 32)),
         Err(BoardError::Invalid { .. })
@@ -169,8 +187,12 @@ fn sites_per_participant_are_capped_and_survive_reopen() {
             Err(BoardError::TooManySites(_))
         ));
         // Another participant is not affected, and replacing an existing site still works.
-        board.publish(&forecast("p000002", "s0", "x", &[1.0]), NOW).unwrap();
-        board.publish(&forecast("p000001", "s0", "x", &[2.0]), NOW).unwrap();
+        board
+            .publish(&forecast("p000002", "s0", "x", &[1.0]), NOW)
+            .unwrap();
+        board
+            .publish(&forecast("p000001", "s0", "x", &[2.0]), NOW)
+            .unwrap();
     }
     let board = Board::open(&path).unwrap();
     assert_eq!(
