@@ -38,7 +38,8 @@ fn valid_forecast_passes() {
 #[test]
 fn each_bad_field_is_named() {
     let ok = forecast("p000001", "roof-1", "residential", &[3.0, 4.0, 5.0]);
-    let cases: Vec<(&str, Box<dyn Fn(&mut SiteForecast)>)> = vec![
+    type Breakage = Box<dyn Fn(&mut SiteForecast)>;
+    let cases: Vec<(&str, Breakage)> = vec![
         ("p50_kw[1]", Box::new(|f| f.p50_kw[1] = f64::NAN)),
         ("p90_kw[2]", Box::new(|f| f.p90_kw[2] = f64::INFINITY)),
         ("quantiles[0]", Box::new(|f| f.p10_kw[0] = 10.0)),
