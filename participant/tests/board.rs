@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use common::*;
 use coordinator::{FederationSpec, Protection};
@@ -13,7 +13,7 @@ use datasets::Target;
 use models::serving::QuantileForecast;
 use participant::SiteIdentity;
 use participant::board::{BoardEntry, publish_site_forecast, site_forecast};
-use participant::client::{FederationLink, connect, open_channel};
+use participant::client::{FederationLink, WireTap, connect, open_channel};
 use proto::forecast::forecast_client::ForecastClient;
 use proto::forecast::{PublishSiteForecastRequest, QueryBoardRequest, SiteForecast};
 use tonic::Code;
@@ -55,14 +55,28 @@ fn entry(site: &str, sector: &str, issued: i64) -> BoardEntry {
     }
 }
 
-async fn enroll(coord: &RunningCoordinator, label: &str) -> FederationLink {
+/// The methods of every message a participant sent.
+#[derive(Default)]
+struct Methods(Mutex<Vec<&'static str>>);
+
+impl WireTap for Methods {
+    fn outgoing(&self, method: &'static str, _encoded: &[u8]) {
+        self.0.lock().unwrap().push(method);
+    }
+}
+
+async fn enroll(
+    coord: &RunningCoordinator,
+    label: &str,
+    tap: Option<Arc<dyn WireTap>>,
+) -> FederationLink {
     let client = connect(&coord.endpoint()).await.unwrap();
     FederationLink::enroll(
         client,
         Arc::new(SiteIdentity::generate().unwrap()),
         TOKEN,
         label,
-        None,
+        tap,
     )
     .await
     .unwrap()
@@ -84,8 +98,9 @@ async fn participants_publish_and_market_engines_query_the_board() {
     let spec = FederationSpec::vector("load", 10, Protection::Plain, 1);
     let coord = RunningCoordinator::start(dir.path(), vec![spec]).await;
     let channel = open_channel(&coord.endpoint()).await.unwrap();
-    let alice = enroll(&coord, "alice").await;
-    let bob = enroll(&coord, "bob").await;
+    let alice_sent = Arc::new(Methods::default());
+    let alice = enroll(&coord, "alice", Some(alice_sent.clone())).await;
+    let bob = enroll(&coord, "bob", None).await;
 
     let issued = now_s();
     let t0 = (issued / HOUR + 1) * HOUR;
@@ -109,6 +124,11 @@ async fn participants_publish_and_market_engines_query_the_board() {
         .unwrap();
     assert_eq!(published.participant_id, alice.participant_id());
     assert!(!published.replaced);
+    // Only the enrollment and the forecast left alice's site.
+    assert_eq!(
+        *alice_sent.0.lock().unwrap(),
+        ["Enroll", "PublishSiteForecast"]
+    );
     for f in [&roof_b, &mall] {
         publish_site_forecast(&bob, channel.clone(), f.clone())
             .await
