@@ -10,7 +10,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for file in files {
         println!("cargo:rerun-if-changed={file}");
     }
-    let fds = protox::compile(files, ["proto"])?;
+    // The forecast package refers to `gridfed.federation.v1.RequestAuth`, but our modules do
+    // not mirror package paths (`proto::v1`, `proto::forecast`), and an extern path suppresses
+    // generating the package it names. So generate forecast first with the extern path, then
+    // the other packages (which rewrites federation's file in full).
+    let forecast = protox::compile([files[2]], ["proto"])?;
+    tonic_prost_build::configure()
+        .extern_path(".gridfed.federation.v1", "crate::v1")
+        .compile_fds(forecast)?;
+    let fds = protox::compile(&files[..2], ["proto"])?;
     tonic_prost_build::configure()
         .bytes(".gridfed.federation.v1.UploadChunk.data")
         .bytes(".gridfed.federation.v1.DownloadChunk.data")

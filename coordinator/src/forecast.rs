@@ -14,6 +14,7 @@ use models::serving::{
 use proto::forecast::{self as pb, forecast_server::Forecast};
 use tonic::{Code, Request, Response, Status};
 
+use crate::board::{self, Board};
 use crate::hub::Hub;
 use crate::registry::grpc::{status_of as registry_status, sync};
 use crate::registry::{ModelRef, Registry, RegistryError, Selector, VersionManifest};
@@ -42,14 +43,17 @@ pub struct ForecastService {
     registry: Arc<Registry>,
     /// Loaded models by manifest id.
     cache: Arc<Mutex<HashMap<String, Arc<ServingModel>>>>,
+    /// Published site forecasts (the forecast board).
+    board: Arc<Board>,
 }
 
 impl ForecastService {
-    pub fn new(hub: Arc<Mutex<Hub>>, registry: Arc<Registry>) -> Self {
+    pub fn new(hub: Arc<Mutex<Hub>>, registry: Arc<Registry>, board: Arc<Board>) -> Self {
         Self {
             hub,
             registry,
             cache: Arc::new(Mutex::new(HashMap::new())),
+            board,
         }
     }
 }
@@ -196,6 +200,30 @@ impl Forecast for ForecastService {
                 .map(|(&level, values_kw)| pb::QuantileSeries { level, values_kw })
                 .collect(),
         }))
+    }
+
+    async fn publish_site_forecast(
+        &self,
+        request: Request<pb::PublishSiteForecastRequest>,
+    ) -> Result<Response<pb::PublishSiteForecastResponse>, Status> {
+        let (hub, board) = (self.hub.clone(), self.board.clone());
+        let request = request.into_inner();
+        tokio::task::spawn_blocking(move || board::grpc::publish(&hub, &board, request))
+            .await
+            .map_err(|e| Status::internal(format!("board task failed: {e}")))?
+            .map(Response::new)
+    }
+
+    async fn query_board(
+        &self,
+        request: Request<pb::QueryBoardRequest>,
+    ) -> Result<Response<pb::QueryBoardResponse>, Status> {
+        let board = self.board.clone();
+        let request = request.into_inner();
+        tokio::task::spawn_blocking(move || board::grpc::query(&board, request))
+            .await
+            .map_err(|e| Status::internal(format!("board task failed: {e}")))?
+            .map(Response::new)
     }
 }
 

@@ -6,12 +6,15 @@
 //! - [`store::StateStore`] (redb) and [`artifacts::ArtifactStore`] (weights as content-addressed
 //!   files) under the data directory: a coordinator killed at any moment restarts, aborts the
 //!   interrupted round cleanly and loses no completed version.
+//! - [`board`]: the forecast board (participants' published site forecasts, sector totals),
+//!   served by the forecast service.
 //! - [`grpc`]: the thin tonic service; [`metrics`]: Prometheus text over a tiny HTTP endpoint.
 //! - [`serve`]: mini-redis style entry point taking a bound listener and a shutdown future;
 //!   gRPC runs over TLS ([`tls`]) unless the config explicitly asks for plaintext.
 
 pub mod artifacts;
 pub mod auth;
+pub mod board;
 pub mod config;
 pub mod error;
 pub mod forecast;
@@ -126,6 +129,11 @@ pub async fn serve_with(
         .await
         .map_err(|e| CoordinatorError::Store(format!("opening state: {e}")))??;
     let (hub, registry) = registry::grpc::attach(hub, data_dir.clone()).await?;
+    let board_path = data_dir.join("board.redb");
+    let board = tokio::task::spawn_blocking(move || board::Board::open(&board_path))
+        .await
+        .map_err(|e| CoordinatorError::Store(format!("opening board: {e}")))?
+        .map_err(|e| CoordinatorError::Store(format!("board.redb: {e}")))?;
     let coordinator_key = hub.coordinator_key();
     let metrics = hub.metrics().clone();
     let hub = Arc::new(Mutex::new(hub));
@@ -152,7 +160,7 @@ pub async fn serve_with(
     )
     .max_encoding_message_size(proto::MAX_MESSAGE_BYTES);
     let forecast_service = proto::forecast::forecast_server::ForecastServer::new(
-        forecast::ForecastService::new(hub.clone(), registry.clone()),
+        forecast::ForecastService::new(hub.clone(), registry.clone(), Arc::new(board)),
     )
     .max_decoding_message_size(proto::MAX_MESSAGE_BYTES);
     let server = routes::PathRoute::new(

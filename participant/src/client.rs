@@ -193,7 +193,14 @@ impl FederationLink {
         &self.participant_id
     }
 
-    fn send_log<M: Message>(&self, method: &'static str, message: &M) {
+    /// Signs `unsigned` (a request with its `auth` unset) as this participant, for calls to
+    /// the coordinator's other services (the forecast board).
+    pub fn authorize<M: Message>(&self, method: &str, unsigned: &M) -> pb::RequestAuth {
+        self.identity
+            .authorize(&self.participant_id, method, "", 0, unsigned)
+    }
+
+    pub(crate) fn send_log<M: Message>(&self, method: &'static str, message: &M) {
         if let Some(tap) = &self.tap {
             tap.outgoing(method, &message.encode_to_vec());
         }

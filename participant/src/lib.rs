@@ -9,9 +9,11 @@
 //! can observe.
 //!
 //! - [`run`]: the daemon (`gridfed participant run --config participant.toml`).
+//! - [`board`]: publishes the site's own forecasts (never raw data) to the forecast board.
 //! - [`check`]: validates config and data and reports what would be shared
 //!   (`gridfed participant check`).
 
+pub mod board;
 pub mod check;
 pub mod client;
 pub mod config;

@@ -44,4 +44,5 @@ pub mod method {
     pub const SUBMIT_PROTOCOL: &str = "/gridfed.federation.v1.Federation/SubmitProtocol";
     pub const UPLOAD_UPDATE: &str = "/gridfed.federation.v1.Federation/UploadUpdate";
     pub const DOWNLOAD_WEIGHTS: &str = "/gridfed.federation.v1.Federation/DownloadWeights";
+    pub const PUBLISH_SITE_FORECAST: &str = "/gridfed.forecast.v1.Forecast/PublishSiteForecast";
 }

@@ -1,0 +1,180 @@
+//! The board's half of the forecast service: proto <-> domain, signed publishing, queries, and
+//! the one place [`BoardError`]s become statuses.
+
+use std::sync::{Arc, Mutex};
+
+use datasets::Target;
+use proto::auth::payload_digest;
+use proto::forecast as pb;
+use tonic::{Code, Status};
+
+use super::store::Published;
+use super::{Board, BoardError, BoardQuery, SectorTotal, SiteForecast};
+use crate::hub::Hub;
+
+/// The request's fault is `InvalidArgument`; an older issue than the stored one
+/// `FailedPrecondition`; the per-participant site cap `ResourceExhausted`; storage ours.
+pub fn status_of(error: &BoardError) -> Status {
+    let code = match error {
+        BoardError::Invalid { .. } => Code::InvalidArgument,
+        BoardError::Stale { .. } => Code::FailedPrecondition,
+        BoardError::TooManySites(_) => Code::ResourceExhausted,
+        BoardError::Store(_) => Code::Internal,
+    };
+    if code == Code::Internal {
+        tracing::error!(error = %error, "board store error");
+        return Status::internal("internal coordinator error");
+    }
+    Status::new(code, error.to_string())
+}
+
+fn now_unix_s() -> i64 {
+    (crate::grpc::now_ms() / 1000) as i64
+}
+
+fn parse_target(field: &str, value: &str) -> Result<Target, BoardError> {
+    serde_json::from_value(serde_json::Value::String(value.to_string())).map_err(|_| {
+        BoardError::Invalid {
+            field: field.into(),
+            reason: format!("`{value}`; expected load or pv"),
+        }
+    })
+}
+
+fn target_name(target: Target) -> String {
+    match target {
+        Target::Load => "load",
+        Target::Pv => "pv",
+    }
+    .to_string()
+}
+
+/// The domain forecast of a published message, for `participant` (the verified signer).
+pub fn domain_forecast(
+    message: pb::SiteForecast,
+    participant: &str,
+) -> Result<SiteForecast, BoardError> {
+    Ok(SiteForecast {
+        participant_id: participant.to_string(),
+        target: parse_target("target", &message.target)?,
+        site: message.site,
+        sector: message.sector,
+        model: message.model,
+        version_id: message.version_id,
+        issued_unix_s: message.issued_unix_s,
+        step_s: message.step_s,
+        timestamps_unix_s: message.timestamps_unix_s,
+        p10_kw: message.p10_kw,
+        p50_kw: message.p50_kw,
+        p90_kw: message.p90_kw,
+    })
+}
+
+pub fn proto_forecast(f: SiteForecast) -> pb::SiteForecast {
+    pb::SiteForecast {
+        participant_id: f.participant_id,
+        site: f.site,
+        sector: f.sector,
+        target: target_name(f.target),
+        model: f.model,
+        version_id: f.version_id,
+        issued_unix_s: f.issued_unix_s,
+        step_s: f.step_s,
+        timestamps_unix_s: f.timestamps_unix_s,
+        p10_kw: f.p10_kw,
+        p50_kw: f.p50_kw,
+        p90_kw: f.p90_kw,
+    }
+}
+
+/// Verifies the request's signature (method `PublishSiteForecast`, federation "", round 0)
+/// against the enrolled key, then stores the forecast as the signer's.
+pub fn publish(
+    hub: &Mutex<Hub>,
+    board: &Board,
+    mut request: pb::PublishSiteForecastRequest,
+) -> Result<pb::PublishSiteForecastResponse, Status> {
+    let auth = request.auth.take();
+    let digest = payload_digest(&request);
+    let participant = {
+        let mut hub = hub
+            .lock()
+            .map_err(|_| Status::internal("coordinator state poisoned"))?;
+        hub.authenticate(
+            proto::method::PUBLISH_SITE_FORECAST,
+            "",
+            0,
+            auth.as_ref(),
+            digest,
+        )
+        .map_err(|e| crate::grpc::status_of(&e))?
+    };
+    let message = request
+        .forecast
+        .ok_or_else(|| Status::invalid_argument("forecast: missing"))?;
+    if !message.participant_id.is_empty() && message.participant_id != participant {
+        return Err(Status::permission_denied(format!(
+            "forecast.participant_id: `{}` signed this request; it may publish only its own sites, not `{}`'s",
+            participant, message.participant_id
+        )));
+    }
+    let forecast = domain_forecast(message, &participant).map_err(|e| status_of(&e))?;
+    let outcome = board
+        .publish(&forecast, now_unix_s())
+        .map_err(|e| status_of(&e))?;
+    tracing::info!(participant = %participant, site = %forecast.site, sector = %forecast.sector,
+        steps = forecast.timestamps_unix_s.len(), "site forecast published");
+    Ok(pb::PublishSiteForecastResponse {
+        participant_id: participant,
+        replaced: outcome == Published::Replaced,
+    })
+}
+
+/// The domain query of a request (empty strings match all).
+pub fn domain_query(request: &pb::QueryBoardRequest) -> Result<BoardQuery, BoardError> {
+    let some = |s: &str| (!s.is_empty()).then(|| s.to_string());
+    let query = BoardQuery {
+        sector: some(&request.sector),
+        site: some(&request.site),
+        participant_id: some(&request.participant_id),
+        target: match request.target.as_str() {
+            "" => None,
+            t => Some(parse_target("target", t)?),
+        },
+        from_unix_s: request.from_unix_s,
+        to_unix_s: request.to_unix_s,
+    };
+    query.validate()?;
+    if request.total && (query.sector.is_none() || query.target.is_none()) {
+        return Err(BoardError::Invalid {
+            field: "total".into(),
+            reason: "a sector total needs sector and target (load and pv do not add)".into(),
+        });
+    }
+    Ok(query)
+}
+
+pub fn query(
+    board: &Arc<Board>,
+    request: pb::QueryBoardRequest,
+) -> Result<pb::QueryBoardResponse, Status> {
+    let query = domain_query(&request).map_err(|e| status_of(&e))?;
+    let forecasts = board.query(&query).map_err(|e| status_of(&e))?;
+    if request.total {
+        let t = SectorTotal::sum(&forecasts);
+        return Ok(pb::QueryBoardResponse {
+            forecasts: Vec::new(),
+            total: Some(pb::SectorTotal {
+                timestamps_unix_s: t.timestamps_unix_s,
+                p50_kw: t.p50_kw,
+                p10_bound_kw: t.p10_bound_kw,
+                p90_bound_kw: t.p90_bound_kw,
+                sites: t.sites,
+            }),
+        });
+    }
+    Ok(pb::QueryBoardResponse {
+        forecasts: forecasts.into_iter().map(proto_forecast).collect(),
+        total: None,
+    })
+}

@@ -1,0 +1,304 @@
+//! The forecast board over real gRPC: two enrolled participants publish their sites'
+//! forecasts; a market engine (an unauthenticated forecast client) queries by site, by sector
+//! and time range, and the sector total; unenrolled, forged, replayed, impersonating and
+//! malformed publishes are refused with clear statuses.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+
+use common::*;
+use coordinator::{FederationSpec, Protection};
+use datasets::Target;
+use models::serving::QuantileForecast;
+use participant::SiteIdentity;
+use participant::board::{BoardEntry, publish_site_forecast, site_forecast};
+use participant::client::{FederationLink, WireTap, connect, open_channel};
+use proto::forecast::forecast_client::ForecastClient;
+use proto::forecast::{PublishSiteForecastRequest, QueryBoardRequest, SiteForecast};
+use tonic::Code;
+
+const HOUR: i64 = 3600;
+const STEPS: usize = 24;
+
+fn now_s() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// A locally computed forecast as `models::serving` returns it: p50 = base + step, a band of
+/// -1/+2 kW around it.
+fn local_forecast(t0: i64, base: f32) -> QuantileForecast {
+    let p50: Vec<f32> = (0..STEPS).map(|i| base + i as f32).collect();
+    QuantileForecast {
+        timestamps_unix_s: (0..STEPS as i64).map(|i| t0 + i * HOUR).collect(),
+        levels: vec![0.1, 0.5, 0.9],
+        values_kw: vec![
+            p50.iter().map(|v| v - 1.0).collect(),
+            p50.clone(),
+            p50.iter().map(|v| v + 2.0).collect(),
+        ],
+    }
+}
+
+fn entry(site: &str, sector: &str, issued: i64) -> BoardEntry {
+    BoardEntry {
+        site: site.into(),
+        sector: sector.into(),
+        target: Target::Load,
+        model: "res-load@production".into(),
+        version_id: "7f".repeat(32),
+        issued_unix_s: issued,
+        step_s: 3600,
+    }
+}
+
+/// The methods of every message a participant sent.
+#[derive(Default)]
+struct Methods(Mutex<Vec<&'static str>>);
+
+impl WireTap for Methods {
+    fn outgoing(&self, method: &'static str, _encoded: &[u8]) {
+        self.0.lock().unwrap().push(method);
+    }
+}
+
+async fn enroll(
+    coord: &RunningCoordinator,
+    label: &str,
+    tap: Option<Arc<dyn WireTap>>,
+) -> FederationLink {
+    let client = connect(&coord.endpoint()).await.unwrap();
+    FederationLink::enroll(
+        client,
+        Arc::new(SiteIdentity::generate().unwrap()),
+        TOKEN,
+        label,
+        tap,
+    )
+    .await
+    .unwrap()
+}
+
+fn query(site: &str, sector: &str, from: i64, to: i64) -> QueryBoardRequest {
+    QueryBoardRequest {
+        sector: sector.into(),
+        site: site.into(),
+        from_unix_s: from,
+        to_unix_s: to,
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn participants_publish_and_market_engines_query_the_board() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = FederationSpec::vector("load", 10, Protection::Plain, 1);
+    let coord = RunningCoordinator::start(dir.path(), vec![spec]).await;
+    let channel = open_channel(&coord.endpoint()).await.unwrap();
+    let alice_sent = Arc::new(Methods::default());
+    let alice = enroll(&coord, "alice", Some(alice_sent.clone())).await;
+    let bob = enroll(&coord, "bob", None).await;
+
+    let issued = now_s();
+    let t0 = (issued / HOUR + 1) * HOUR;
+    let roof_a = site_forecast(
+        &entry("roof-a", "residential", issued),
+        &local_forecast(t0, 3.0),
+    )
+    .unwrap();
+    let roof_b = site_forecast(
+        &entry("roof-b", "residential", issued),
+        &local_forecast(t0, 10.0),
+    )
+    .unwrap();
+    let mall = site_forecast(
+        &entry("mall", "commercial", issued),
+        &local_forecast(t0, 200.0),
+    )
+    .unwrap();
+    let published = publish_site_forecast(&alice, channel.clone(), roof_a.clone())
+        .await
+        .unwrap();
+    assert_eq!(published.participant_id, alice.participant_id());
+    assert!(!published.replaced);
+    // Only the enrollment and the forecast left alice's site.
+    assert_eq!(
+        *alice_sent.0.lock().unwrap(),
+        ["Enroll", "PublishSiteForecast"]
+    );
+    for f in [&roof_b, &mall] {
+        publish_site_forecast(&bob, channel.clone(), f.clone())
+            .await
+            .unwrap();
+    }
+
+    // The market engine: no identity at all.
+    let mut market = ForecastClient::new(channel.clone());
+    let by_site = market
+        .query_board(query("roof-a", "", t0 + 2 * HOUR, t0 + 6 * HOUR))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(by_site.forecasts.len(), 1);
+    let got = &by_site.forecasts[0];
+    assert_eq!(got.participant_id, alice.participant_id());
+    assert_eq!(got.sector, "residential");
+    assert_eq!(got.timestamps_unix_s, roof_a.timestamps_unix_s[2..6]);
+    assert_eq!(got.p50_kw, roof_a.p50_kw[2..6]);
+    assert_eq!(got.p10_kw, roof_a.p10_kw[2..6]);
+    assert_eq!(got.p90_kw, roof_a.p90_kw[2..6]);
+    assert_eq!(got.version_id, roof_a.version_id);
+
+    let range = (t0, t0 + STEPS as i64 * HOUR);
+    let residential = market
+        .query_board(query("", "residential", range.0, range.1))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut sites: Vec<&str> = residential
+        .forecasts
+        .iter()
+        .map(|f| f.site.as_str())
+        .collect();
+    sites.sort();
+    assert_eq!(sites, ["roof-a", "roof-b"]);
+
+    let mut total_request = query("", "residential", range.0, range.1);
+    total_request.target = "load".into();
+    total_request.total = true;
+    let total = market
+        .query_board(total_request.clone())
+        .await
+        .unwrap()
+        .into_inner()
+        .total
+        .unwrap();
+    assert_eq!(total.timestamps_unix_s, roof_a.timestamps_unix_s);
+    for i in 0..STEPS {
+        assert_eq!(total.p50_kw[i], roof_a.p50_kw[i] + roof_b.p50_kw[i]);
+        assert_eq!(total.p10_bound_kw[i], roof_a.p10_kw[i] + roof_b.p10_kw[i]);
+        assert_eq!(total.p90_bound_kw[i], roof_a.p90_kw[i] + roof_b.p90_kw[i]);
+        assert_eq!(total.sites[i], 2);
+    }
+    // A total needs a target: load and PV do not add.
+    total_request.target.clear();
+    let err = market.query_board(total_request).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("target"), "{err:?}");
+    let err = market
+        .query_board(query("", "residential", range.1, range.0))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+
+    // A newer issue replaces the site's forecast; an older one is refused.
+    let mut newer = roof_a.clone();
+    newer.issued_unix_s += 1;
+    newer.p50_kw[0] += 0.5;
+    let replaced = publish_site_forecast(&alice, channel.clone(), newer.clone())
+        .await
+        .unwrap();
+    assert!(replaced.replaced);
+    let err = publish_site_forecast(&alice, channel.clone(), roof_a.clone())
+        .await
+        .unwrap_err();
+    let participant::ParticipantError::Status(status) = err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+    let now_a = market
+        .query_board(query("roof-a", "", range.0, range.1))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(now_a.forecasts[0].p50_kw[0], newer.p50_kw[0]);
+
+    // Malformed forecasts: NaN, crossing quantiles, a step off the grid.
+    let refused = |f: SiteForecast| {
+        let link = alice.clone();
+        let channel = channel.clone();
+        async move {
+            match publish_site_forecast(&link, channel, f).await.unwrap_err() {
+                participant::ParticipantError::Status(s) => s,
+                other => panic!("{other:?}"),
+            }
+        }
+    };
+    let mut nan = newer.clone();
+    nan.issued_unix_s += 1;
+    nan.p50_kw[3] = f64::NAN;
+    let status = refused(nan).await;
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(status.message().contains("p50_kw[3]"), "{status:?}");
+    let mut crossing = newer.clone();
+    crossing.issued_unix_s += 1;
+    crossing.p10_kw[5] = crossing.p90_kw[5] + 1.0;
+    let status = refused(crossing).await;
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(status.message().contains("quantiles[5]"), "{status:?}");
+    let mut off_grid = newer.clone();
+    off_grid.issued_unix_s += 1;
+    off_grid.timestamps_unix_s[7] += 60;
+    let status = refused(off_grid).await;
+    assert!(
+        status.message().contains("timestamps_unix_s[7]"),
+        "{status:?}"
+    );
+
+    // Publishing for someone else.
+    let mut impersonation = roof_b.clone();
+    impersonation.participant_id = bob.participant_id().to_string();
+    let status = refused(impersonation).await;
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+
+    // Unsigned, unenrolled, forged, tampered and replayed requests.
+    let mut raw = ForecastClient::new(channel.clone());
+    let unsigned = PublishSiteForecastRequest {
+        auth: None,
+        forecast: Some(roof_b.clone()),
+    };
+    let err = raw
+        .publish_site_forecast(unsigned.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated);
+    let stranger = SiteIdentity::generate().unwrap();
+    let method = proto::method::PUBLISH_SITE_FORECAST;
+    let mut unenrolled = unsigned.clone();
+    unenrolled.auth = Some(stranger.authorize("p999999", method, "", 0, &unsigned));
+    let err = raw.publish_site_forecast(unenrolled).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated);
+    assert!(err.message().contains("unknown participant"), "{err:?}");
+    let mut forged = unsigned.clone();
+    forged.auth = Some(stranger.authorize(bob.participant_id(), method, "", 0, &unsigned));
+    let err = raw.publish_site_forecast(forged).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated);
+    assert!(err.message().contains("signature"), "{err:?}");
+    let mut signed = unsigned.clone();
+    signed.auth = Some(bob.authorize(method, &unsigned));
+    let mut tampered = signed.clone();
+    if let Some(f) = tampered.forecast.as_mut() {
+        f.p50_kw[0] += 100.0;
+    }
+    let err = raw.publish_site_forecast(tampered).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated);
+    raw.publish_site_forecast(signed.clone()).await.unwrap();
+    let err = raw.publish_site_forecast(signed).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated);
+    assert!(err.message().contains("replayed"), "{err:?}");
+
+    // Nothing refused reached the board.
+    let after = market
+        .query_board(query("", "", range.0, range.1))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(after.forecasts.len(), 3);
+    let roof_b_now = after.forecasts.iter().find(|f| f.site == "roof-b").unwrap();
+    assert_eq!(roof_b_now.p50_kw, roof_b.p50_kw);
+    assert_eq!(roof_b_now.participant_id, bob.participant_id());
+    coord.stop().await;
+}
