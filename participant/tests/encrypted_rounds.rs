@@ -16,42 +16,29 @@ use participant::{Daemon, ParticipantError, SiteIdentity};
 use prost::Message;
 use proto::v1::{self as pb, round_task};
 
-const SAMPLES: [u64; 5] = [120, 80, 200, 50, 170];
+/// Participants of every test here (weights `SAMPLES[..N]`).
+const N: usize = 5;
 
 fn spec(name: &str, d: usize, rounds: u64, threshold: u32) -> FederationSpec {
     FederationSpec {
         min_participants: 4,
         // Wait for all five: a round may otherwise start before the last one has enrolled.
-        participants_per_round: SAMPLES.len(),
+        participants_per_round: N,
         threshold,
         ..FederationSpec::vector(name, d as u64, Protection::Encrypted, rounds)
     }
 }
 
 fn expected(d: usize, rounds: f32) -> Vec<f32> {
-    let once = fedavg(
-        &(0..SAMPLES.len())
-            .map(|i| (delta(i, d), SAMPLES[i]))
-            .collect::<Vec<_>>(),
-    );
-    once.iter().map(|v| rounds * v).collect()
+    fixed_fedavg(N, d).iter().map(|v| rounds * v).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn encrypted_rounds_equal_plaintext_fedavg() {
     let dir = tempfile::tempdir().unwrap();
-    let (n, d) = (SAMPLES.len(), 3_000);
+    let (n, d) = (N, 3_000);
     let coord = RunningCoordinator::start(dir.path(), vec![spec("pv", d, 2, 0)]).await;
-    let handles = (0..n)
-        .map(|i| {
-            spawn_daemon(
-                &coord.url(),
-                &format!("site-{i}"),
-                "pv",
-                fixed(i, d, SAMPLES[i]),
-            )
-        })
-        .collect();
+    let handles = spawn_fixed(&coord.url(), "pv", n, d);
     let summaries = join_all(handles, Duration::from_secs(120)).await;
     assert!(
         summaries
@@ -100,7 +87,7 @@ async fn decryptor_dying_after_upload_leaves_threshold_to_finish() {
     };
     let coord = RunningCoordinator::start(dir.path(), vec![spec]).await;
     let died = Arc::new(AtomicBool::new(false));
-    let handles: Vec<_> = (0..SAMPLES.len())
+    let handles: Vec<_> = (0..N)
         .map(|i| {
             let identity = Arc::new(SiteIdentity::generate().unwrap());
             let daemon = Daemon::new(
@@ -127,7 +114,7 @@ async fn decryptor_dying_after_upload_leaves_threshold_to_finish() {
         }
     }
     assert!(died.load(Ordering::SeqCst), "no decryptor died");
-    assert_eq!(finished, SAMPLES.len() - 1);
+    assert_eq!(finished, N - 1);
     coord.stop().await;
     let (version, weights) = coordinator::load_latest(dir.path(), "load").unwrap();
     // The dead member's ciphertext was in the aggregate before it died.
@@ -153,7 +140,7 @@ fn refused_as_invalid(result: Result<pb::SubmitReceipt, ParticipantError>, what:
 async fn tampered_ciphertext_and_partial_decryption_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let d = 500;
-    let last = SAMPLES.len() - 1;
+    let last = N - 1;
     // Threshold 5 of 5: the hand-driven participant below is always asked to decrypt.
     let coord = RunningCoordinator::start(dir.path(), vec![spec("grid", d, 1, 5)]).await;
     let handles: Vec<_> = (0..last)
