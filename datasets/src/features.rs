@@ -37,10 +37,20 @@ pub(crate) struct StepFeatures {
 
 impl StepFeatures {
     pub fn compute(series: &RegularSeries, meta: &SiteMetadata) -> Self {
+        Self::compute_range(series, meta, 0..series.telemetry.len())
+    }
+
+    /// Features of the grid steps in `steps` only (row 0 is step `steps.start`): a live
+    /// forecast needs its horizon, not its whole context.
+    pub fn compute_range(
+        series: &RegularSeries,
+        meta: &SiteMetadata,
+        steps: std::ops::Range<usize>,
+    ) -> Self {
         let t = &series.telemetry;
         let tz = meta.tz().unwrap_or(chrono_tz::UTC);
         let step_s = series.resolution.seconds();
-        let n = t.len();
+        let n = steps.len();
         let mut future = Vec::with_capacity(n * FUTURE_FEATURES.len());
         let mut origin = Vec::with_capacity(n * ORIGIN_FEATURES.len());
         let mut daylight = Vec::with_capacity(n);
@@ -51,7 +61,8 @@ impl StepFeatures {
                 None => 0.0,
                 Some(values) => values[i].map_or(f32::NAN, |v| ((v - center) / scale) as f32),
             };
-        for (i, &ts) in t.timestamps.iter().enumerate() {
+        for i in steps {
+            let ts = t.timestamps[i];
             // Mid-step values describe the average over the step better than its start.
             let mid = ts + step_s / 2;
             let cal = calendar_features(tz, mid);
