@@ -1,6 +1,8 @@
 //! Per-step model inputs derived from a regular series: the known-future covariates and the
 //! static calendar context, computed once per grid step so windowing only copies.
 
+use std::ops::Range;
+
 use crate::calendar::calendar_features;
 use crate::solar::{clear_sky_ghi_w_m2, is_daylight};
 use crate::{RegularSeries, SiteMetadata};
@@ -32,15 +34,32 @@ pub(crate) struct StepFeatures {
     pub future: Vec<f32>,
     /// `[steps, ORIGIN_FEATURES.len()]`.
     pub origin: Vec<f32>,
+    /// `[steps]`; empty when built by [`StepFeatures::inputs`].
     pub daylight: Vec<bool>,
 }
 
 impl StepFeatures {
     pub fn compute(series: &RegularSeries, meta: &SiteMetadata) -> Self {
+        Self::compute_range(series, meta, 0..series.telemetry.len(), true)
+    }
+
+    /// The model inputs of the grid steps in `steps` only (row 0 is step `steps.start`),
+    /// without `daylight`: a live forecast needs its horizon's inputs, not its whole context
+    /// nor the daylight flags that only scoring uses (three sun positions per step).
+    pub fn inputs(series: &RegularSeries, meta: &SiteMetadata, steps: Range<usize>) -> Self {
+        Self::compute_range(series, meta, steps, false)
+    }
+
+    fn compute_range(
+        series: &RegularSeries,
+        meta: &SiteMetadata,
+        steps: Range<usize>,
+        with_daylight: bool,
+    ) -> Self {
         let t = &series.telemetry;
         let tz = meta.tz().unwrap_or(chrono_tz::UTC);
         let step_s = series.resolution.seconds();
-        let n = t.len();
+        let n = steps.len();
         let mut future = Vec::with_capacity(n * FUTURE_FEATURES.len());
         let mut origin = Vec::with_capacity(n * ORIGIN_FEATURES.len());
         let mut daylight = Vec::with_capacity(n);
@@ -51,7 +70,8 @@ impl StepFeatures {
                 None => 0.0,
                 Some(values) => values[i].map_or(f32::NAN, |v| ((v - center) / scale) as f32),
             };
-        for (i, &ts) in t.timestamps.iter().enumerate() {
+        for i in steps {
+            let ts = t.timestamps[i];
             // Mid-step values describe the average over the step better than its start.
             let mid = ts + step_s / 2;
             let cal = calendar_features(tz, mid);
@@ -71,7 +91,9 @@ impl StepFeatures {
                 if cal.workday { 1.0 } else { 0.0 },
             ]);
             origin.extend_from_slice(&[cal.doy_sin, cal.doy_cos, cal.dow_sin, cal.dow_cos]);
-            daylight.push(is_daylight(meta.latitude, meta.longitude, ts, step_s));
+            if with_daylight {
+                daylight.push(is_daylight(meta.latitude, meta.longitude, ts, step_s));
+            }
         }
         Self {
             future,

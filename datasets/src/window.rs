@@ -348,15 +348,9 @@ pub fn input_row(
         })?;
         context_values.push(normalization.normalize(kw as f32));
     }
-    let features = StepFeatures::compute(series, meta);
+    let features = StepFeatures::inputs(series, meta, origin..origin + horizon);
     let mut x = Vec::with_capacity(feature_count(context, horizon));
-    extend_input(
-        &mut x,
-        context_values.into_iter(),
-        &features,
-        origin,
-        horizon,
-    );
+    extend_input(&mut x, context_values.into_iter(), &features, 0, horizon);
     if let Some(i) = x[context..].iter().position(|v| v.is_nan()) {
         return Err(DatasetError::Window(format!(
             "known-future covariate missing at horizon step {}",
