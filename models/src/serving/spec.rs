@@ -13,12 +13,9 @@ use crate::{ForecasterConfig, ModelSpec};
 pub const SERVING_FORMAT_VERSION: u32 = 1;
 
 /// Days of load history a request must carry when the load normalization is fitted on it
-/// (see [`NormalizationRule::TrailingHistory`]). Measured on the held-out fifth of four
-/// synthetic site-years (`trailing_history_normalization_costs_little_accuracy` in
-/// `tests/serving.rs`), against the site's own training normalization the median forecast's
-/// nMAE rose by 4-30% with 7 days, 2-12% with 28, 1-7% with 56 and -3-6% with 91: eight
-/// weeks keep the cost small at 1,344 hourly values per request.
-pub const LOAD_NORMALIZATION_DAYS: usize = 56;
+/// (see [`NormalizationRule::TrailingHistory`]): four weeks hold every weekday four times, so
+/// the mean and spread do not swing with one unusual day or weekend.
+pub const LOAD_NORMALIZATION_DAYS: usize = 28;
 
 /// A known-future covariate, named by its telemetry column.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
