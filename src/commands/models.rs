@@ -139,6 +139,22 @@ impl Operator {
         Ok(Self { client, token })
     }
 
+    /// Sends `message` with the operator token through `rpc` and returns the reply.
+    async fn call<Req, Resp>(
+        &mut self,
+        message: Req,
+        rpc: impl AsyncFnOnce(
+            &mut RegistryClient<Channel>,
+            tonic::Request<Req>,
+        ) -> Result<tonic::Response<Resp>, tonic::Status>,
+    ) -> Result<Resp> {
+        let request = self.request(message)?;
+        Ok(rpc(&mut self.client, request)
+            .await
+            .map_err(status)?
+            .into_inner())
+    }
+
     fn request<T>(&self, message: T) -> Result<tonic::Request<T>> {
         let mut request = tonic::Request::new(message);
         request.metadata_mut().insert(
@@ -168,13 +184,11 @@ async fn run_async(cmd: ModelsCommand) -> Result<()> {
             coordinator::registry::ModelSpec::from_toml(&text)
                 .with_context(|| format!("invalid model spec {}", spec.display()))?;
             let mut op = Operator::connect(&connection).await?;
-            let request = op.request(pb::PublishSpecRequest { spec_toml: text })?;
             let r = op
-                .client
-                .publish_spec(request)
-                .await
-                .map_err(status)?
-                .into_inner();
+                .call(pb::PublishSpecRequest { spec_toml: text }, async |c, r| {
+                    c.publish_spec(r).await
+                })
+                .await?;
             if connection.format == Format::Json {
                 println!(
                     "{}",
@@ -192,13 +206,11 @@ async fn run_async(cmd: ModelsCommand) -> Result<()> {
             connection,
         } => {
             let mut op = Operator::connect(&connection).await?;
-            let request = op.request(pb::ListModelsRequest {})?;
             let models = op
-                .client
-                .list_models(request)
-                .await
-                .map_err(status)?
-                .into_inner()
+                .call(pb::ListModelsRequest {}, async |c, r| {
+                    c.list_models(r).await
+                })
+                .await?
                 .models;
             if connection.format == Format::Json {
                 let list: Vec<serde_json::Value> = models
@@ -228,13 +240,11 @@ async fn run_async(cmd: ModelsCommand) -> Result<()> {
             connection,
         } => {
             let mut op = Operator::connect(&connection).await?;
-            let request = op.request(pb::ListVersionsRequest { model })?;
             let r = op
-                .client
-                .list_versions(request)
-                .await
-                .map_err(status)?
-                .into_inner();
+                .call(pb::ListVersionsRequest { model }, async |c, r| {
+                    c.list_versions(r).await
+                })
+                .await?;
             let manifests = r
                 .versions
                 .iter()
@@ -291,15 +301,14 @@ async fn run_async(cmd: ModelsCommand) -> Result<()> {
             connection,
         } => {
             let mut op = Operator::connect(&connection).await?;
-            let request = op.request(pb::ShowVersionRequest {
-                model_ref: reference,
-            })?;
             let info = op
-                .client
-                .show_version(request)
-                .await
-                .map_err(status)?
-                .into_inner();
+                .call(
+                    pb::ShowVersionRequest {
+                        model_ref: reference,
+                    },
+                    async |c, r| c.show_version(r).await,
+                )
+                .await?;
             let m = manifest_of(&info)?;
             if connection.format == Format::Json {
                 println!(
@@ -318,15 +327,14 @@ async fn run_async(cmd: ModelsCommand) -> Result<()> {
             let mut op = Operator::connect(&connection).await?;
             let mut both = Vec::new();
             for reference in [first, second] {
-                let request = op.request(pb::ShowVersionRequest {
-                    model_ref: reference,
-                })?;
                 let info = op
-                    .client
-                    .show_version(request)
-                    .await
-                    .map_err(status)?
-                    .into_inner();
+                    .call(
+                        pb::ShowVersionRequest {
+                            model_ref: reference,
+                        },
+                        async |c, r| c.show_version(r).await,
+                    )
+                    .await?;
                 both.push(manifest_of(&info)?);
             }
             print_comparison(&both[0], &both[1], connection.format)?;
@@ -337,16 +345,15 @@ async fn run_async(cmd: ModelsCommand) -> Result<()> {
             connection,
         } => {
             let mut op = Operator::connect(&connection).await?;
-            let request = op.request(pb::PromoteRequest {
-                model_ref: reference,
-                alias,
-            })?;
             let a = op
-                .client
-                .promote(request)
-                .await
-                .map_err(status)?
-                .into_inner();
+                .call(
+                    pb::PromoteRequest {
+                        model_ref: reference,
+                        alias,
+                    },
+                    async |c, r| c.promote(r).await,
+                )
+                .await?;
             print_alias(&a, connection.format);
         }
         ModelsCommand::Rollback {
@@ -355,13 +362,11 @@ async fn run_async(cmd: ModelsCommand) -> Result<()> {
             connection,
         } => {
             let mut op = Operator::connect(&connection).await?;
-            let request = op.request(pb::RollbackRequest { model, alias })?;
             let a = op
-                .client
-                .rollback(request)
-                .await
-                .map_err(status)?
-                .into_inner();
+                .call(pb::RollbackRequest { model, alias }, async |c, r| {
+                    c.rollback(r).await
+                })
+                .await?;
             print_alias(&a, connection.format);
         }
         ModelsCommand::Export {
