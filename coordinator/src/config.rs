@@ -123,6 +123,10 @@ pub struct FederationSpec {
     pub upload_timeout_ms: u64,
     #[serde(default = "defaults::unmask_ms")]
     pub unmask_timeout_ms: u64,
+    /// Federated evaluation: after each training round, an evaluation round (same protection)
+    /// in which participants score the new version on their own holdout.
+    #[serde(default)]
+    pub evaluate: bool,
 }
 
 mod defaults {
@@ -190,6 +194,7 @@ impl FederationSpec {
             keys_timeout_ms: defaults::keys_ms(),
             upload_timeout_ms: defaults::upload_ms(),
             unmask_timeout_ms: defaults::unmask_ms(),
+            evaluate: false,
         }
     }
 

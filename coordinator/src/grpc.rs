@@ -154,13 +154,17 @@ fn train_task(plan: &RoundPlan, opening: Option<Arc<Vec<u8>>>) -> pb::TrainTask 
         }),
         local_epochs: spec.local_epochs,
         learning_rate: spec.learning_rate,
-        clip: spec.clip,
+        clip: plan.clip(),
         fedprox_mu: spec.fedprox_mu,
-        max_weight: spec.max_weight,
+        max_weight: plan.max_weight(),
         round_seed: plan.seed.to_vec(),
         roster: plan.selected.clone(),
         secagg_plan,
         he_committee,
+        purpose: match plan.purpose {
+            crate::round::RoundPurpose::Train => pb::RoundPurpose::Train,
+            crate::round::RoundPurpose::Evaluate => pb::RoundPurpose::Evaluate,
+        } as i32,
     }
 }
 

@@ -13,8 +13,12 @@ use crate::artifacts::{ArtifactStore, LocalArtifacts};
 use crate::auth::{NonceBook, parse_key};
 use crate::config::{CoordinatorConfig, FederationSpec, InitialWeights, Protection};
 use crate::metrics::Metrics;
-use crate::round::{Aggregated, Deadlines, PlainCollecting, RoundError, RoundPlan, WeightsRef};
-use crate::store::{FederationRecord, InFlightRound, ModelVersion, ParticipantRecord, StateStore};
+use crate::round::{
+    Aggregated, Deadlines, PlainCollecting, RoundError, RoundPlan, RoundPurpose, WeightsRef,
+};
+use crate::store::{
+    FederationRecord, InFlightRound, ModelVersion, ParticipantRecord, StateStore, VersionEvaluation,
+};
 use crate::{CoordinatorError, round};
 
 /// A participant is available for selection if it polled within this window.
@@ -224,6 +228,7 @@ impl Hub {
                     participants: 0,
                     protection: spec.protection,
                     created_unix_ms: now_ms,
+                    evaluation: VersionEvaluation::NotRequested,
                 };
                 self.store.create_federation(&record, &v0)?;
                 info!(federation = %spec.name, parameters = weights.len(), "federation created");
@@ -257,11 +262,7 @@ impl Hub {
             .filter(|p| p.federations.contains(&spec.name))
             .map(|p| p.id.clone())
             .collect();
-        let round = if latest.version >= spec.rounds {
-            RoundState::Done
-        } else {
-            RoundState::Idle { since_ms: now_ms }
-        };
+        let round = next_round_state(spec, &latest, now_ms);
         Ok(Federation {
             spec: spec.clone(),
             record,
@@ -502,7 +503,7 @@ impl Hub {
             RoundState::Plain(c) if kind == UploadKind::Plain => {
                 c.admit(round, participant)?;
                 Ok(UploadSlot {
-                    expected_bytes: Some(c.plan().global.length * 4),
+                    expected_bytes: Some(c.plan().vector_len() * 4),
                 })
             }
             RoundState::Masked(m) if kind == UploadKind::Masked => Ok(UploadSlot {
@@ -829,9 +830,16 @@ impl Hub {
         available.truncate(selected.max(wait_for));
         available.sort();
         let round = f.record.next_round;
+        // A version awaiting its federated evaluation is scored before training goes on.
+        let purpose = if f.latest.evaluation.is_pending() {
+            RoundPurpose::Evaluate
+        } else {
+            RoundPurpose::Train
+        };
         let keys = now_ms + spec.keys_timeout_ms;
         let upload = keys + spec.upload_timeout_ms;
         let plan = RoundPlan {
+            purpose,
             federation: name.to_string(),
             round,
             selected: available,
@@ -891,6 +899,7 @@ impl Hub {
             round,
             selected = plan.selected.len(),
             protection = spec.protection.name(),
+            purpose = ?purpose,
             "round started"
         );
         Ok(Some(state))
@@ -927,6 +936,9 @@ impl Hub {
         result: Result<Aggregated, RoundError>,
         now_ms: u64,
     ) -> Result<RoundState, CoordinatorError> {
+        if plan.purpose == RoundPurpose::Evaluate {
+            return self.finish_evaluation(name, plan, result, now_ms);
+        }
         let Some(f) = self.federations.get_mut(name) else {
             return Ok(RoundState::Done);
         };
@@ -972,6 +984,11 @@ impl Hub {
             participants: aggregated.participants as u64,
             protection: plan.protection,
             created_unix_ms: now_ms,
+            evaluation: if spec.evaluate {
+                VersionEvaluation::Pending { attempts: 0 }
+            } else {
+                VersionEvaluation::NotRequested
+            },
         };
         let record = FederationRecord {
             latest_version: version.version,
@@ -996,11 +1013,80 @@ impl Hub {
         f.global_bytes = Arc::new(bytes);
         f.velocity = velocity;
         f.latest = version;
-        Ok(if f.latest.version >= f.spec.rounds {
-            RoundState::Done
-        } else {
-            RoundState::Idle { since_ms: now_ms }
-        })
+        Ok(next_round_state(&f.spec, &f.latest, now_ms))
+    }
+
+    /// Stores the fleet scores of an evaluation round with the version they score; a failed
+    /// round is retried up to [`EVALUATION_ATTEMPTS`] times, then recorded as failed so the
+    /// federation goes on (and the version's manifest says it has no federated metrics).
+    fn finish_evaluation(
+        &mut self,
+        name: &str,
+        plan: RoundPlan,
+        result: Result<Aggregated, RoundError>,
+        now_ms: u64,
+    ) -> Result<RoundState, CoordinatorError> {
+        let Some(f) = self.federations.get_mut(name) else {
+            return Ok(RoundState::Done);
+        };
+        let mut version = f.latest.clone();
+        let attempts = match version.evaluation {
+            VersionEvaluation::Pending { attempts } => attempts + 1,
+            _ => 1,
+        };
+        let scores = result.map_err(|e| e.to_string()).and_then(|a| {
+            models::FleetScores::from_weighted_mean(
+                &a.mean_update,
+                a.total_weight,
+                a.participants as u64,
+            )
+            .map_err(|e| e.to_string())
+        });
+        version.evaluation = match scores {
+            Ok(scores) => {
+                info!(
+                    federation = name,
+                    round = plan.round,
+                    version = version.version,
+                    sites = scores.sites,
+                    nmae = scores.nmae,
+                    "federated evaluation recorded"
+                );
+                self.metrics
+                    .round_completed(now_ms.saturating_sub(plan.started_unix_ms));
+                VersionEvaluation::Scored {
+                    round: plan.round,
+                    protection: plan.protection,
+                    scores,
+                }
+            }
+            Err(reason) => {
+                warn!(federation = name, round = plan.round, version = version.version,
+                    attempts, error = %reason, "federated evaluation round failed");
+                self.metrics.round_failed();
+                if attempts < EVALUATION_ATTEMPTS {
+                    VersionEvaluation::Pending { attempts }
+                } else {
+                    VersionEvaluation::Failed { reason }
+                }
+            }
+        };
+        self.store.record_evaluation(&version)?;
+        f.latest = version;
+        Ok(next_round_state(&f.spec, &f.latest, now_ms))
+    }
+}
+
+/// Rounds an evaluation may take before the version is recorded as not evaluated.
+const EVALUATION_ATTEMPTS: u32 = 3;
+
+/// What follows a settled round: another round (training, or the latest version's pending
+/// evaluation), or nothing once the last version is trained and evaluated.
+fn next_round_state(spec: &FederationSpec, latest: &ModelVersion, now_ms: u64) -> RoundState {
+    if latest.version >= spec.rounds && !latest.evaluation.is_pending() {
+        RoundState::Done
+    } else {
+        RoundState::Idle { since_ms: now_ms }
     }
 }
 

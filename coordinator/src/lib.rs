@@ -39,7 +39,7 @@ pub use config::{CoordinatorConfig, FederationSpec, InitialWeights, Protection, 
 pub use error::CoordinatorError;
 pub use hub::Hub;
 pub use metrics::Metrics;
-pub use store::ModelVersion;
+pub use store::{ModelVersion, VersionEvaluation};
 
 /// The latest committed version of `federation` under `data_dir` and its weights (for a
 /// stopped coordinator: the demo and tests read results this way).
@@ -142,7 +142,12 @@ pub async fn serve_with(
     let tls = matches!(transport, tls::Transport::Tls(_));
     info!(addr = ?listener.local_addr().ok(), data_dir = %data_dir.display(), tls, "coordinator serving");
 
-    let ticker = tokio::spawn(tick(hub.clone(), changes.clone(), stop_rx.clone()));
+    let ticker = tokio::spawn(tick(
+        hub.clone(),
+        registry.clone(),
+        changes.clone(),
+        stop_rx.clone(),
+    ));
     let metrics_task = metrics_listener.map(|l| {
         let mut stop = stop_rx.clone();
         tokio::spawn(metrics::serve_metrics(l, metrics.clone(), async move {
@@ -193,7 +198,12 @@ pub async fn serve_with(
     result.map_err(|e| CoordinatorError::Config(format!("gRPC server: {e}")))
 }
 
-async fn tick(hub: Arc<Mutex<Hub>>, changes: watch::Sender<u64>, mut stop: watch::Receiver<bool>) {
+async fn tick(
+    hub: Arc<Mutex<Hub>>,
+    registry: Arc<registry::Registry>,
+    changes: watch::Sender<u64>,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut interval = tokio::time::interval(TICK);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -201,12 +211,19 @@ async fn tick(hub: Arc<Mutex<Hub>>, changes: watch::Sender<u64>, mut stop: watch
             _ = interval.tick() => {}
             _ = stop.wait_for(|s| *s) => return,
         }
-        let (hub, changes) = (hub.clone(), changes.clone());
+        let (hub, registry, changes) = (hub.clone(), registry.clone(), changes.clone());
         let _ = tokio::task::spawn_blocking(move || {
-            if let Ok(mut hub) = hub.lock() {
-                hub.advance(grpc::now_ms());
-                let generation = hub.generation();
-                changes.send_if_modified(|g| std::mem::replace(g, generation) != generation);
+            let moved = match hub.lock() {
+                Ok(mut hub) => {
+                    hub.advance(grpc::now_ms());
+                    let generation = hub.generation();
+                    changes.send_if_modified(|g| std::mem::replace(g, generation) != generation)
+                }
+                Err(_) => false,
+            };
+            // Outside the hub's lock: signing reads every new version's weights.
+            if moved && let Err(e) = registry::grpc::sync_all(&registry, &hub) {
+                warn!(error = %e, "signing new version manifests failed; retried on next change");
             }
         })
         .await;

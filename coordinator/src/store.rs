@@ -41,8 +41,34 @@ pub struct FederationRecord {
     pub velocity_sha256: Option<String>,
 }
 
-/// One completed, immutable model version.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// Where a version's federated evaluation stands (the only part of a version that changes
+/// after its commit, once).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "status")]
+pub enum VersionEvaluation {
+    /// The federation does not evaluate its versions (or the version is the initial one).
+    #[default]
+    NotRequested,
+    /// An evaluation round is due; `attempts` rounds failed so far.
+    Pending { attempts: u32 },
+    /// The fleet's holdout scores, aggregated under `protection` in `round`.
+    Scored {
+        round: u64,
+        protection: Protection,
+        scores: models::FleetScores,
+    },
+    /// Given up after repeated failed rounds.
+    Failed { reason: String },
+}
+
+impl VersionEvaluation {
+    pub fn is_pending(&self) -> bool {
+        matches!(self, VersionEvaluation::Pending { .. })
+    }
+}
+
+/// One completed, immutable model version (its evaluation aside).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ModelVersion {
     pub federation: String,
     pub version: u64,
@@ -56,6 +82,8 @@ pub struct ModelVersion {
     pub participants: u64,
     pub protection: Protection,
     pub created_unix_ms: u64,
+    #[serde(default)]
+    pub evaluation: VersionEvaluation,
 }
 
 /// What was running when the coordinator last wrote its state.
@@ -207,6 +235,18 @@ impl StateStore {
         self.write(&[Write::Delete(ROUNDS, federation)])
     }
 
+    /// Records a version's evaluation (and ends the evaluation round), atomically.
+    pub fn record_evaluation(&self, version: &ModelVersion) -> Result<(), CoordinatorError> {
+        self.write(&[
+            Write::Put(
+                VERSIONS,
+                version_key(&version.federation, version.version),
+                serde_json::to_vec(version)?,
+            ),
+            Write::Delete(ROUNDS, &version.federation),
+        ])
+    }
+
     /// Commits a completed version and ends its round, atomically. The artifact must already
     /// be stored.
     pub fn commit_version(
@@ -300,6 +340,7 @@ mod tests {
             participants: 2,
             protection: Protection::Masked,
             created_unix_ms: 1,
+            evaluation: VersionEvaluation::NotRequested,
         };
         {
             let store = StateStore::open(&path).unwrap();

@@ -21,6 +21,7 @@ pub mod evaluation;
 pub mod flat;
 pub mod forecast;
 pub mod forecaster;
+pub mod holdout;
 mod linalg;
 mod loss;
 pub mod metrics;
@@ -41,6 +42,7 @@ pub use evaluation::{
 pub use flat::{NamedParameter, from_flat, load_flat, named_parameters, to_flat};
 pub use forecast::QuantileForecast;
 pub use forecaster::{QuantileForecaster, inference_device, training_device};
+pub use holdout::{FleetScores, HoldoutScores};
 pub use metrics::{ErrorSums, ForecastMetrics, StepSelection, site_errors};
 pub use network::QuantileMlp;
 pub use ridge::{RidgeConfig, RidgeForecaster};

@@ -95,9 +95,14 @@ impl ErrorSums {
         total
     }
 
+    /// Mean absolute actual value in kW, the denominator of the normalized scores.
+    pub fn mean_abs_actual(&self) -> f64 {
+        self.abs_actual / self.steps as f64
+    }
+
     pub fn metrics(&self) -> ForecastMetrics {
         let n = self.steps as f64;
-        let mean_actual = self.abs_actual / n;
+        let mean_actual = self.mean_abs_actual();
         let mae = self.abs_error / n;
         let rmse = (self.squared_error / n).sqrt();
         let normalized = |v: f64| {

@@ -11,10 +11,11 @@ use tracing::{debug, info, warn};
 use crate::ParticipantError;
 use crate::client::{CoordinatorEndpoint, FederationLink, WireTap, connect};
 use crate::config::Limits;
+use crate::contribution::{self, Contribution};
 use crate::encrypted::EncryptedSession;
 use crate::identity::SiteIdentity;
 use crate::secure::SecureRound;
-use crate::trainer::{LocalResult, LocalTrainer, TrainSpec, clipped_update};
+use crate::trainer::{LocalTrainer, TrainSpec};
 
 /// How to reach and join the federation.
 #[derive(Clone, Debug)]
@@ -51,8 +52,8 @@ pub struct Daemon {
 
 struct ActiveRound {
     task: pb::TrainTask,
-    global: Arc<Vec<f32>>,
-    training: Option<JoinHandle<Result<LocalResult, ParticipantError>>>,
+    /// Local training (or, in an evaluation round, scoring) producing the contribution.
+    training: Option<JoinHandle<Result<Contribution, ParticipantError>>>,
     secure: Option<SecureRound>,
     encrypted: Option<EncryptedSession>,
     /// The masked input or sealed ciphertext once computed (kept to retry an interrupted upload).
@@ -233,11 +234,12 @@ impl Daemon {
             .map_err(|e| ParticipantError::Protocol(format!("finishing: {e}")))?
     }
 
+    /// Starts the round's local work: training from `global`, or scoring it on the holdout.
     fn start_training(
         &self,
         task: &pb::TrainTask,
         global: Arc<Vec<f32>>,
-    ) -> JoinHandle<Result<LocalResult, ParticipantError>> {
+    ) -> JoinHandle<Result<Contribution, ParticipantError>> {
         let spec = TrainSpec {
             round: task.round,
             model_spec_json: task.model_spec_json.clone(),
@@ -246,10 +248,20 @@ impl Daemon {
             fedprox_mu: task.fedprox_mu,
         };
         let (trainer, pool) = (self.trainer.clone(), self.pool.clone());
-        tokio::task::spawn_blocking(move || pool.install(|| trainer.train(&spec, &global)))
+        let (clip, max_weight) = (task.clip, task.max_weight);
+        if contribution::is_evaluation(task) {
+            return tokio::task::spawn_blocking(move || {
+                let scores = pool.install(|| trainer.evaluate(&spec, &global))?;
+                contribution::from_scores(&scores, clip, max_weight)
+            });
+        }
+        tokio::task::spawn_blocking(move || {
+            let result = pool.install(|| trainer.train(&spec, &global))?;
+            contribution::from_training(result, &global, clip, max_weight)
+        })
     }
 
-    /// The update to share: clipped, finite, with its FedAvg weight.
+    /// The contribution to share: a clipped, finite update with its FedAvg weight, or scores.
     async fn finish_training(&mut self) -> Result<(Vec<f32>, u32), ParticipantError> {
         let limit = Duration::from_secs(self.settings.limits.max_round_seconds);
         let active = self
@@ -266,23 +278,7 @@ impl Daemon {
                 ParticipantError::Protocol(format!("local training exceeded {} s", limit.as_secs()))
             })?
             .map_err(|e| ParticipantError::Protocol(format!("training task failed: {e}")))??;
-        if result.params.len() != active.global.len() {
-            return Err(ParticipantError::Protocol(format!(
-                "trained {} parameters, the global model has {}",
-                result.params.len(),
-                active.global.len()
-            )));
-        }
-        if result.params.iter().any(|v| !v.is_finite()) {
-            return Err(ParticipantError::Protocol(
-                "local training diverged (non-finite parameters)".into(),
-            ));
-        }
-        let update = clipped_update(&result.params, &active.global, active.task.clip);
-        let weight = result
-            .samples
-            .clamp(1, u64::from(active.task.max_weight.max(1))) as u32;
-        Ok((update, weight))
+        Ok((result.values, result.weight))
     }
 
     /// Handles a new round's task. Returns true if an update was uploaded.
@@ -314,7 +310,6 @@ impl Daemon {
             pb::ProtectionMode::Plain => {
                 self.active = Some(ActiveRound {
                     task: task.clone(),
-                    global,
                     training,
                     secure: None,
                     encrypted: None,
@@ -346,7 +341,6 @@ impl Daemon {
                 let (federation, round) = (task.federation.clone(), task.round);
                 self.active = Some(ActiveRound {
                     task,
-                    global,
                     training,
                     secure: Some(secure),
                     encrypted: None,
@@ -367,7 +361,6 @@ impl Daemon {
                 let (federation, round) = (task.federation.clone(), task.round);
                 self.active = Some(ActiveRound {
                     task,
-                    global,
                     training,
                     secure: None,
                     encrypted: Some(session),

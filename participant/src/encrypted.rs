@@ -85,11 +85,7 @@ impl EncryptedSession {
                 "he_committee plan has fewer summands than the roster".into(),
             ));
         }
-        let values = task
-            .global
-            .as_ref()
-            .map(|g| g.length as usize)
-            .ok_or_else(|| ParticipantError::Protocol("round task without weights".into()))?;
+        let values = crate::contribution::vector_len(task)?;
         let codec =
             LimbCodec::new(committee.plan(), task.clip, task.max_weight).map_err(he_err("plan"))?;
         let mut noise = NoiseSource::from_os().map_err(he_err("randomness"))?;

@@ -17,6 +17,7 @@ pub mod board;
 pub mod check;
 pub mod client;
 pub mod config;
+pub mod contribution;
 pub mod daemon;
 pub mod encrypted;
 pub mod error;
@@ -73,7 +74,8 @@ pub async fn run(
         .await
         .map_err(|e| ParticipantError::Protocol(format!("loading data: {e}")))??;
     let identity = Arc::new(SiteIdentity::load_or_create(&config.key_file)?);
-    let mut trainer = MlpTrainer::new(prepared.train);
+    let mut trainer =
+        MlpTrainer::new(prepared.train).with_holdout(prepared.test, config.data.target()?);
     if let Some(dir) = &config.personalized_model_dir {
         trainer = trainer.with_personalization(dir.clone(), config.data.target()?);
     }

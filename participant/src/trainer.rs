@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 
 use datasets::{SampleSet, Target};
-use models::{ForecasterConfig, TrainingMode};
+use models::{ForecasterConfig, HoldoutScores, TrainingMode};
 
 use crate::ParticipantError;
 
@@ -26,9 +26,26 @@ pub struct LocalResult {
     pub samples: u64,
 }
 
+fn no_holdout(spec: &TrainSpec) -> ParticipantError {
+    ParticipantError::Protocol(format!(
+        "round {}: this site has no holdout to evaluate on",
+        spec.round
+    ))
+}
+
 /// Trains locally from the global weights.
 pub trait LocalTrainer: Send + Sync + 'static {
     fn train(&self, spec: &TrainSpec, global: &[f32]) -> Result<LocalResult, ParticipantError>;
+
+    /// Scores `weights` (a version of the federation's model) on the site's own holdout for a
+    /// federated evaluation round. Only the scores leave, protected like updates.
+    fn evaluate(
+        &self,
+        spec: &TrainSpec,
+        _weights: &[f32],
+    ) -> Result<HoldoutScores, ParticipantError> {
+        Err(no_holdout(spec))
+    }
 
     /// Called once with the federation's final weights (downloaded and digest-checked), e.g. to
     /// personalize them on the site's own data. Nothing it does leaves the site.
@@ -46,6 +63,8 @@ struct Personalization {
 /// The quantile MLP of `models`, trained on this site's training samples only.
 pub struct MlpTrainer {
     samples: SampleSet,
+    /// The site's held-out (latest) samples and target, for federated evaluation.
+    holdout: Option<(SampleSet, Target)>,
     personalization: Option<Personalization>,
     /// The model spec of the latest round (the final weights' architecture).
     last_config: Mutex<Option<ForecasterConfig>>,
@@ -55,6 +74,7 @@ impl MlpTrainer {
     pub fn new(samples: SampleSet) -> Self {
         Self {
             samples,
+            holdout: None,
             personalization: None,
             last_config: Mutex::new(None),
         }
@@ -68,17 +88,25 @@ impl MlpTrainer {
         self
     }
 
+    /// Scores federated versions on `holdout` (the site's latest samples, never trained on).
+    pub fn with_holdout(mut self, holdout: SampleSet, target: Target) -> Self {
+        self.holdout = Some((holdout, target));
+        self
+    }
+
     pub fn samples(&self) -> &SampleSet {
         &self.samples
     }
 }
 
+fn model_config(spec: &TrainSpec) -> Result<ForecasterConfig, ParticipantError> {
+    serde_json::from_str(&spec.model_spec_json)
+        .map_err(|e| ParticipantError::Protocol(format!("model spec of round {}: {e}", spec.round)))
+}
+
 impl LocalTrainer for MlpTrainer {
     fn train(&self, spec: &TrainSpec, global: &[f32]) -> Result<LocalResult, ParticipantError> {
-        let mut config: ForecasterConfig =
-            serde_json::from_str(&spec.model_spec_json).map_err(|e| {
-                ParticipantError::Protocol(format!("model spec of round {}: {e}", spec.round))
-            })?;
+        let mut config = model_config(spec)?;
         // Fine-tuning later uses the model spec's own hyperparameters, not this round's.
         if let Ok(mut last) = self.last_config.lock() {
             *last = Some(config.clone());
@@ -97,6 +125,22 @@ impl LocalTrainer for MlpTrainer {
             params: update.params,
             samples: update.samples as u64,
         })
+    }
+
+    fn evaluate(
+        &self,
+        spec: &TrainSpec,
+        weights: &[f32],
+    ) -> Result<HoldoutScores, ParticipantError> {
+        let Some((holdout, target)) = &self.holdout else {
+            return Err(no_holdout(spec));
+        };
+        Ok(HoldoutScores::measure(
+            &model_config(spec)?,
+            weights,
+            holdout,
+            *target,
+        )?)
     }
 
     fn finish(&self, final_weights: &[f32]) -> Result<(), ParticipantError> {

@@ -542,6 +542,7 @@ fn aggregation_only(mode: BenchMode, deltas: &[Arc<Vec<f32>>]) -> Result<(f64, O
     match mode {
         BenchMode::Plain => {
             let plan = coordinator::round::RoundPlan {
+                purpose: coordinator::round::RoundPurpose::Train,
                 federation: "bench".into(),
                 round: 1,
                 selected: (0..n).map(|i| format!("p{i:06}")).collect(),

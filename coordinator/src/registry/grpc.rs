@@ -57,6 +57,16 @@ pub(crate) fn sync(
     Ok(())
 }
 
+/// Signs the manifests of every published model's settled versions: the coordinator's tick
+/// calls it whenever rounds move, so a version is signed as soon as it and its federated
+/// evaluation are committed.
+pub(crate) fn sync_all(registry: &Registry, hub: &Mutex<Hub>) -> Result<(), RegistryError> {
+    for model in registry.models()? {
+        sync(registry, hub, &model.spec.name)?;
+    }
+    Ok(())
+}
+
 /// Opens the registry under `data_dir` and adds the federations of published models to `hub`.
 pub async fn attach(
     hub: Hub,

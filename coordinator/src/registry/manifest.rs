@@ -59,6 +59,16 @@ pub struct WeightsRef {
     pub parameters: u64,
 }
 
+/// A sector's federated evaluation of a version: its sites' holdout scores, aggregated under
+/// the round's protection so that no single site's score is revealed (`models::holdout`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SectorEvaluation {
+    /// The evaluation round.
+    pub round: u64,
+    pub protection: Protection,
+    pub scores: models::FleetScores,
+}
+
 /// Everything the id and the signature cover.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ManifestContent {
@@ -69,8 +79,13 @@ pub struct ManifestContent {
     /// The complete `models::ForecasterConfig` (JSON), as participants trained it.
     pub forecaster_json: String,
     pub lineage: Lineage,
-    /// Named scores measured by the coordinator (sizes of the weights and of the update).
+    /// Named scores: sizes of the weights and of the update (measured by the coordinator) and
+    /// the headline federated scores (`federated_nmae`, ...), for side-by-side comparison.
     pub metrics: BTreeMap<String, f64>,
+    /// Federated evaluation by sector (the model's sector); empty when the version was not
+    /// evaluated (its evaluation rounds failed).
+    #[serde(default)]
+    pub federated_evaluation: BTreeMap<String, SectorEvaluation>,
     pub created_unix_ms: u64,
     pub weights: WeightsRef,
     /// How the forecast service feeds the network (target, steps, feature layout), JSON.

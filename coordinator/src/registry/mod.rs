@@ -21,7 +21,7 @@ pub use error::RegistryError;
 pub use export::{VERSION_FILE, write_export};
 pub use manifest::{
     Lineage, MANIFEST_DOMAIN, MANIFEST_FORMAT, ManifestContent, ParentRef, PrivacyAccounting,
-    VersionManifest, WeightsRef,
+    SectorEvaluation, VersionManifest, WeightsRef,
 };
 pub use spec::{Architecture, ModelSpec, Privacy, REQUIRED_QUANTILES, Training, check_name};
 pub use store::{AliasAction, AliasEvent, AliasRecord, PublishedModel};
@@ -30,7 +30,7 @@ use crate::CoordinatorError;
 use crate::artifacts::{ArtifactStore, LocalArtifacts};
 use crate::hub::Hub;
 use crate::round::masked::CoordinatorIdentity;
-use crate::store::ModelVersion;
+use crate::store::{ModelVersion, VersionEvaluation};
 use store::RegistryStore;
 
 /// The alias a bare model name resolves to.
@@ -150,12 +150,16 @@ impl Registry {
             .ok_or_else(|| RegistryError::UnknownModel(name.to_string()))
     }
 
-    /// Signs a manifest for every committed version (round >= 1) that has none yet.
+    /// Signs a manifest for every committed version (round >= 1) that has none yet and whose
+    /// federated evaluation is settled (the scores are part of the signed content).
     /// `versions` are the federation's committed versions, oldest first.
     pub fn sync(&self, name: &str, versions: &[ModelVersion]) -> Result<usize, RegistryError> {
         let model = self.model(name)?;
         let mut added = 0;
-        for v in versions.iter().filter(|v| v.version >= 1) {
+        let settled = versions
+            .iter()
+            .filter(|v| v.version >= 1 && !v.evaluation.is_pending());
+        for v in settled {
             if self.store.manifest(name, v.version)?.is_some() {
                 continue;
             }
@@ -187,6 +191,35 @@ impl Registry {
                 metrics.insert("update_l2".to_string(), l2(delta));
             }
         }
+        let mut federated_evaluation = BTreeMap::new();
+        if let VersionEvaluation::Scored {
+            round,
+            protection,
+            scores,
+        } = &v.evaluation
+        {
+            let headline = [
+                ("federated_nmae", Some(scores.nmae)),
+                ("federated_nrmse", Some(scores.nrmse)),
+                ("federated_pinball", Some(scores.npinball)),
+                ("federated_coverage", Some(scores.coverage)),
+                ("federated_skill", scores.skill),
+                ("federated_sites", Some(scores.sites as f64)),
+            ];
+            for (name, value) in headline {
+                if let Some(value) = value {
+                    metrics.insert(name.to_string(), value);
+                }
+            }
+            federated_evaluation.insert(
+                spec.sector.as_str().to_string(),
+                SectorEvaluation {
+                    round: *round,
+                    protection: *protection,
+                    scores: scores.clone(),
+                },
+            );
+        }
         let parent = match v.parent {
             Some(p) => Some(ParentRef {
                 version: p,
@@ -213,6 +246,7 @@ impl Registry {
                 parent,
             },
             metrics,
+            federated_evaluation,
             created_unix_ms: v.created_unix_ms,
             weights: WeightsRef {
                 sha256: v.sha256.clone(),

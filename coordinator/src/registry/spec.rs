@@ -374,6 +374,8 @@ impl ModelSpec {
         f.fedprox_mu = self.training.fedprox_mu;
         f.clip = self.privacy.clip;
         f.max_weight = self.privacy.max_weight;
+        // Every registered version gets federated metrics before its manifest is signed.
+        f.evaluate = true;
         Ok(f)
     }
 }

@@ -182,15 +182,15 @@ impl EncryptedRound {
             0 => m / 2 + 1,
             t => t.min(m),
         };
-        let values = usize::try_from(plan.global.length)
+        let values = usize::try_from(plan.vector_len())
             .map_err(|_| CoordinatorError::Config("model too large".into()))?;
         let (he_plan, codec) = plan_for(
             plan.selected.len(),
             m,
             t,
             values,
-            plan.spec.clip,
-            plan.spec.max_weight,
+            plan.clip(),
+            plan.max_weight(),
         )
         .map_err(he_error)?;
         let seats = members
@@ -740,6 +740,7 @@ impl EncryptedRound {
         Ok(Some(Aggregated {
             plan: self.plan.clone(),
             mean_update: mean.mean,
+            total_weight: mean.total_weight,
             participants: n as usize,
         }))
     }

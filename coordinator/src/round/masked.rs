@@ -209,15 +209,12 @@ impl MaskedRound {
                 verifying_key: *key,
             });
         }
-        let vector_len = u32::try_from(plan.global.length + 1)
+        let vector_len = u32::try_from(plan.vector_len() + 1)
             .map_err(|_| CoordinatorError::Config("model too large for masking".into()))?;
         let params = params_for(&plan, vector_len)?;
-        let codec = FixedPointCodec::weighted(
-            plan.spec.clip,
-            plan.selected.len() as u32,
-            plan.spec.max_weight,
-        )
-        .map_err(|e| CoordinatorError::Config(e.to_string()))?;
+        let codec =
+            FixedPointCodec::weighted(plan.clip(), plan.selected.len() as u32, plan.max_weight())
+                .map_err(|e| CoordinatorError::Config(e.to_string()))?;
         let round = RoundId {
             federation: FederationId::from_name(&plan.federation),
             round: plan.round,
@@ -453,6 +450,7 @@ impl MaskedRound {
                     Ok(Aggregated {
                         plan: self.plan.clone(),
                         mean_update: mean.mean,
+                        total_weight: mean.total_weight,
                         participants: n as usize,
                     })
                 });

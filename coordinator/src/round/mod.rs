@@ -66,9 +66,20 @@ pub struct Deadlines {
     pub unmask_unix_ms: u64,
 }
 
+/// What the participants of a round send.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RoundPurpose {
+    /// Train from `global` and send the clipped update (FedAvg).
+    Train,
+    /// Score `global` on the local holdout and send `models::HoldoutScores` (federated
+    /// evaluation); nothing is trained.
+    Evaluate,
+}
+
 /// A round as decided at selection: who, from which weights, under which rules.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RoundPlan {
+    pub purpose: RoundPurpose,
     pub federation: String,
     pub round: u64,
     /// Selected participants, sorted.
@@ -86,6 +97,30 @@ pub struct RoundPlan {
 }
 
 impl RoundPlan {
+    /// Values each participant sends (before the weight slot protected modes add).
+    pub fn vector_len(&self) -> u64 {
+        match self.purpose {
+            RoundPurpose::Train => self.global.length,
+            RoundPurpose::Evaluate => models::holdout::SCORE_SLOTS as u64,
+        }
+    }
+
+    /// Every sent value lies in `[-clip, clip]`.
+    pub fn clip(&self) -> f32 {
+        match self.purpose {
+            RoundPurpose::Train => self.spec.clip,
+            RoundPurpose::Evaluate => models::holdout::SCORE_CLIP,
+        }
+    }
+
+    /// Largest weight (training samples, or holdout windows) a contribution may claim.
+    pub fn max_weight(&self) -> u32 {
+        match self.purpose {
+            RoundPurpose::Train => self.spec.max_weight,
+            RoundPurpose::Evaluate => models::holdout::MAX_SCORE_WEIGHT,
+        }
+    }
+
     pub fn is_selected(&self, participant: &str) -> bool {
         self.selected
             .binary_search_by(|p| p.as_str().cmp(participant))
@@ -106,12 +141,16 @@ impl RoundPlan {
     }
 }
 
-/// The outcome of a completed round: the FedAvg step to apply to the global weights.
+/// The outcome of a completed round: the FedAvg step to apply to the global weights, or (an
+/// evaluation round) the fleet's mean scores.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Aggregated {
     pub plan: RoundPlan,
-    /// Sample-weighted mean of the participants' updates (local - global).
+    /// Weighted mean of the participants' vectors: updates (local - global) by sample count,
+    /// or holdout scores by window count.
     pub mean_update: Vec<f32>,
+    /// Sum of the contributions' weights.
+    pub total_weight: u64,
     /// Number of contributions in the mean.
     pub participants: usize,
 }

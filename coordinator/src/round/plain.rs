@@ -16,7 +16,7 @@ pub struct PlainCollecting {
 
 impl PlainCollecting {
     pub fn new(plan: RoundPlan) -> Self {
-        let len = plan.global.length as usize;
+        let len = plan.vector_len() as usize;
         Self {
             plan,
             weighted_sum: vec![0.0; len],
@@ -62,13 +62,13 @@ impl PlainCollecting {
                 self.weighted_sum.len()
             )));
         }
-        if samples == 0 || samples > u64::from(self.plan.spec.max_weight) {
+        if samples == 0 || samples > u64::from(self.plan.max_weight()) {
             return Err(malformed(format!(
                 "sample count {samples} outside 1..={}",
-                self.plan.spec.max_weight
+                self.plan.max_weight()
             )));
         }
-        let clip = self.plan.spec.clip;
+        let clip = self.plan.clip();
         if let Some(i) = update.iter().position(|v| v.is_nan() || v.abs() > clip) {
             return Err(malformed(format!(
                 "value {} at index {i} outside [-{clip}, {clip}]",
@@ -108,6 +108,7 @@ impl PlainCollecting {
         Ok(Aggregated {
             plan: self.plan,
             mean_update,
+            total_weight: self.total_weight,
             participants: have,
         })
     }

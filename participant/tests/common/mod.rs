@@ -250,6 +250,27 @@ impl LocalTrainer for Slow {
     }
 }
 
+/// A fixed update that also reports fixed holdout scores in evaluation rounds.
+pub struct ScoredFixed(pub FixedUpdate, pub models::HoldoutScores);
+
+impl LocalTrainer for ScoredFixed {
+    fn train(
+        &self,
+        spec: &participant::TrainSpec,
+        global: &[f32],
+    ) -> Result<participant::LocalResult, participant::ParticipantError> {
+        self.0.train(spec, global)
+    }
+
+    fn evaluate(
+        &self,
+        _: &participant::TrainSpec,
+        _: &[f32],
+    ) -> Result<models::HoldoutScores, participant::ParticipantError> {
+        Ok(self.1)
+    }
+}
+
 pub async fn join_all(
     handles: Vec<JoinHandle<Result<RunSummary, participant::ParticipantError>>>,
     limit: Duration,

@@ -1,0 +1,181 @@
+//! Federated evaluation over real gRPC on 127.0.0.1: after each training round the participants
+//! score the new version on their holdout and the coordinator records the fleet's scores,
+//! aggregated under the round's protection. Each site reports known scores, so the recorded
+//! result is checked against the window-weighted mean computed here in the clear.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use coordinator::{FederationSpec, Protection, VersionEvaluation};
+use models::holdout::SCORE_CLIP;
+use models::{FleetScores, HoldoutScores};
+use participant::FixedUpdate;
+
+/// Known holdout scores of site `i`; site 3's nMSE is beyond the clip (a poor model there).
+fn site_scores(i: usize) -> HoldoutScores {
+    let x = i as f64;
+    HoldoutScores {
+        windows: [30, 12, 75, 20, 44][i],
+        nmae: 0.08 + 0.03 * x,
+        nmse: if i == 3 { 9.5 } else { 0.01 + 0.004 * x },
+        npinball: 0.035 + 0.01 * x,
+        coverage: 0.7 + 0.05 * x,
+        persistence_nmae: 0.3 + 0.02 * x,
+    }
+}
+
+/// What the coordinator should find: window-weighted means, site 3's nMSE clamped.
+fn expected(n: usize) -> FleetScores {
+    let sites: Vec<HoldoutScores> = (0..n).map(site_scores).collect();
+    let total: f64 = sites.iter().map(|s| f64::from(s.windows)).sum();
+    let mean = |f: &dyn Fn(&HoldoutScores) -> f64| {
+        sites
+            .iter()
+            .map(|s| f64::from(s.windows) * f(s))
+            .sum::<f64>()
+            / total
+    };
+    let clip = f64::from(SCORE_CLIP);
+    let nmae = mean(&|s| s.nmae);
+    let persistence_nmae = mean(&|s| s.persistence_nmae);
+    FleetScores {
+        sites: n as u64,
+        windows: total as u64,
+        nmae,
+        nrmse: mean(&|s| s.nmse.min(clip)).sqrt(),
+        npinball: mean(&|s| s.npinball),
+        coverage: mean(&|s| s.coverage),
+        skill: Some(1.0 - nmae / persistence_nmae),
+        persistence_nmae,
+        saturated_share: mean(&|s| f64::from(u8::from(s.nmse > clip))),
+    }
+}
+
+fn assert_close(got: &FleetScores, want: &FleetScores) {
+    assert_eq!((got.sites, got.windows), (want.sites, want.windows));
+    // Fixed point over [-8, 8] with 5 sites and weights up to 1000: ~1e-5 per slot.
+    let pairs = [
+        ("nmae", got.nmae, want.nmae),
+        ("nrmse", got.nrmse, want.nrmse),
+        ("npinball", got.npinball, want.npinball),
+        ("coverage", got.coverage, want.coverage),
+        (
+            "persistence_nmae",
+            got.persistence_nmae,
+            want.persistence_nmae,
+        ),
+        ("skill", got.skill.unwrap(), want.skill.unwrap()),
+        ("saturated_share", got.saturated_share, want.saturated_share),
+    ];
+    for (name, g, w) in pairs {
+        assert!((g - w).abs() < 1e-4, "{name}: recorded {g}, expected {w}");
+    }
+}
+
+async fn evaluated_federation(protection: Protection, rounds: u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let (n, d) = (5, 2_000);
+    let spec = FederationSpec {
+        min_participants: 4,
+        participants_per_round: n,
+        evaluate: true,
+        ..FederationSpec::vector("load", d as u64, protection, rounds)
+    };
+    let coord = RunningCoordinator::start(dir.path(), vec![spec]).await;
+    let handles: Vec<_> = (0..n)
+        .map(|i| {
+            let trainer = ScoredFixed(
+                FixedUpdate {
+                    delta: delta(i, d),
+                    samples: SAMPLES[i],
+                },
+                site_scores(i),
+            );
+            spawn_daemon(
+                &coord.url(),
+                &format!("site-{i}"),
+                "load",
+                std::sync::Arc::new(trainer),
+            )
+        })
+        .collect();
+    let summaries = join_all(handles, Duration::from_secs(180)).await;
+    // Every round is a training round followed by its evaluation round.
+    assert!(
+        summaries
+            .iter()
+            .all(|s| s.final_version == Some(rounds) && s.rounds_uploaded == 2 * rounds),
+        "{summaries:?}"
+    );
+    coord.stop().await;
+
+    let versions = coordinator::load_versions(dir.path(), "load").unwrap();
+    assert_eq!(versions.len() as u64, rounds + 1);
+    assert_eq!(versions[0].evaluation, VersionEvaluation::NotRequested);
+    let want = expected(n);
+    for v in &versions[1..] {
+        match &v.evaluation {
+            VersionEvaluation::Scored {
+                protection: p,
+                scores,
+                round,
+            } => {
+                assert_eq!(*p, protection);
+                assert!(*round > v.round, "evaluated after the version's round");
+                assert_close(scores, &want);
+            }
+            other => panic!("version {} not scored: {other:?}", v.version),
+        }
+    }
+    // Evaluation rounds leave the weights alone: still `rounds` FedAvg steps.
+    let (_, weights) = coordinator::load_latest(dir.path(), "load").unwrap();
+    let once = fixed_fedavg(n, d);
+    let expected: Vec<f32> = once.iter().map(|v| rounds as f32 * v).collect();
+    assert!(max_abs_diff(&weights, &expected) < 1e-4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn masked_evaluation_records_the_window_weighted_fleet_scores() {
+    evaluated_federation(Protection::Masked, 2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn encrypted_evaluation_records_the_window_weighted_fleet_scores() {
+    evaluated_federation(Protection::Encrypted, 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sites_without_holdout_fail_evaluation_and_the_federation_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let (n, d) = (3, 100);
+    let spec = FederationSpec {
+        min_participants: n,
+        participants_per_round: n,
+        evaluate: true,
+        keys_timeout_ms: 300,
+        upload_timeout_ms: 700,
+        ..FederationSpec::vector("load", d as u64, Protection::Plain, 1)
+    };
+    let coord = RunningCoordinator::start(dir.path(), vec![spec]).await;
+    // `FixedUpdate` has no holdout: every evaluation round gets no contribution.
+    let handles = spawn_fixed(&coord.url(), "load", n, d);
+    let summaries = join_all(handles, Duration::from_secs(60)).await;
+    assert!(
+        summaries
+            .iter()
+            .all(|s| s.final_version == Some(1) && s.rounds_uploaded == 1),
+        "{summaries:?}"
+    );
+    coord.stop().await;
+    let versions = coordinator::load_versions(dir.path(), "load").unwrap();
+    match &versions[1].evaluation {
+        VersionEvaluation::Failed { reason } => {
+            assert!(reason.contains("contributions"), "{reason}")
+        }
+        other => panic!("expected a failed evaluation, got {other:?}"),
+    }
+    let (_, weights) = coordinator::load_latest(dir.path(), "load").unwrap();
+    assert!(max_abs_diff(&weights, &fixed_fedavg(n, d)) < 1e-6);
+}
