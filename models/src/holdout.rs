@@ -95,8 +95,8 @@ impl HoldoutScores {
         })
     }
 
-    /// The vector a site shares and its weight. Slots beyond [`SCORE_CLIP`] are clamped and
-    /// the saturation slot says so.
+    /// The vector a site shares and its weight (windows, capped at [`MAX_SCORE_WEIGHT`]).
+    /// Slots beyond [`SCORE_CLIP`] are clamped and the saturation slot says so.
     pub fn to_shared(&self) -> (Vec<f32>, u32) {
         let raw = [
             self.nmae,
@@ -109,7 +109,7 @@ impl HoldoutScores {
         let saturated = raw.iter().any(|v| !(0.0..=bound).contains(v));
         let mut vector: Vec<f32> = raw.iter().map(|v| v.clamp(0.0, bound) as f32).collect();
         vector.push(if saturated { 1.0 } else { 0.0 });
-        (vector, self.windows.max(1))
+        (vector, self.windows.clamp(1, MAX_SCORE_WEIGHT))
     }
 }
 

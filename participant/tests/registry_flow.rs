@@ -175,7 +175,9 @@ async fn publish_train_promote_forecast_rollback_over_grpc() {
                 &url,
                 &s.site.site_id,
                 &published.tag,
-                Arc::new(MlpTrainer::new(s.train.clone())),
+                Arc::new(
+                    MlpTrainer::new(s.train.clone()).with_holdout(s.test.clone(), Target::Load),
+                ),
             )
         })
         .collect();
@@ -211,6 +213,14 @@ async fn publish_train_promote_forecast_rollback_over_grpc() {
         assert_eq!(m.content.lineage.participants, 3);
         assert_eq!(m.content.lineage.protection, Protection::Masked);
         assert!(m.content.metrics["update_l2"] > 0.0);
+        // Federated metrics, signed with the version, for its sector.
+        let evaluated = &m.content.federated_evaluation["residential"];
+        assert_eq!(evaluated.protection, Protection::Masked);
+        assert_eq!(evaluated.scores.sites, 3);
+        assert!(evaluated.round > m.content.lineage.round);
+        let nmae = m.content.metrics["federated_nmae"];
+        assert!(nmae > 0.0 && nmae < 2.0, "federated nMAE {nmae}");
+        assert_eq!(nmae, evaluated.scores.nmae);
     }
     assert_eq!(
         manifests[1]
@@ -351,9 +361,32 @@ async fn publish_train_promote_forecast_rollback_over_grpc() {
     )
     .unwrap();
     let artifact = models::ModelArtifact::load(&out).unwrap();
-    assert_eq!(
-        artifact.parameters(),
-        proto::chunk::bytes_to_f32(&bytes).unwrap().as_slice()
+    let weights_v2 = proto::chunk::bytes_to_f32(&bytes).unwrap();
+    assert_eq!(artifact.parameters(), weights_v2.as_slice());
+
+    // The federated scores of version 2 are the window-weighted means of what each site
+    // measures on its own holdout (computed here in the clear), up to fixed-point rounding.
+    let config: models::ForecasterConfig =
+        serde_json::from_str(&exported.content.forecaster_json).unwrap();
+    let site_scores: Vec<models::HoldoutScores> = sites
+        .iter()
+        .take(3)
+        .map(|s| {
+            models::HoldoutScores::measure(&config, &weights_v2, &s.test, Target::Load).unwrap()
+        })
+        .collect();
+    let windows: f64 = site_scores.iter().map(|s| f64::from(s.windows)).sum();
+    let clear_nmae = site_scores
+        .iter()
+        .map(|s| f64::from(s.windows) * s.nmae)
+        .sum::<f64>()
+        / windows;
+    let recorded = &manifests[1].content.federated_evaluation["residential"].scores;
+    assert_eq!(recorded.windows, windows as u64);
+    assert!(
+        (recorded.nmae - clear_nmae).abs() < 1e-4,
+        "federated nMAE {} vs in the clear {clear_nmae}",
+        recorded.nmae
     );
 
     // Bad requests, each with its status.
