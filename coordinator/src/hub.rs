@@ -1052,8 +1052,7 @@ impl Hub {
                     nmae = scores.nmae,
                     "federated evaluation recorded"
                 );
-                self.metrics
-                    .round_completed(now_ms.saturating_sub(plan.started_unix_ms));
+                self.metrics.evaluation_completed();
                 VersionEvaluation::Scored {
                     round: plan.round,
                     protection: plan.protection,

@@ -16,6 +16,7 @@ pub struct Metrics {
     rounds_completed: AtomicU64,
     rounds_failed: AtomicU64,
     rounds_aborted: AtomicU64,
+    evaluations_completed: AtomicU64,
     participants_selected: AtomicU64,
     participants_enrolled: AtomicU64,
     updates_received: AtomicU64,
@@ -37,6 +38,10 @@ impl Metrics {
     pub fn round_completed(&self, duration_ms: u64) {
         self.rounds_completed.fetch_add(1, Relaxed);
         self.round_ms_sum.fetch_add(duration_ms, Relaxed);
+    }
+    /// An evaluation round recorded the fleet's scores of a version.
+    pub fn evaluation_completed(&self) {
+        self.evaluations_completed.fetch_add(1, Relaxed);
     }
     pub fn round_failed(&self) {
         self.rounds_failed.fetch_add(1, Relaxed);
@@ -70,6 +75,9 @@ impl Metrics {
         }
     }
 
+    pub fn evaluations_completed(&self) -> u64 {
+        self.evaluations_completed.load(Relaxed)
+    }
     pub fn rounds_completed(&self) -> u64 {
         self.rounds_completed.load(Relaxed)
     }
@@ -94,7 +102,7 @@ impl Metrics {
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let counters: [(&str, &str, &AtomicU64); 11] = [
+        let counters: [(&str, &str, &AtomicU64); 12] = [
             (
                 "gridfed_rounds_started_total",
                 "Rounds started",
@@ -114,6 +122,11 @@ impl Metrics {
                 "gridfed_rounds_aborted_total",
                 "In-flight rounds aborted by a restart",
                 &self.rounds_aborted,
+            ),
+            (
+                "gridfed_evaluations_completed_total",
+                "Evaluation rounds that recorded a version's fleet scores",
+                &self.evaluations_completed,
             ),
             (
                 "gridfed_participants_selected_total",

@@ -54,6 +54,9 @@ pub struct FederatedOutcome {
     /// round (the final weights fine-tuned on its own data), in the order of the sites.
     #[serde(skip)]
     pub personalized: Vec<models::ModelArtifact>,
+    /// With [`FederatedPlan::evaluate`]: each version's federated evaluation (scores of the
+    /// sites' holdouts, aggregated under the run's protection), by version.
+    pub evaluations: BTreeMap<u64, models::FleetScores>,
 }
 
 /// How a federated training run is organised.
@@ -67,6 +70,9 @@ pub struct FederatedPlan {
     /// Have every daemon personalize the final model for this target (see
     /// `participant::MlpTrainer::with_personalization`).
     pub personalize: Option<datasets::Target>,
+    /// Run a federated evaluation round after each training round: every daemon scores the
+    /// new version on its own `test` samples (for this target).
+    pub evaluate: Option<datasets::Target>,
 }
 
 /// Trains `config`'s MLP by federated averaging across `sites` (one participant each, using
@@ -85,6 +91,7 @@ pub fn federated_training(
         protection: mode,
         server_momentum,
         personalize,
+        evaluate,
     } = *plan;
     ensure!(rounds >= 1, "federated training needs at least one round");
     ensure!(
@@ -133,6 +140,7 @@ pub fn federated_training(
         server_momentum,
         // FedAvg weights are the true sample counts.
         max_weight: u32::try_from(max_samples.max(1)).context("too many samples")?,
+        evaluate: evaluate.is_some(),
         ..FederationSpec::vector(FEDERATION, 0, mode, rounds as u64)
     };
     let dir = tempfile::tempdir().context("creating a temporary coordinator directory")?;
@@ -150,8 +158,11 @@ pub fn federated_training(
         config,
         sites,
         metrics.clone(),
-        rounds,
-        personal,
+        RunPlan {
+            rounds,
+            personalize: personal,
+            evaluate,
+        },
         &progress,
     ))?;
     drop(runtime);
@@ -163,9 +174,13 @@ pub fn federated_training(
         "federation stopped at version {} of {rounds}",
         latest.version
     );
+    let mut evaluations = BTreeMap::new();
     for version in coordinator::load_versions(dir.path(), FEDERATION)? {
         if let Some(record) = records.iter_mut().find(|r| r.version == version.version) {
             record.participants = version.participants;
+        }
+        if let coordinator::VersionEvaluation::Scored { scores, .. } = version.evaluation {
+            evaluations.insert(version.version, scores);
         }
     }
     let n = sites.len() as u64;
@@ -181,6 +196,7 @@ pub fn federated_training(
     };
     Ok(FederatedOutcome {
         personalized,
+        evaluations,
         params,
         protection: mode,
         rounds: records,
@@ -218,19 +234,34 @@ impl LocalTrainer for Scheduled {
         self.inner.train(&spec, global)
     }
 
+    fn evaluate(
+        &self,
+        spec: &TrainSpec,
+        weights: &[f32],
+    ) -> Result<models::HoldoutScores, ParticipantError> {
+        self.inner.evaluate(spec, weights)
+    }
+
     fn finish(&self, final_weights: &[f32]) -> Result<(), ParticipantError> {
         self.inner.finish(final_weights)
     }
+}
+
+/// What the in-process daemons do besides training.
+struct RunPlan<'a> {
+    rounds: usize,
+    personalize: Option<(datasets::Target, &'a std::path::Path)>,
+    evaluate: Option<datasets::Target>,
 }
 
 async fn run_federation(
     mut config: CoordinatorConfig,
     sites: &[PreparedSite],
     metrics: Arc<Metrics>,
-    rounds: usize,
-    personalize: Option<(datasets::Target, &std::path::Path)>,
+    plan: RunPlan<'_>,
     progress: &(impl Fn(usize, usize) + Send + Sync),
 ) -> Result<Vec<FederatedRound>> {
+    let rounds = plan.rounds;
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let endpoint =
         super::federation::loopback_transport(&mut config, listener.local_addr()?, true)?;
@@ -258,7 +289,10 @@ async fn run_federation(
             },
         };
         let mut inner = MlpTrainer::new(site.train.clone());
-        if let Some((target, dir)) = personalize {
+        if let Some(target) = plan.evaluate {
+            inner = inner.with_holdout(site.test.clone(), target);
+        }
+        if let Some((target, dir)) = plan.personalize {
             inner = inner.with_personalization(dir.join(daemons.len().to_string()), target);
         }
         let trainer = Arc::new(Scheduled { inner, rounds });
@@ -396,6 +430,7 @@ mod tests {
             protection: mode,
             server_momentum: 0.0,
             personalize: None,
+            evaluate: None,
         };
         let outcome = federated_training(&prepared, &config, &plan, |_, _| {}).unwrap();
         let fed = nmae(&config, &outcome.params, &test);
