@@ -8,7 +8,8 @@ use coordinator::artifacts::{ArtifactStore, LocalArtifacts};
 use coordinator::registry::{
     AliasAction, ModelRef, ModelSpec, Registry, RegistryError, Selector, VersionManifest,
 };
-use coordinator::{CoordinatorConfig, Hub, Metrics, ModelVersion, Protection};
+use coordinator::{CoordinatorConfig, Hub, Metrics, ModelVersion, Protection, VersionEvaluation};
+use models::FleetScores;
 
 const SPEC: &str = r#"
 name = "res-load"
@@ -128,6 +129,7 @@ fn fake_versions(dir: &Path, model: &str, parameters: usize, n: u64) -> Vec<Mode
                 participants: 2 + v,
                 protection: Protection::Plain,
                 created_unix_ms: 1_000 + v,
+                evaluation: VersionEvaluation::NotRequested,
             }
         })
         .collect()
@@ -163,8 +165,32 @@ fn publish_sync_sign_verify_and_tamper() {
         Err(RegistryError::AlreadyPublished(_))
     ));
 
-    let versions = fake_versions(dir.path(), "res-load", parameters, 2);
-    assert_eq!(registry.sync("res-load", &versions).unwrap(), 2);
+    // Version 1 has its federated scores; version 2's evaluation is still running, so its
+    // manifest waits (the scores are part of the signed content).
+    let scores = FleetScores {
+        sites: 4,
+        windows: 120,
+        nmae: 0.091,
+        nrmse: 0.12,
+        npinball: 0.033,
+        coverage: 0.78,
+        skill: Some(0.55),
+        persistence_nmae: 0.2,
+        saturated_share: 0.0,
+    };
+    let mut versions = fake_versions(dir.path(), "res-load", parameters, 2);
+    versions[1].evaluation = VersionEvaluation::Scored {
+        round: 2,
+        protection: Protection::Plain,
+        scores: scores.clone(),
+    };
+    versions[2].evaluation = VersionEvaluation::Pending { attempts: 1 };
+    assert_eq!(registry.sync("res-load", &versions).unwrap(), 1);
+    assert_eq!(registry.versions("res-load").unwrap().len(), 1);
+    versions[2].evaluation = VersionEvaluation::Failed {
+        reason: "round 4 has 1 contributions, needs 2".into(),
+    };
+    assert_eq!(registry.sync("res-load", &versions).unwrap(), 1);
     assert_eq!(
         registry.sync("res-load", &versions).unwrap(),
         0,
@@ -172,6 +198,12 @@ fn publish_sync_sign_verify_and_tamper() {
     );
     let manifests = registry.versions("res-load").unwrap();
     assert_eq!(manifests.len(), 2, "version 0 (untrained) gets no manifest");
+    let evaluated = &manifests[0].content.federated_evaluation["residential"];
+    assert_eq!((evaluated.round, &evaluated.scores), (2, &scores));
+    assert_eq!(manifests[0].content.metrics["federated_nmae"], 0.091);
+    assert_eq!(manifests[0].content.metrics["federated_skill"], 0.55);
+    assert!(manifests[1].content.federated_evaluation.is_empty());
+    assert!(!manifests[1].content.metrics.contains_key("federated_nmae"));
     let key = registry.public_key();
     for m in &manifests {
         m.verify(&key).unwrap();

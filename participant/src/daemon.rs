@@ -242,6 +242,7 @@ impl Daemon {
     ) -> JoinHandle<Result<Contribution, ParticipantError>> {
         let spec = TrainSpec {
             round: task.round,
+            from_version: task.global.as_ref().map_or(0, |g| g.version),
             model_spec_json: task.model_spec_json.clone(),
             local_epochs: task.local_epochs,
             learning_rate: task.learning_rate,

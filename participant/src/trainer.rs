@@ -13,6 +13,9 @@ use crate::ParticipantError;
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrainSpec {
     pub round: u64,
+    /// The version the round starts from (its global weights). Training schedules count in
+    /// versions: round numbers also advance on evaluation, failed and aborted rounds.
+    pub from_version: u64,
     pub model_spec_json: String,
     pub local_epochs: u32,
     pub learning_rate: f32,
@@ -113,8 +116,9 @@ impl LocalTrainer for MlpTrainer {
         }
         config.learning_rate = f64::from(spec.learning_rate);
         config.proximal_mu = spec.fedprox_mu;
-        // A different shuffle per round, the same for a given round (reproducible runs).
-        config.seed = config.seed.wrapping_add(spec.round);
+        // A different shuffle per version step, the same for a given step (reproducible runs
+        // whatever evaluation or failed rounds came in between).
+        config.seed = config.seed.wrapping_add(spec.from_version + 1);
         let update = models::train_local(
             &config,
             global,

@@ -202,7 +202,7 @@ pub fn bench_forecast(args: &BenchForecastArgs) -> Result<BenchForecastReport> {
     let load = runtime()?.block_on(serve_and_load(
         dir.path(),
         &spec,
-        site.train,
+        MlpTrainer::new(site.train).with_holdout(site.test, Target::Load),
         &request,
         args,
     ))?;
@@ -254,7 +254,7 @@ struct LoadResult {
 async fn serve_and_load(
     data_dir: &std::path::Path,
     spec: &ModelSpec,
-    train: datasets::SampleSet,
+    trainer: MlpTrainer,
     request: &ForecastRequest,
     args: &BenchForecastArgs,
 ) -> Result<LoadResult> {
@@ -276,7 +276,7 @@ async fn serve_and_load(
             let _ = stopped.await;
         },
     ));
-    let outcome = prepare_and_load(&endpoint, spec, train, request, args).await;
+    let outcome = prepare_and_load(&endpoint, spec, trainer, request, args).await;
     let _ = stop.send(());
     server.await.context("coordinator task")??;
     outcome
@@ -301,7 +301,7 @@ async fn connect(endpoint: &CoordinatorEndpoint) -> Result<Channel> {
 async fn prepare_and_load(
     endpoint: &CoordinatorEndpoint,
     spec: &ModelSpec,
-    train: datasets::SampleSet,
+    trainer: MlpTrainer,
     request: &ForecastRequest,
     args: &BenchForecastArgs,
 ) -> Result<LoadResult> {
@@ -327,7 +327,7 @@ async fn prepare_and_load(
     let daemon = Daemon::new(
         settings,
         Arc::new(SiteIdentity::generate()?),
-        Arc::new(MlpTrainer::new(train)),
+        Arc::new(trainer),
     )?;
     let summary = tokio::time::timeout(TRAINING_LIMIT, daemon.run(std::future::pending()))
         .await

@@ -225,7 +225,7 @@ struct Scheduled {
 impl LocalTrainer for Scheduled {
     fn train(&self, spec: &TrainSpec, global: &[f32]) -> Result<LocalResult, ParticipantError> {
         let steps = self.rounds.saturating_sub(1).max(1) as f64;
-        let progress = (spec.round.saturating_sub(1) as f64 / steps).min(1.0);
+        let progress = (spec.from_version as f64 / steps).min(1.0);
         let spec = TrainSpec {
             learning_rate: (f64::from(spec.learning_rate) * FINAL_LR_FRACTION.powf(progress))
                 as f32,

@@ -268,19 +268,20 @@ async fn run_async(cmd: ModelsCommand) -> Result<()> {
                 );
             } else {
                 println!(
-                    "{:>7}  {:<12}  {:<20} {:>6} {:>12} {:<9} {:>10}  aliases",
+                    "{:>7}  {:<12}  {:<20} {:>6} {:>12} {:<9} {:>10} {:>9}  aliases",
                     "version",
                     "id",
                     "created (UTC)",
                     "round",
                     "participants",
                     "protect",
-                    "update_l2"
+                    "update_l2",
+                    "fed nMAE"
                 );
                 for (m, v) in manifests.iter().zip(&r.versions) {
                     let c = &m.content;
                     println!(
-                        "{:>7}  {:<12}  {:<20} {:>6} {:>12} {:<9} {:>10}  {}",
+                        "{:>7}  {:<12}  {:<20} {:>6} {:>12} {:<9} {:>10} {:>9}  {}",
                         c.version,
                         &m.id[..12],
                         utc(c.created_unix_ms),
@@ -291,6 +292,10 @@ async fn run_async(cmd: ModelsCommand) -> Result<()> {
                             .get("update_l2")
                             .map(|x| format!("{x:.4}"))
                             .unwrap_or_default(),
+                        c.metrics
+                            .get("federated_nmae")
+                            .map(|x| format!("{:.2}%", 100.0 * x))
+                            .unwrap_or_else(|| "-".into()),
                         v.aliases.join(",")
                     );
                 }
@@ -502,6 +507,24 @@ fn print_manifest(m: &VersionManifest, aliases: &[String]) {
         "weights      {} parameters, sha256 {}",
         c.weights.parameters, c.weights.sha256
     );
+    for (sector, e) in &c.federated_evaluation {
+        let s = &e.scores;
+        println!(
+            "evaluation   {sector}: {} sites, {} holdout windows ({}, round {}): nMAE {:.2}%, \
+             nRMSE {:.2}%, p10-p90 coverage {:.1}%, skill vs persistence {}",
+            s.sites,
+            s.windows,
+            e.protection.name(),
+            e.round,
+            100.0 * s.nmae,
+            100.0 * s.nrmse,
+            100.0 * s.coverage,
+            s.skill.map_or("-".into(), |k| format!("{k:.3}"))
+        );
+    }
+    if c.federated_evaluation.is_empty() {
+        println!("evaluation   none (the version's evaluation rounds failed)");
+    }
     for (name, value) in &c.metrics {
         println!("metric       {name} = {value:.6}");
     }
