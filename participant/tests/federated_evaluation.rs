@@ -146,6 +146,88 @@ async fn encrypted_evaluation_records_the_window_weighted_fleet_scores() {
     evaluated_federation(Protection::Encrypted, 1).await;
 }
 
+/// Scores slowly, so a coordinator restart lands mid-evaluation.
+struct SlowScores(ScoredFixed, TrainingStarts);
+
+impl participant::LocalTrainer for SlowScores {
+    fn train(
+        &self,
+        spec: &participant::TrainSpec,
+        global: &[f32],
+    ) -> Result<participant::LocalResult, participant::ParticipantError> {
+        self.0.train(spec, global)
+    }
+
+    fn evaluate(
+        &self,
+        spec: &participant::TrainSpec,
+        weights: &[f32],
+    ) -> Result<HoldoutScores, participant::ParticipantError> {
+        self.1.record();
+        std::thread::sleep(Duration::from_millis(2_000));
+        self.0.evaluate(spec, weights)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coordinator_restarted_mid_evaluation_reruns_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (n, d) = (4, 500);
+    let spec = FederationSpec {
+        min_participants: n,
+        participants_per_round: n,
+        evaluate: true,
+        ..FederationSpec::vector("load", d as u64, Protection::Masked, 1)
+    };
+    let coord = RunningCoordinator::start(dir.path(), vec![spec.clone()]).await;
+    let (addr, url) = (coord.addr, coord.url());
+    let evaluating = TrainingStarts::default();
+    let handles: Vec<_> = (0..n)
+        .map(|i| {
+            let trainer = SlowScores(
+                ScoredFixed(
+                    FixedUpdate {
+                        delta: delta(i, d),
+                        samples: SAMPLES[i],
+                    },
+                    site_scores(i),
+                ),
+                evaluating.clone(),
+            );
+            spawn_daemon(
+                &url,
+                &format!("site-{i}"),
+                "load",
+                std::sync::Arc::new(trainer),
+            )
+        })
+        .collect();
+    // Version 1 is committed and every site is scoring it when the coordinator goes down.
+    evaluating.wait_for(n, Duration::from_secs(30)).await;
+    coord.stop().await;
+    let versions = coordinator::load_versions(dir.path(), "load").unwrap();
+    assert_eq!(versions.len(), 2);
+    assert!(versions[1].evaluation.is_pending(), "{:?}", versions[1]);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let coord = RunningCoordinator::start_on(&addr.to_string(), dir.path(), vec![spec]).await;
+    let summaries = join_all(handles, Duration::from_secs(90)).await;
+    assert!(
+        summaries.iter().all(|s| s.final_version == Some(1)),
+        "{summaries:?}"
+    );
+    coord.stop().await;
+    let versions = coordinator::load_versions(dir.path(), "load").unwrap();
+    assert_eq!(versions.len(), 2, "the restart adds no version");
+    match &versions[1].evaluation {
+        // Round 1 trained, round 2 (evaluation) was aborted, round 3 re-ran it.
+        VersionEvaluation::Scored { round, scores, .. } => {
+            assert_eq!(*round, 3);
+            assert_close(scores, &expected(n));
+        }
+        other => panic!("version 1 not scored after the restart: {other:?}"),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sites_without_holdout_fail_evaluation_and_the_federation_goes_on() {
     let dir = tempfile::tempdir().unwrap();

@@ -200,7 +200,7 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
 pub struct TrainingStarts(Arc<AtomicUsize>);
 
 impl TrainingStarts {
-    fn record(&self) {
+    pub fn record(&self) {
         self.0.fetch_add(1, Ordering::SeqCst);
     }
 
