@@ -1,8 +1,9 @@
 //! Raw telemetry never leaves a site: daemons doing real MLP training on synthetic sites run
 //! masked rounds over real gRPC while a `WireTap` records every message they send. No message
 //! contains any site's load readings (as f64, or as consecutive f32 pairs), its timestamps, or
-//! its training samples (normalized targets and features as consecutive f32 pairs); the only
-//! message kinds are the protocol's, and updates travel masked, never as plaintext floats.
+//! its training or holdout samples (normalized targets and features as consecutive f32 pairs),
+//! nor its federated-evaluation scores; the only message kinds are the protocol's, and updates
+//! and scores travel masked, never as plaintext floats.
 
 mod common;
 
@@ -87,6 +88,7 @@ async fn no_outgoing_message_carries_telemetry() {
         model_spec_json: serde_json::to_string(&config).unwrap(),
         initial_weights: InitialWeights::Values(initial.clone()),
         local_epochs: 1,
+        evaluate: true,
         ..FederationSpec::vector("load", d as u64, Protection::Masked, 2)
     };
     let coord = RunningCoordinator::start(dir.path(), vec![spec]).await;
@@ -95,7 +97,9 @@ async fn no_outgoing_message_carries_telemetry() {
         .iter()
         .zip(&recorders)
         .map(|(site, recorder)| {
-            let trainer = Arc::new(MlpTrainer::new(site.train.clone()));
+            let trainer = Arc::new(
+                MlpTrainer::new(site.train.clone()).with_holdout(site.test.clone(), Target::Load),
+            );
             let daemon = Daemon::new(
                 settings(&coord.url(), &site.site.site_id, "load"),
                 Arc::new(SiteIdentity::generate().unwrap()),
@@ -110,10 +114,27 @@ async fn no_outgoing_message_carries_telemetry() {
     assert!(
         summaries
             .iter()
-            .all(|s| s.final_version == Some(2) && s.rounds_uploaded == 2),
+            .all(|s| s.final_version == Some(2) && s.rounds_uploaded == 4),
         "{summaries:?}"
     );
     coord.stop().await;
+    // What each site scored (and sent, masked) in the evaluation rounds of versions 1 and 2.
+    let version_weights: Vec<Vec<f32>> = coordinator::load_versions(dir.path(), "load")
+        .unwrap()
+        .iter()
+        .skip(1)
+        .map(|v| {
+            assert!(
+                matches!(v.evaluation, coordinator::VersionEvaluation::Scored { .. }),
+                "{v:?}"
+            );
+            let path = dir
+                .path()
+                .join("artifacts")
+                .join(format!("{}.bin", v.sha256));
+            proto::chunk::bytes_to_f32(&std::fs::read(path).unwrap()).unwrap()
+        })
+        .collect();
     let (_, trained) = coordinator::load_latest(dir.path(), "load").unwrap();
     assert!(
         max_abs_diff(&trained, &initial) > 1e-4,
@@ -172,7 +193,10 @@ async fn no_outgoing_message_carries_telemetry() {
                 windows.insert(w.try_into().unwrap());
             }
         }
-        assert_eq!(masked_uploads, 2, "one masked upload per round");
+        assert_eq!(
+            masked_uploads, 4,
+            "one masked upload per round: 2 updates, 2 score vectors"
+        );
 
         let load: Vec<f64> = telemetry
             .load_kw
@@ -193,6 +217,16 @@ async fn no_outgoing_message_carries_telemetry() {
         let train = &site.train;
         f32_pairs(&train.y, &mut needles);
         f32_pairs(&train.x, &mut needles);
+        f32_pairs(&site.test.y, &mut needles);
+        f32_pairs(&site.test.x, &mut needles);
+        for weights in &version_weights {
+            let scores =
+                models::HoldoutScores::measure(&config, weights, &site.test, Target::Load).unwrap();
+            let (shared, _) = scores.to_shared();
+            let before = needles.len();
+            f32_pairs(&shared, &mut needles);
+            assert!(needles.len() >= before + 3, "scores make needles");
+        }
         assert!(needles.len() > 10_000, "too few needles: {}", needles.len());
         let leaked = needles.iter().filter(|n| windows.contains(*n)).count();
         assert_eq!(
