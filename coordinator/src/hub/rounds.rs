@@ -1,0 +1,445 @@
+//! The round lifecycle of every federation: start (selection), advance through the protocol
+//! phases, and settle (commit a version, record an evaluation, or fail back to idle).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use tracing::{info, warn};
+
+use super::{AVAILABLE_WINDOW_MS, Hub, RoundState, random_seed};
+use crate::config::{FederationSpec, Protection};
+use crate::round::{
+    Aggregated, Deadlines, PlainCollecting, RoundError, RoundPlan, RoundPurpose, WeightsRef,
+};
+use crate::store::{
+    FederationRecord, InFlightRound, ModelVersion, ParticipantRecord, VersionEvaluation,
+};
+use crate::{CoordinatorError, round};
+
+impl Hub {
+    /// Moves every federation's round forward: starts rounds, closes phases at their deadline
+    /// or when complete, commits versions.
+    pub fn advance(&mut self, now_ms: u64) {
+        let names: Vec<String> = self.federations.keys().cloned().collect();
+        for name in names {
+            if let Err(e) = self.advance_one(&name, now_ms) {
+                warn!(federation = %name, error = %e, "round step failed");
+            }
+        }
+    }
+
+    fn advance_one(&mut self, name: &str, now_ms: u64) -> Result<(), CoordinatorError> {
+        let Some(f) = self.federations.get_mut(name) else {
+            return Ok(());
+        };
+        let state = std::mem::replace(&mut f.round, RoundState::Done);
+        let before = state.name();
+        let next = match state {
+            // A failure never leaves the federation `Done`: it stays (or becomes) idle.
+            RoundState::Idle { since_ms } => match self.try_start(name, since_ms, now_ms) {
+                Ok(Some(started)) => started,
+                Ok(None) => RoundState::Idle { since_ms },
+                Err(e) => {
+                    self.restore_idle(name, since_ms);
+                    return Err(e);
+                }
+            },
+            RoundState::Plain(c) => {
+                if c.is_complete() || now_ms >= c.plan().deadlines.upload_unix_ms {
+                    let plan = c.plan().clone();
+                    self.metrics
+                        .observe_phase("collect", now_ms.saturating_sub(plan.started_unix_ms));
+                    let started = std::time::Instant::now();
+                    let result = c.close();
+                    let compute_ms = started.elapsed().as_millis() as u64;
+                    self.metrics.observe_phase("aggregate", compute_ms);
+                    match self.finish(name, plan, result, now_ms + compute_ms) {
+                        Ok(next) => next,
+                        Err(e) => {
+                            self.restore_idle(name, now_ms);
+                            return Err(e);
+                        }
+                    }
+                } else {
+                    RoundState::Plain(c)
+                }
+            }
+            RoundState::Masked(m) => match m.advance(now_ms) {
+                round::masked::Progress::Running(mut m) => {
+                    for (phase, ms) in m.take_timings() {
+                        self.metrics.observe_phase(phase, ms);
+                    }
+                    RoundState::Masked(m)
+                }
+                round::masked::Progress::Finished(done) => self.conclude(name, *done, now_ms)?,
+            },
+            RoundState::Encrypted(e) => match e.advance(now_ms) {
+                round::encrypted::Progress::Running(mut e) => {
+                    for (phase, ms) in e.take_timings() {
+                        self.metrics.observe_phase(phase, ms);
+                    }
+                    RoundState::Encrypted(e)
+                }
+                round::encrypted::Progress::Finished(done) => self.conclude(name, *done, now_ms)?,
+            },
+            RoundState::Done => RoundState::Done,
+        };
+        let after = next.name();
+        if let Some(f) = self.federations.get_mut(name) {
+            f.round = next;
+        }
+        if before != after {
+            self.generation += 1;
+            if let Some(f) = self.federations.get(name)
+                && let (Some(round), RoundState::Masked(_) | RoundState::Encrypted(_)) =
+                    (self.store.in_flight(name)?, &f.round)
+            {
+                self.store.update_round(
+                    name,
+                    &InFlightRound {
+                        phase: after.to_string(),
+                        ..round
+                    },
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Puts a federation whose round step failed back to idle (the round, if any, is lost).
+    fn restore_idle(&mut self, name: &str, since_ms: u64) {
+        if let Some(f) = self.federations.get_mut(name) {
+            f.round = RoundState::Idle { since_ms };
+        }
+    }
+
+    fn try_start(
+        &mut self,
+        name: &str,
+        since_ms: u64,
+        now_ms: u64,
+    ) -> Result<Option<RoundState>, CoordinatorError> {
+        let participants = &self.participants;
+        let Some(f) = self.federations.get_mut(name) else {
+            return Ok(None);
+        };
+        let mut available: Vec<String> = f
+            .members
+            .iter()
+            .filter(|m| participants.get(*m).is_some_and(|p| !p.revoked))
+            .filter(|m| {
+                f.last_seen
+                    .get(*m)
+                    .is_some_and(|t| now_ms.saturating_sub(*t) <= AVAILABLE_WINDOW_MS)
+            })
+            .cloned()
+            .collect();
+        let spec = &f.spec;
+        // "Every member" means those enrolled so far; an explicit per-round count waits (up to
+        // the selection timeout) for members that have not enrolled or polled yet.
+        let target = if spec.participants_per_round == 0 {
+            f.members.len()
+        } else {
+            spec.participants_per_round
+        };
+        let wait_for = target.max(spec.min_participants);
+        let timed_out = now_ms.saturating_sub(since_ms) >= spec.selection_timeout_ms;
+        if available.len() < wait_for && !(timed_out && available.len() >= spec.min_participants) {
+            return Ok(None);
+        }
+        // Over-selection takes extra members that happen to be available, to absorb dropouts.
+        let selected = ((target as f64) * (1.0 + spec.over_selection)).ceil() as usize;
+        let seed = random_seed();
+        shuffle(&mut available, &seed);
+        available.truncate(selected.max(wait_for));
+        available.sort();
+        let round = f.record.next_round;
+        // A version awaiting its federated evaluation is scored before training goes on.
+        let purpose = if f.latest.evaluation.is_pending() {
+            RoundPurpose::Evaluate
+        } else {
+            RoundPurpose::Train
+        };
+        let keys = now_ms + spec.keys_timeout_ms;
+        let upload = keys + spec.upload_timeout_ms;
+        let plan = RoundPlan {
+            purpose,
+            federation: name.to_string(),
+            round,
+            selected: available,
+            target: target.max(spec.min_participants),
+            min_participants: spec.min_participants,
+            global: WeightsRef {
+                version: f.latest.version,
+                length: f.latest.length,
+                sha256: proto::chunk::sha256(&f.global_bytes),
+            },
+            protection: spec.protection,
+            deadlines: Deadlines {
+                keys_unix_ms: keys,
+                upload_unix_ms: upload,
+                unmask_unix_ms: upload + spec.unmask_timeout_ms,
+            },
+            seed,
+            started_unix_ms: now_ms,
+            spec: spec.clone(),
+        };
+        f.record.next_round += 1;
+        let state = match spec.protection {
+            Protection::Plain => {
+                warn!(
+                    federation = name,
+                    round, "PLAINTEXT round: updates are visible to the coordinator (testing only)"
+                );
+                RoundState::Plain(Box::new(PlainCollecting::new(plan.clone())))
+            }
+            Protection::Masked => RoundState::Masked(Box::new(round::masked::MaskedRound::start(
+                plan.clone(),
+                &selected_keys(participants, &plan.selected),
+                &self.identity,
+                now_ms,
+            )?)),
+            Protection::Encrypted => {
+                RoundState::Encrypted(Box::new(round::encrypted::EncryptedRound::start(
+                    plan.clone(),
+                    &selected_keys(participants, &plan.selected),
+                    &self.identity,
+                    now_ms,
+                )?))
+            }
+        };
+        self.store.begin_round(
+            &f.record,
+            &InFlightRound {
+                round,
+                phase: state.name().into(),
+                selected: plan.selected.clone(),
+                started_unix_ms: now_ms,
+            },
+        )?;
+        self.metrics.round_started(plan.selected.len());
+        info!(
+            federation = name,
+            round,
+            selected = plan.selected.len(),
+            protection = spec.protection.name(),
+            purpose = ?purpose,
+            "round started"
+        );
+        Ok(Some(state))
+    }
+
+    /// Records a finished protected round's phase timings and commits (or fails) it; on a
+    /// store error the federation goes back to idle so a new round can follow.
+    fn conclude(
+        &mut self,
+        name: &str,
+        done: round::masked::Finished,
+        now_ms: u64,
+    ) -> Result<RoundState, CoordinatorError> {
+        let round::masked::Finished {
+            plan,
+            result,
+            timings,
+            compute_ms,
+        } = done;
+        for (phase, ms) in timings {
+            self.metrics.observe_phase(phase, ms);
+        }
+        let next = self.finish(name, plan, result, now_ms + compute_ms);
+        if next.is_err() {
+            self.restore_idle(name, now_ms);
+        }
+        next
+    }
+
+    fn finish(
+        &mut self,
+        name: &str,
+        plan: RoundPlan,
+        result: Result<Aggregated, RoundError>,
+        now_ms: u64,
+    ) -> Result<RoundState, CoordinatorError> {
+        if plan.purpose == RoundPurpose::Evaluate {
+            return self.finish_evaluation(name, plan, result, now_ms);
+        }
+        let Some(f) = self.federations.get_mut(name) else {
+            return Ok(RoundState::Done);
+        };
+        let aggregated = match result {
+            Ok(a) => a,
+            Err(e) => {
+                warn!(federation = name, round = plan.round, error = %e, "round failed; a new round follows");
+                self.store.end_round(name)?;
+                self.metrics.round_failed();
+                return Ok(RoundState::Idle { since_ms: now_ms });
+            }
+        };
+        let commit_started = std::time::Instant::now();
+        let spec = &f.spec;
+        let momentum = spec.server_momentum > 0.0;
+        let mut velocity = if momentum {
+            f.velocity.clone()
+        } else {
+            Vec::new()
+        };
+        let weights = crate::server_momentum::step(
+            &f.global,
+            &aggregated.mean_update,
+            &mut velocity,
+            spec.server_momentum,
+            spec.server_learning_rate,
+        );
+        let velocity_sha256 = if momentum {
+            Some(self.artifacts.put(&proto::chunk::f32_to_bytes(&velocity))?)
+        } else {
+            velocity.clear();
+            None
+        };
+        let bytes = proto::chunk::f32_to_bytes(&weights);
+        let sha256 = self.artifacts.put(&bytes)?;
+        let version = ModelVersion {
+            federation: name.to_string(),
+            version: f.latest.version + 1,
+            round: plan.round,
+            parent: Some(f.latest.version),
+            length: weights.len() as u64,
+            sha256,
+            participants: aggregated.participants as u64,
+            protection: plan.protection,
+            created_unix_ms: now_ms,
+            evaluation: if spec.evaluate {
+                VersionEvaluation::Pending { attempts: 0 }
+            } else {
+                VersionEvaluation::NotRequested
+            },
+        };
+        let record = FederationRecord {
+            latest_version: version.version,
+            velocity_sha256,
+            ..f.record.clone()
+        };
+        self.store.commit_version(&record, &version)?;
+        info!(
+            federation = name,
+            round = plan.round,
+            version = version.version,
+            participants = aggregated.participants,
+            "round aggregated; version committed"
+        );
+        // Applying the update and committing the version are part of the round.
+        let commit_ms = commit_started.elapsed().as_millis() as u64;
+        self.metrics.observe_phase("commit", commit_ms);
+        self.metrics
+            .round_completed((now_ms + commit_ms).saturating_sub(plan.started_unix_ms));
+        f.record = record;
+        f.global = Arc::new(weights);
+        f.global_bytes = Arc::new(bytes);
+        f.velocity = velocity;
+        f.latest = version;
+        Ok(next_round_state(&f.spec, &f.latest, now_ms))
+    }
+
+    /// Stores the fleet scores of an evaluation round with the version they score; a failed
+    /// round is retried up to [`EVALUATION_ATTEMPTS`] times, then recorded as failed so the
+    /// federation goes on (and the version's manifest says it has no federated metrics).
+    fn finish_evaluation(
+        &mut self,
+        name: &str,
+        plan: RoundPlan,
+        result: Result<Aggregated, RoundError>,
+        now_ms: u64,
+    ) -> Result<RoundState, CoordinatorError> {
+        let Some(f) = self.federations.get_mut(name) else {
+            return Ok(RoundState::Done);
+        };
+        let mut version = f.latest.clone();
+        let attempts = match version.evaluation {
+            VersionEvaluation::Pending { attempts } => attempts + 1,
+            _ => 1,
+        };
+        let scores = result.map_err(|e| e.to_string()).and_then(|a| {
+            models::FleetScores::from_weighted_mean(
+                &a.mean_update,
+                a.total_weight,
+                a.participants as u64,
+            )
+            .map_err(|e| e.to_string())
+        });
+        version.evaluation = match scores {
+            Ok(scores) => {
+                info!(
+                    federation = name,
+                    round = plan.round,
+                    version = version.version,
+                    sites = scores.sites,
+                    nmae = scores.nmae,
+                    "federated evaluation recorded"
+                );
+                self.metrics.evaluation_completed();
+                VersionEvaluation::Scored {
+                    round: plan.round,
+                    protection: plan.protection,
+                    scores,
+                }
+            }
+            Err(reason) => {
+                warn!(federation = name, round = plan.round, version = version.version,
+                    attempts, error = %reason, "federated evaluation round failed");
+                self.metrics.round_failed();
+                if attempts < EVALUATION_ATTEMPTS {
+                    VersionEvaluation::Pending { attempts }
+                } else {
+                    VersionEvaluation::Failed { reason }
+                }
+            }
+        };
+        self.store.record_evaluation(&version)?;
+        f.latest = version;
+        Ok(next_round_state(&f.spec, &f.latest, now_ms))
+    }
+}
+
+/// Rounds an evaluation may take before the version is recorded as not evaluated.
+const EVALUATION_ATTEMPTS: u32 = 3;
+
+/// What follows a settled round: another round (training, or the latest version's pending
+/// evaluation), or nothing once the last version is trained and evaluated.
+pub(super) fn next_round_state(
+    spec: &FederationSpec,
+    latest: &ModelVersion,
+    now_ms: u64,
+) -> RoundState {
+    if latest.version >= spec.rounds && !latest.evaluation.is_pending() {
+        RoundState::Done
+    } else {
+        RoundState::Idle { since_ms: now_ms }
+    }
+}
+
+/// The Ed25519 keys of the selected participants.
+fn selected_keys(
+    participants: &BTreeMap<String, ParticipantRecord>,
+    selected: &[String],
+) -> Vec<(String, [u8; 32])> {
+    selected
+        .iter()
+        .filter_map(|id| {
+            let key = hex::decode(&participants.get(id)?.public_key).ok()?;
+            Some((id.clone(), key.try_into().ok()?))
+        })
+        .collect()
+}
+
+/// Fisher-Yates driven by a ChaCha-free, seed-derived SHA-256 counter stream (selection only
+/// needs to be unpredictable to participants, not cryptographically uniform).
+fn shuffle(items: &mut [String], seed: &[u8; 32]) {
+    use sha2::{Digest, Sha256};
+    for i in (1..items.len()).rev() {
+        let mut h = Sha256::new();
+        h.update(seed);
+        h.update((i as u64).to_le_bytes());
+        let r = u64::from_le_bytes(h.finalize()[..8].try_into().unwrap_or([0; 8]));
+        items.swap(i, (r % (i as u64 + 1)) as usize);
+    }
+}
