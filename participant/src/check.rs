@@ -62,10 +62,16 @@ pub fn check(config: &ParticipantConfig) -> Result<CheckReport, ParticipantError
             format!(
                 "plain mode (explicit test opt-in): the clipped update of {d} f32 values and its sample count (capped)"
             ),
+            format!(
+                "evaluation rounds (registered models): instead of an update, {} holdout scores (site-relative nMAE, nMSE, pinball, p10-p90 coverage, persistence nMAE, clamp flag; each in [0, {}]) weighted by the holdout windows (capped at {}), under the round's protection",
+                models::holdout::SCORE_SLOTS,
+                models::holdout::SCORE_CLIP,
+                models::holdout::MAX_SCORE_WEIGHT
+            ),
         ],
         never_shared: vec![
             "telemetry (load_kw, pv_kw, weather covariates) and timestamps".into(),
-            "training samples, normalization statistics, site metadata".into(),
+            "training and holdout samples, normalization statistics, site metadata".into(),
             "the local model itself, except as its protected update".into(),
         ],
     })
