@@ -23,6 +23,7 @@ pub mod forecast;
 pub mod forecaster;
 mod linalg;
 mod loss;
+pub mod manifest;
 pub mod metrics;
 pub mod network;
 pub mod ridge;
