@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use common::*;
 use coordinator::registry::VersionManifest;
@@ -74,16 +74,6 @@ fn entry(site: &str, sector: &str, issued: i64, version: &VersionManifest) -> Bo
         version_id: version.id.clone(),
         issued_unix_s: issued,
         step_s: 3600,
-    }
-}
-
-/// The methods of every message a participant sent.
-#[derive(Default)]
-struct Methods(Mutex<Vec<&'static str>>);
-
-impl WireTap for Methods {
-    fn outgoing(&self, method: &'static str, _encoded: &[u8]) {
-        self.0.lock().unwrap().push(method);
     }
 }
 

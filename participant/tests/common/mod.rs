@@ -333,3 +333,13 @@ pub async fn join_all(
     }
     out
 }
+
+/// The methods of every message a participant sent.
+#[derive(Default)]
+pub struct Methods(pub std::sync::Mutex<Vec<&'static str>>);
+
+impl participant::client::WireTap for Methods {
+    fn outgoing(&self, method: &'static str, _encoded: &[u8]) {
+        self.0.lock().unwrap().push(method);
+    }
+}
