@@ -189,7 +189,10 @@ fn publish_sync_sign_verify_and_tamper() {
         let signed: models::manifest::SignedManifest =
             serde_json::from_str(&serde_json::to_string(m).unwrap()).unwrap();
         let served = signed.served(&key).unwrap();
-        assert_eq!((served.model.as_str(), served.version), ("res-load", m.content.version));
+        assert_eq!(
+            (served.model.as_str(), served.version),
+            ("res-load", m.content.version)
+        );
         assert_eq!(served.spec.target, m.content.spec.target);
         assert_eq!(served.spec.sector, m.content.spec.sector);
         assert_eq!(served.weights, m.content.weights);

@@ -159,7 +159,10 @@ mod tests {
     fn signed_manifest_verifies_and_any_change_is_refused() {
         let key = SigningKey::from_bytes(&[7; 32]);
         let public = key.verifying_key().to_bytes();
-        let weights = [1.0f32, -2.0].iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<_>>();
+        let weights = [1.0f32, -2.0]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect::<Vec<_>>();
         let sha = hex::encode(Sha256::digest(&weights));
         let signed = SignedManifest::sign(content(&sha), &key).unwrap();
         let served = signed.served(&public).unwrap();
@@ -168,17 +171,34 @@ mod tests {
         served.weights.verify(&weights).unwrap();
 
         let mut altered = signed.clone();
-        altered.content_json = altered.content_json.replace("\"version\":2", "\"version\":3");
-        assert!(altered.verify(&public).unwrap_err().to_string().contains("altered"));
+        altered.content_json = altered
+            .content_json
+            .replace("\"version\":2", "\"version\":3");
+        assert!(
+            altered
+                .verify(&public)
+                .unwrap_err()
+                .to_string()
+                .contains("altered")
+        );
         let mut rehashed = altered.clone();
         rehashed.id = hex::encode(Sha256::digest(rehashed.content_json.as_bytes()));
-        assert!(rehashed.verify(&public).unwrap_err().to_string().contains("signature"));
+        assert!(
+            rehashed
+                .verify(&public)
+                .unwrap_err()
+                .to_string()
+                .contains("signature")
+        );
         let other = SigningKey::from_bytes(&[8; 32]).verifying_key().to_bytes();
         assert!(signed.verify(&other).is_err());
 
         let mut flipped = weights.clone();
         flipped[0] ^= 1;
-        assert!(matches!(served.weights.verify(&flipped), Err(ManifestError::Weights(_))));
+        assert!(matches!(
+            served.weights.verify(&flipped),
+            Err(ManifestError::Weights(_))
+        ));
         assert!(served.weights.verify(&weights[..4]).is_err());
     }
 }

@@ -104,18 +104,14 @@ pub async fn fetch_model(
         .fetch_model(request)
         .await?
         .into_inner();
-    let Some(fetch_model_chunk::Part::Header(header)) = stream.message().await?.and_then(|c| c.part)
+    let Some(fetch_model_chunk::Part::Header(header)) =
+        stream.message().await?.and_then(|c| c.part)
     else {
         return Err(ParticipantError::Protocol(
             "model fetch must start with a header".into(),
         ));
     };
-    let mut data = Reassembly::new(
-        header.length,
-        &header.sha256,
-        proto::MAX_VECTOR_BYTES,
-        None,
-    )?;
+    let mut data = Reassembly::new(header.length, &header.sha256, proto::MAX_VECTOR_BYTES, None)?;
     while let Some(chunk) = stream.message().await? {
         match chunk.part {
             Some(fetch_model_chunk::Part::Data(bytes)) => data.push(&bytes)?,
@@ -185,9 +181,10 @@ pub fn production_forecast(
     let spec = fetched.model.spec();
     let (site, series) = crate::site::load_series(data, spec.resolution)?;
     let forecast = forecast_site(fetched, &series, &site, at_unix_s, horizon_steps)?;
-    let first = forecast.timestamps_unix_s.first().copied().ok_or_else(|| {
-        ParticipantError::Forecast("the model returned an empty forecast".into())
-    })?;
+    let first =
+        forecast.timestamps_unix_s.first().copied().ok_or_else(|| {
+            ParticipantError::Forecast("the model returned an empty forecast".into())
+        })?;
     let entry = BoardEntry {
         site: site.site_id.clone(),
         sector: site.sector.as_str().to_string(),

@@ -219,7 +219,10 @@ async fn participant_forecasts_its_site_with_the_production_model_and_publishes_
         .unwrap()
         .values_kw;
     for (local, remote) in out.forecast.p50_kw.iter().zip(served_p50) {
-        assert!((local - f64::from(*remote)).abs() < 1e-4, "{local} vs {remote}");
+        assert!(
+            (local - f64::from(*remote)).abs() < 1e-4,
+            "{local} vs {remote}"
+        );
     }
     let actual: Vec<f64> = site_series.telemetry.load_kw.as_ref().unwrap()[origin..]
         .iter()

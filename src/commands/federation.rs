@@ -356,9 +356,16 @@ fn publish_forecast(path: &Path, model: &str, horizon: &str, at: Option<&str>) -
         .map_err(refusal)
         .with_context(|| format!("enrolling with {url}"))?;
         // The key manifests are signed with; the site's daemon joins this federation anyway.
-        let joined = link.join(&settings.federation_tag).await.map_err(refusal).with_context(|| {
-            format!("joining `{}` to learn the coordinator key", settings.federation_tag)
-        })?;
+        let joined = link
+            .join(&settings.federation_tag)
+            .await
+            .map_err(refusal)
+            .with_context(|| {
+                format!(
+                    "joining `{}` to learn the coordinator key",
+                    settings.federation_tag
+                )
+            })?;
         let key: [u8; 32] = joined
             .coordinator_key
             .as_slice()
@@ -407,7 +414,10 @@ fn publish_forecast(path: &Path, model: &str, horizon: &str, at: Option<&str>) -
             ""
         }
     );
-    println!("model {} (manifest {})", out.entry.model, out.entry.version_id);
+    println!(
+        "model {} (manifest {})",
+        out.entry.model, out.entry.version_id
+    );
     println!(
         "{} steps of {} s from {}, p50 sum {p50_sum:.3} kW ({:.3} kWh)",
         f.timestamps_unix_s.len(),

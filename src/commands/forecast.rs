@@ -58,9 +58,7 @@ pub(crate) fn parse_instant(flag: &str, text: &str) -> Result<i64> {
         return Ok(unix_s);
     }
     Ok(chrono::DateTime::parse_from_rfc3339(text)
-        .with_context(|| {
-            format!("{flag} `{text}` is neither an RFC 3339 time nor unix seconds")
-        })?
+        .with_context(|| format!("{flag} `{text}` is neither an RFC 3339 time nor unix seconds"))?
         .timestamp())
 }
 

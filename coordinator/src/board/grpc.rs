@@ -175,9 +175,7 @@ pub fn publish(
     let now = now_unix_s();
     forecast.validate(now).map_err(|e| status_of(&e))?;
     check_registered(hub, registry, &forecast)?;
-    let outcome = board
-        .publish(&forecast, now)
-        .map_err(|e| status_of(&e))?;
+    let outcome = board.publish(&forecast, now).map_err(|e| status_of(&e))?;
     tracing::info!(participant = %participant, site = %forecast.site, sector = %forecast.sector,
         model = %forecast.model, version_id = %forecast.version_id,
         steps = forecast.timestamps_unix_s.len(), "site forecast published");
