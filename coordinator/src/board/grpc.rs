@@ -173,6 +173,7 @@ pub fn publish(
     }
     let forecast = domain_forecast(message, &participant).map_err(|e| status_of(&e))?;
     let now = now_unix_s();
+    // Malformed fields are named before the registry is consulted (the store validates again).
     forecast.validate(now).map_err(|e| status_of(&e))?;
     check_registered(hub, registry, &forecast)?;
     let outcome = board.publish(&forecast, now).map_err(|e| status_of(&e))?;
