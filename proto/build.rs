@@ -17,6 +17,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let forecast = protox::compile([files[2]], ["proto"])?;
     tonic_prost_build::configure()
         .extern_path(".gridfed.federation.v1", "crate::v1")
+        .bytes(".gridfed.forecast.v1.FetchModelChunk.data")
         .compile_fds(forecast)?;
     let fds = protox::compile(&files[..2], ["proto"])?;
     tonic_prost_build::configure()

@@ -4,6 +4,7 @@
 //! here; the forecasting itself is the serving library's.
 
 use std::collections::HashMap;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
 use datasets::{Normalization, Resolution, SiteKind, Target};
@@ -12,6 +13,7 @@ use models::serving::{
     ServingModel, ServingSpec,
 };
 use proto::forecast::{self as pb, forecast_server::Forecast};
+use tokio_stream::Stream;
 use tonic::{Code, Request, Response, Status};
 
 use crate::board::{self, Board};
@@ -35,6 +37,43 @@ pub fn status_of(error: &ServingError) -> Status {
         _ => Code::InvalidArgument,
     };
     Status::new(code, error.to_string())
+}
+
+type FetchStream = Pin<Box<dyn Stream<Item = Result<pb::FetchModelChunk, Status>> + Send>>;
+
+/// `FetchModel`: authenticates an enrolled participant (method `FetchModel`, federation "",
+/// round 0), resolves its reference (after a sync, so a version committed a moment ago is
+/// found) and returns the manifest with the weight bytes, which the coordinator verifies
+/// first: a tampered artifact is refused here (`DataLoss`), and participants check again.
+pub fn fetch(
+    hub: &Mutex<Hub>,
+    registry: &Registry,
+    mut request: pb::FetchModelRequest,
+) -> Result<(VersionManifest, Vec<u8>), Status> {
+    let auth = request.auth.take();
+    let digest = proto::auth::payload_digest(&request);
+    let participant = hub
+        .lock()
+        .map_err(|_| Status::internal("coordinator state poisoned"))?
+        .authenticate(proto::method::FETCH_MODEL, "", 0, auth.as_ref(), digest)
+        .map_err(|e| crate::grpc::status_of(&e))?;
+    if request.model.is_empty() {
+        return Err(invalid(
+            "model",
+            "missing (NAME, NAME@VERSION or NAME@ALIAS)",
+        ));
+    }
+    let reference: ModelRef = request.model.parse().map_err(|e| registry_status(&e))?;
+    let load = || {
+        sync(registry, hub, &reference.model)?;
+        let manifest = registry.resolve(&reference)?;
+        let weights = registry.load_weights(&manifest)?;
+        Ok::<_, RegistryError>((manifest, proto::chunk::f32_to_bytes(&weights)))
+    };
+    let (manifest, bytes) = load().map_err(|e| registry_status(&e))?;
+    tracing::info!(participant = %participant, model = %manifest.content.model,
+        version = manifest.content.version, "model fetched");
+    Ok((manifest, bytes))
 }
 
 #[derive(Clone)]
@@ -206,12 +245,45 @@ impl Forecast for ForecastService {
         &self,
         request: Request<pb::PublishSiteForecastRequest>,
     ) -> Result<Response<pb::PublishSiteForecastResponse>, Status> {
-        let (hub, board) = (self.hub.clone(), self.board.clone());
+        let (hub, registry, board) = (self.hub.clone(), self.registry.clone(), self.board.clone());
         let request = request.into_inner();
-        tokio::task::spawn_blocking(move || board::grpc::publish(&hub, &board, request))
+        tokio::task::spawn_blocking(move || board::grpc::publish(&hub, &registry, &board, request))
             .await
             .map_err(|e| Status::internal(format!("board task failed: {e}")))?
             .map(Response::new)
+    }
+
+    type FetchModelStream = FetchStream;
+
+    async fn fetch_model(
+        &self,
+        request: Request<pb::FetchModelRequest>,
+    ) -> Result<Response<FetchStream>, Status> {
+        let (hub, registry) = (self.hub.clone(), self.registry.clone());
+        let request = request.into_inner();
+        let (manifest, bytes) =
+            tokio::task::spawn_blocking(move || fetch(&hub, &registry, request))
+                .await
+                .map_err(|e| Status::internal(format!("fetch task failed: {e}")))??;
+        let header = pb::FetchModelChunk {
+            part: Some(pb::fetch_model_chunk::Part::Header(pb::FetchModelHeader {
+                manifest_json: serde_json::to_string(&manifest)
+                    .map_err(|e| registry_status(&RegistryError::from(e)))?,
+                length: bytes.len() as u64,
+                sha256: proto::chunk::sha256(&bytes).to_vec(),
+            })),
+        };
+        let bytes = prost::bytes::Bytes::from(bytes);
+        let chunks = (0..bytes.len())
+            .step_by(proto::CHUNK_BYTES)
+            .map(move |start| {
+                let end = (start + proto::CHUNK_BYTES).min(bytes.len());
+                Ok(pb::FetchModelChunk {
+                    part: Some(pb::fetch_model_chunk::Part::Data(bytes.slice(start..end))),
+                })
+            });
+        let stream = tokio_stream::iter(std::iter::once(Ok(header)).chain(chunks));
+        Ok(Response::new(Box::pin(stream)))
     }
 
     async fn query_board(
@@ -227,10 +299,8 @@ impl Forecast for ForecastService {
     }
 }
 
-/// A forecast request for the site of `series` from grid index `origin`: the trailing run of
-/// observed target values before it (at most `max_history` steps), and every covariate the
-/// series has from the origin on, while all of them are present (at most `max_future` steps).
-/// Used by `gridfed forecast` and the tests; nothing is filled in or invented.
+/// The proto request of `gridfed forecast` for the site of `series` from grid index `origin`
+/// (see `models::serving::ForecastRequest::from_series`, which participants call directly).
 pub fn request_from_series(
     model: &str,
     series: &datasets::RegularSeries,
@@ -240,79 +310,47 @@ pub fn request_from_series(
     horizon_steps: u32,
     limits: (usize, usize),
 ) -> Result<pb::ForecastRequest, String> {
-    let (max_history, max_future) = limits;
-    let t = &series.telemetry;
-    let values = match target {
-        Target::Load => t.load_kw.as_ref(),
-        Target::Pv => t.pv_kw.as_ref(),
-    }
-    .ok_or_else(|| format!("site `{}` has no `{}` column", t.site_id, target.column()))?;
-    if origin == 0 || origin > t.timestamps.len() {
-        return Err(format!(
-            "origin index {origin} is outside the series of {} steps",
-            t.timestamps.len()
-        ));
-    }
-    let mut start = origin;
-    while start > 0 && origin - start < max_history && values[start - 1].is_some() {
-        start -= 1;
-    }
-    let covariates: Vec<(&str, &Vec<Option<f64>>)> = [
-        (
-            datasets::schema::col::TEMPERATURE_FORECAST_C,
-            &t.temperature_forecast_c,
-        ),
-        (
-            datasets::schema::col::GHI_FORECAST_W_M2,
-            &t.ghi_forecast_w_m2,
-        ),
-        (
-            datasets::schema::col::CLOUD_COVER_FORECAST,
-            &t.cloud_cover_forecast,
-        ),
-    ]
-    .into_iter()
-    .filter_map(|(name, column)| column.as_ref().map(|c| (name, c)))
-    .collect();
-    let mut end = origin;
-    while end < t.timestamps.len()
-        && end - origin < max_future
-        && covariates.iter().all(|(_, c)| c[end].is_some())
-    {
-        end += 1;
-    }
-    Ok(pb::ForecastRequest {
+    let request =
+        ForecastRequest::from_series(series, site, target, origin, horizon_steps as usize, limits)
+            .map_err(|e| e.to_string())?;
+    Ok(proto_request(model, request))
+}
+
+/// The wire form of a domain request (the inverse of [`domain_request`]).
+pub fn proto_request(model: &str, r: ForecastRequest) -> pb::ForecastRequest {
+    pb::ForecastRequest {
         model: model.to_string(),
-        horizon_steps,
+        horizon_steps: r.horizon_steps as u32,
         site: Some(pb::Site {
-            kind: serde_json::to_value(site.kind)
+            kind: serde_json::to_value(r.site.kind)
                 .ok()
                 .and_then(|v| v.as_str().map(str::to_string))
                 .unwrap_or_default(),
-            latitude: site.latitude,
-            longitude: site.longitude,
-            capacity_kw: site.capacity_kw,
-            timezone: site.timezone.clone(),
+            latitude: r.site.latitude,
+            longitude: r.site.longitude,
+            capacity_kw: r.site.capacity_kw,
+            timezone: r.site.timezone,
         }),
-        origin_unix_s: t
-            .timestamps
-            .get(origin)
-            .copied()
-            .unwrap_or_else(|| t.timestamps[origin - 1] + series.resolution.seconds()),
+        origin_unix_s: r.origin_unix_s,
         history: Some(pb::Series {
-            timestamps_unix_s: t.timestamps[start..origin].to_vec(),
-            values_kw: values[start..origin].iter().flatten().copied().collect(),
+            timestamps_unix_s: r.history.timestamps_unix_s,
+            values_kw: r.history.target_kw,
         }),
         future: Some(pb::Covariates {
-            timestamps_unix_s: t.timestamps[origin..end].to_vec(),
-            covariates: covariates
-                .iter()
-                .map(|(name, c)| pb::CovariateSeries {
-                    name: name.to_string(),
-                    values: c[origin..end].iter().flatten().copied().collect(),
+            timestamps_unix_s: r.future.timestamps_unix_s,
+            covariates: r
+                .future
+                .covariates
+                .into_iter()
+                .map(|c| pb::CovariateSeries {
+                    name: c.name,
+                    values: c.values,
                 })
                 .collect(),
         }),
-        site_normalization: None,
-    })
+        site_normalization: r.site_normalization.map(|n| pb::SiteNormalization {
+            offset_kw: n.offset_kw,
+            scale_kw: n.scale_kw,
+        }),
+    }
 }

@@ -217,6 +217,19 @@ fn publish_sync_sign_verify_and_tamper() {
         let back: VersionManifest =
             serde_json::from_str(&serde_json::to_string(m).unwrap()).unwrap();
         back.verify(&key).unwrap();
+        // What a participant reads from the same JSON (`models::manifest`) agrees with it.
+        let signed: models::manifest::SignedManifest =
+            serde_json::from_str(&serde_json::to_string(m).unwrap()).unwrap();
+        let served = signed.served(&key).unwrap();
+        assert_eq!(
+            (served.model.as_str(), served.version),
+            ("res-load", m.content.version)
+        );
+        assert_eq!(served.spec.target, m.content.spec.target);
+        assert_eq!(served.spec.sector, m.content.spec.sector);
+        assert_eq!(served.weights, m.content.weights);
+        assert_eq!(served.serving_spec_json, m.content.serving_spec_json);
+        assert_eq!(served.forecaster_json, m.content.forecaster_json);
     }
     let (v1, v2) = (&manifests[0], &manifests[1]);
     assert_eq!(v1.content.lineage.participants, 3);

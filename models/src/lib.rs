@@ -24,6 +24,7 @@ pub mod forecaster;
 pub mod holdout;
 mod linalg;
 mod loss;
+pub mod manifest;
 pub mod metrics;
 pub mod network;
 pub mod ridge;

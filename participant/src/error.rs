@@ -27,6 +27,12 @@ pub enum ParticipantError {
     Status(#[from] tonic::Status),
     #[error("protocol: {0}")]
     Protocol(String),
+    /// A fetched model version failed verification (signature, weights, config): not used.
+    #[error("refusing the fetched model: {0}")]
+    UntrustedModel(String),
+    /// The site's own forecast could not be computed (missing data, origin, horizon).
+    #[error("site forecast: {0}")]
+    Forecast(String),
     #[error(transparent)]
     Chunk(#[from] proto::chunk::ChunkError),
 }

@@ -10,6 +10,8 @@
 //!
 //! - [`run`]: the daemon (`gridfed participant run --config participant.toml`).
 //! - [`board`]: publishes the site's own forecasts (never raw data) to the forecast board.
+//! - [`production`]: fetches and verifies a registered model version, forecasts the site with
+//!   it and publishes the result (`gridfed participant publish-forecast`).
 //! - [`check`]: validates config and data and reports what would be shared
 //!   (`gridfed participant check`).
 
@@ -22,6 +24,7 @@ pub mod daemon;
 pub mod encrypted;
 pub mod error;
 pub mod identity;
+pub mod production;
 pub mod secure;
 pub mod site;
 pub mod trainer;

@@ -1,18 +1,17 @@
 //! Loading the site's own telemetry into training samples. Everything here stays on the site.
 
 use datasets::prepare::prepare_site;
-use datasets::{PreparedSite, RegularSeries, Resolution, SplitSpec, Target};
+use datasets::{PreparedSite, RegularSeries, Resolution, SiteMetadata, SplitSpec, Target};
 
 use crate::ParticipantError;
 use crate::config::DataConfig;
 
-/// Reads `config.dir`, validates it, and prepares this site's train/test samples.
-pub fn load_site(config: &DataConfig) -> Result<PreparedSite, ParticipantError> {
-    let target: Target = config.target()?;
-    let resolution: Resolution = config
-        .resolution
-        .parse()
-        .map_err(|e: String| ParticipantError::Config(format!("data.resolution: {e}")))?;
+/// Reads `config.dir`, validates it, and returns this site's metadata and telemetry on the
+/// `resolution` grid.
+pub fn load_series(
+    config: &DataConfig,
+    resolution: Resolution,
+) -> Result<(SiteMetadata, RegularSeries), ParticipantError> {
     let fleet = datasets::reader::read_fleet_dir(&config.dir)?;
     let index = fleet
         .sites
@@ -25,9 +24,19 @@ pub fn load_site(config: &DataConfig) -> Result<PreparedSite, ParticipantError> 
                 config.dir.display()
             ))
         })?;
-    let site = &fleet.sites[index];
     let validated = &fleet.telemetry[index];
     let series = RegularSeries::resample(&validated.telemetry, validated.resolution, resolution)?;
+    Ok((fleet.sites[index].clone(), series))
+}
+
+/// Reads `config.dir`, validates it, and prepares this site's train/test samples.
+pub fn load_site(config: &DataConfig) -> Result<PreparedSite, ParticipantError> {
+    let target: Target = config.target()?;
+    let resolution: Resolution = config
+        .resolution
+        .parse()
+        .map_err(|e: String| ParticipantError::Config(format!("data.resolution: {e}")))?;
+    let (site, series) = load_series(config, resolution)?;
     let mut split = SplitSpec::day_ahead(resolution.steps_per_day());
     split.test_fraction = config.test_fraction;
     if let Some(c) = config.context {
@@ -36,7 +45,7 @@ pub fn load_site(config: &DataConfig) -> Result<PreparedSite, ParticipantError> 
     if let Some(h) = config.horizon {
         split.horizon = h;
     }
-    prepare_site(&series, site, target, split)?.ok_or_else(|| {
+    prepare_site(&series, &site, target, split)?.ok_or_else(|| {
         ParticipantError::Config(format!(
             "site `{}` does not measure {}",
             config.site_id, config.target

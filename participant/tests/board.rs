@@ -1,14 +1,15 @@
 //! The forecast board over real gRPC: two enrolled participants publish their sites'
-//! forecasts; a market engine (an unauthenticated forecast client) queries by site, by sector
+//! forecasts, declaring registered model versions (two small plain-protection models run to
+//! their first version with fixed updates); a market engine (an unauthenticated forecast client) queries by site, by sector
 //! and time range, and the sector total; unenrolled, forged, replayed, impersonating and
 //! malformed publishes are refused with clear statuses.
 
 mod common;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use common::*;
-use coordinator::{FederationSpec, Protection};
+use coordinator::registry::VersionManifest;
 use datasets::Target;
 use models::serving::QuantileForecast;
 use participant::SiteIdentity;
@@ -43,25 +44,36 @@ fn local_forecast(t0: i64, base: f32) -> QuantileForecast {
     }
 }
 
-fn entry(site: &str, sector: &str, issued: i64) -> BoardEntry {
+/// A one-round model of `sector` load that fixed-update participants train to version 1.
+pub fn fixed_spec(name: &str, sector: &str) -> String {
+    format!(
+        r#"
+name = "{name}"
+target = "load"
+sector = "{sector}"
+context = 24
+horizon = 24
+protection = "plain"
+rounds = 1
+
+[architecture]
+hidden = [4]
+
+[training]
+min_participants = 1
+"#
+    )
+}
+
+fn entry(site: &str, sector: &str, issued: i64, version: &VersionManifest) -> BoardEntry {
     BoardEntry {
         site: site.into(),
         sector: sector.into(),
         target: Target::Load,
-        model: "res-load@production".into(),
-        version_id: "7f".repeat(32),
+        model: format!("{}@{}", version.content.model, version.content.version),
+        version_id: version.id.clone(),
         issued_unix_s: issued,
         step_s: 3600,
-    }
-}
-
-/// The methods of every message a participant sent.
-#[derive(Default)]
-struct Methods(Mutex<Vec<&'static str>>);
-
-impl WireTap for Methods {
-    fn outgoing(&self, method: &'static str, _encoded: &[u8]) {
-        self.0.lock().unwrap().push(method);
     }
 }
 
@@ -95,8 +107,13 @@ fn query(site: &str, sector: &str, from: i64, to: i64) -> QueryBoardRequest {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn participants_publish_and_market_engines_query_the_board() {
     let dir = tempfile::tempdir().unwrap();
-    let spec = FederationSpec::vector("load", 10, Protection::Plain, 1);
-    let coord = RunningCoordinator::start(dir.path(), vec![spec]).await;
+    let coord = RunningCoordinator::start_registry(dir.path()).await;
+    let res = coord
+        .fixed_versions(&fixed_spec("res-load", "residential"), 1)
+        .await;
+    let com = coord
+        .fixed_versions(&fixed_spec("com-load", "commercial"), 1)
+        .await;
     let channel = open_channel(&coord.endpoint()).await.unwrap();
     let alice_sent = Arc::new(Methods::default());
     let alice = enroll(&coord, "alice", Some(alice_sent.clone())).await;
@@ -105,17 +122,17 @@ async fn participants_publish_and_market_engines_query_the_board() {
     let issued = now_s();
     let t0 = (issued / HOUR + 1) * HOUR;
     let roof_a = site_forecast(
-        &entry("roof-a", "residential", issued),
+        &entry("roof-a", "residential", issued, &res[0]),
         &local_forecast(t0, 3.0),
     )
     .unwrap();
     let roof_b = site_forecast(
-        &entry("roof-b", "residential", issued),
+        &entry("roof-b", "residential", issued, &res[0]),
         &local_forecast(t0, 10.0),
     )
     .unwrap();
     let mall = site_forecast(
-        &entry("mall", "commercial", issued),
+        &entry("mall", "commercial", issued, &com[0]),
         &local_forecast(t0, 200.0),
     )
     .unwrap();
@@ -247,6 +264,36 @@ async fn participants_publish_and_market_engines_query_the_board() {
         status.message().contains("timestamps_unix_s[7]"),
         "{status:?}"
     );
+
+    // The declared version must be one the registry holds, of the forecast's target and
+    // sector.
+    let mut unknown_id = newer.clone();
+    unknown_id.issued_unix_s += 1;
+    unknown_id.version_id = "ab".repeat(32);
+    let status = refused(unknown_id).await;
+    assert_eq!(status.code(), Code::NotFound, "{status:?}");
+    assert!(
+        status.message().contains("version_id") && status.message().contains(&"ab".repeat(32)),
+        "{status:?}"
+    );
+    let mut unknown_model = newer.clone();
+    unknown_model.issued_unix_s += 1;
+    unknown_model.model = "no-such-model@1".into();
+    let status = refused(unknown_model).await;
+    assert_eq!(status.code(), Code::NotFound, "{status:?}");
+    assert!(status.message().contains("no-such-model"), "{status:?}");
+    let mut wrong_sector = newer.clone();
+    wrong_sector.issued_unix_s += 1;
+    wrong_sector.sector = "commercial".into();
+    let status = refused(wrong_sector).await;
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(status.message().starts_with("sector"), "{status:?}");
+    let mut wrong_version = newer.clone();
+    wrong_version.issued_unix_s += 1;
+    wrong_version.model = "res-load@7".into();
+    let status = refused(wrong_version).await;
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(status.message().contains("version 7"), "{status:?}");
 
     // Publishing for someone else.
     let mut impersonation = roof_b.clone();

@@ -24,8 +24,6 @@ use tokio::sync::oneshot;
 use tonic::Code;
 use tonic::transport::{Channel, Endpoint};
 
-const OPERATOR: &str = "operator-secret-token-42";
-
 const SPEC: &str = r#"
 name = "res-load"
 target = "load"
@@ -44,14 +42,6 @@ min_participants = 3
 local_epochs = 1
 learning_rate = 0.003
 "#;
-
-fn authed<T>(message: T, token: &str) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    request
-        .metadata_mut()
-        .insert("authorization", format!("Bearer {token}").parse().unwrap());
-    request
-}
 
 async fn forecast(
     client: &mut ForecastClient<Channel>,

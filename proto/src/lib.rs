@@ -45,4 +45,5 @@ pub mod method {
     pub const UPLOAD_UPDATE: &str = "/gridfed.federation.v1.Federation/UploadUpdate";
     pub const DOWNLOAD_WEIGHTS: &str = "/gridfed.federation.v1.Federation/DownloadWeights";
     pub const PUBLISH_SITE_FORECAST: &str = "/gridfed.forecast.v1.Forecast/PublishSiteForecast";
+    pub const FETCH_MODEL: &str = "/gridfed.forecast.v1.Forecast/FetchModel";
 }

@@ -62,6 +62,22 @@ pub enum ParticipantCommand {
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
     },
+    /// Forecast the site with a registered model (fetched and verified under the coordinator
+    /// key learned on Join) and publish the forecast to the coordinator's board.
+    PublishForecast {
+        #[arg(long)]
+        config: PathBuf,
+        /// NAME (its production alias), NAME@VERSION, NAME@ALIAS or NAME@<id prefix>.
+        #[arg(long)]
+        model: String,
+        /// How far ahead: 24h, 90m, 1d (a whole number of the model's steps).
+        #[arg(long, default_value = "24h")]
+        horizon: String,
+        /// First forecast step (RFC 3339 or unix seconds, on the model's grid); default: the
+        /// step after the site's last observation.
+        #[arg(long)]
+        at: Option<String>,
+    },
 }
 
 /// `gridfed bench ...`
@@ -288,6 +304,12 @@ pub fn run_participant(cmd: ParticipantCommand) -> Result<()> {
             );
             Ok(())
         }
+        ParticipantCommand::PublishForecast {
+            config,
+            model,
+            horizon,
+            at,
+        } => publish_forecast(&config, &model, &horizon, at.as_deref()),
         ParticipantCommand::Check { config, format } => {
             let config = load_participant_config(&config)?;
             let report = participant::check(&config).context("participant check failed")?;
@@ -298,6 +320,112 @@ pub fn run_participant(cmd: ParticipantCommand) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// `gridfed participant publish-forecast`.
+fn publish_forecast(path: &Path, model: &str, horizon: &str, at: Option<&str>) -> Result<()> {
+    use participant::client::{FederationLink, connect, open_channel};
+    use participant::production::{fetch_model, publish_production_forecast};
+    // A refusal reads as its code and message (the status would print twice otherwise).
+    fn refusal(e: participant::ParticipantError) -> anyhow::Error {
+        match e {
+            participant::ParticipantError::Status(s) => {
+                anyhow::anyhow!("coordinator refused: {:?}: {}", s.code(), s.message())
+            }
+            other => other.into(),
+        }
+    }
+    let config = load_participant_config(path)?;
+    let at_unix_s = at
+        .map(|text| super::forecast::parse_instant("--at", text))
+        .transpose()?;
+    let horizon_s = super::forecast::parse_duration(horizon)?;
+    let settings = DaemonSettings::from_config(&config)?;
+    let identity = Arc::new(SiteIdentity::load_or_create(&config.key_file)?);
+    let out = runtime()?.block_on(async {
+        let url = settings.coordinator.url().to_string();
+        let client = connect(&settings.coordinator).await?;
+        let mut link = FederationLink::enroll(
+            client,
+            identity,
+            &settings.enrollment_token,
+            &settings.site_label,
+            None,
+        )
+        .await
+        .map_err(refusal)
+        .with_context(|| format!("enrolling with {url}"))?;
+        // The key manifests are signed with; the site's daemon joins this federation anyway.
+        let joined = link
+            .join(&settings.federation_tag)
+            .await
+            .map_err(refusal)
+            .with_context(|| {
+                format!(
+                    "joining `{}` to learn the coordinator key",
+                    settings.federation_tag
+                )
+            })?;
+        let key: [u8; 32] = joined
+            .coordinator_key
+            .as_slice()
+            .try_into()
+            .context("the coordinator key from Join is not 32 bytes")?;
+        let channel = open_channel(&settings.coordinator).await?;
+        let fetched = fetch_model(&link, channel.clone(), model, &key)
+            .await
+            .map_err(refusal)
+            .with_context(|| format!("fetching model `{model}`"))?;
+        let step_s = fetched.model.spec().resolution.seconds();
+        ensure!(
+            horizon_s % step_s == 0,
+            "--horizon {horizon} is not a whole number of the model's {} steps",
+            fetched.model.spec().resolution.as_str()
+        );
+        let steps = usize::try_from(horizon_s / step_s).context("--horizon too long")?;
+        publish_production_forecast(
+            &link,
+            channel,
+            Arc::new(fetched),
+            config.data.clone(),
+            at_unix_s,
+            steps,
+        )
+        .await
+        .map_err(refusal)
+        .context("forecasting and publishing the site")
+    })?;
+    let f = &out.forecast;
+    let time = |unix_s: i64| {
+        chrono::DateTime::from_timestamp(unix_s, 0)
+            .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+            .unwrap_or_else(|| unix_s.to_string())
+    };
+    let p50_sum: f64 = f.p50_kw.iter().sum();
+    println!(
+        "published site `{}` (sector {}, {}) as participant {}{}",
+        out.entry.site,
+        out.entry.sector,
+        f.target,
+        out.response.participant_id,
+        if out.response.replaced {
+            ", replacing its earlier forecast"
+        } else {
+            ""
+        }
+    );
+    println!(
+        "model {} (manifest {})",
+        out.entry.model, out.entry.version_id
+    );
+    println!(
+        "{} steps of {} s from {}, p50 sum {p50_sum:.3} kW ({:.3} kWh)",
+        f.timestamps_unix_s.len(),
+        f.step_s,
+        f.timestamps_unix_s.first().map_or("-".into(), |&t| time(t)),
+        p50_sum * f64::from(f.step_s) / 3600.0
+    );
+    Ok(())
 }
 
 pub fn run_bench(cmd: BenchCommand) -> Result<()> {

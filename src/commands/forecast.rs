@@ -38,7 +38,7 @@ pub struct ForecastArgs {
     /// load or pv (default: the one the site measures; required when it measures both).
     #[arg(long)]
     pub target: Option<Target>,
-    /// First forecast step (RFC 3339, e.g. 2024-02-10T00:00:00Z); default: the step after
+    /// First forecast step (RFC 3339, e.g. 2024-02-10T00:00:00Z, or unix seconds); default: the step after
     /// the last observation. Later target values in the file are ignored (backtests).
     #[arg(long)]
     pub origin: Option<String>,
@@ -52,7 +52,17 @@ pub struct ForecastArgs {
 }
 
 /// "24h" / "90m" / "1d" / "3600s" in seconds.
-fn parse_duration(text: &str) -> Result<i64> {
+/// An RFC 3339 time (2024-02-10T00:00:00Z) or UTC unix seconds.
+pub(crate) fn parse_instant(flag: &str, text: &str) -> Result<i64> {
+    if let Ok(unix_s) = text.parse::<i64>() {
+        return Ok(unix_s);
+    }
+    Ok(chrono::DateTime::parse_from_rfc3339(text)
+        .with_context(|| format!("{flag} `{text}` is neither an RFC 3339 time nor unix seconds"))?
+        .timestamp())
+}
+
+pub(crate) fn parse_duration(text: &str) -> Result<i64> {
     let split = text
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(text.len());
@@ -107,34 +117,14 @@ pub fn run(args: ForecastArgs) -> Result<()> {
         (None, None, Some(_)) => Target::Pv,
         _ => bail!("site `{}` measures load and PV: pass --target", t.site_id),
     };
-    let values = match target {
-        Target::Load => &t.load_kw,
-        Target::Pv => &t.pv_kw,
-    }
-    .as_ref()
-    .with_context(|| format!("site `{}` has no {}", t.site_id, target.column()))?;
-    let origin = match &args.origin {
-        Some(text) => {
-            let unix_s = chrono::DateTime::parse_from_rfc3339(text)
-                .with_context(|| format!("--origin `{text}` is not an RFC 3339 time"))?
-                .timestamp();
-            series
-                .index_of(unix_s)
-                .with_context(|| format!("--origin {text} is not a step of the input's grid"))?
-        }
-        // The step after the last observation.
-        None => values
-            .iter()
-            .rposition(Option::is_some)
-            .map(|i| i + 1)
-            .with_context(|| {
-                format!(
-                    "site `{}` has no {} observations",
-                    t.site_id,
-                    target.column()
-                )
-            })?,
-    };
+    let at_unix_s = args
+        .origin
+        .as_deref()
+        .map(|text| parse_instant("--origin", text))
+        .transpose()?;
+    // The step at --origin, or after the last observation.
+    let origin = models::serving::origin_index(&series, target, at_unix_s)
+        .with_context(|| format!("--origin {}", args.origin.as_deref().unwrap_or("(default)")))?;
     let step_s = series.resolution.seconds();
     let horizon_s = parse_duration(&args.horizon)?;
     ensure!(

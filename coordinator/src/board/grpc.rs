@@ -9,16 +9,19 @@ use proto::forecast as pb;
 use tonic::{Code, Status};
 
 use super::store::Published;
-use super::{Board, BoardError, BoardQuery, SectorTotal, SiteForecast};
+use super::{Board, BoardError, BoardQuery, RegisteredVersion, SectorTotal, SiteForecast};
 use crate::hub::Hub;
+use crate::registry::grpc::{status_of as registry_status, sync};
+use crate::registry::{ModelRef, Registry, RegistryError};
 
-/// The request's fault is `InvalidArgument`; an older issue than the stored one
-/// `FailedPrecondition`; the per-participant site cap `ResourceExhausted`; storage ours.
+/// The request's fault is `InvalidArgument`; a model or manifest id the registry lacks
+/// `NotFound`; an older issue than the stored one `FailedPrecondition`; the per-participant site cap `ResourceExhausted`; storage ours.
 pub fn status_of(error: &BoardError) -> Status {
     let code = match error {
         BoardError::Invalid { .. } => Code::InvalidArgument,
         BoardError::Stale { .. } => Code::FailedPrecondition,
         BoardError::TooManySites(_) => Code::ResourceExhausted,
+        BoardError::UnknownVersion { .. } => Code::NotFound,
         BoardError::Store(_) => Code::Internal,
     };
     if code == Code::Internal {
@@ -87,10 +90,60 @@ pub fn proto_forecast(f: SiteForecast) -> pb::SiteForecast {
     }
 }
 
+/// Checks `forecast` against the registered version its `version_id` names (the registry is
+/// synced first, so a version committed a moment ago is known).
+pub fn check_registered(
+    hub: &Mutex<Hub>,
+    registry: &Registry,
+    forecast: &SiteForecast,
+) -> Result<(), Status> {
+    let reference: ModelRef = forecast.model.parse().map_err(|e| {
+        status_of(&BoardError::Invalid {
+            field: "model".into(),
+            reason: format!("{e}"),
+        })
+    })?;
+    let manifests = match sync(registry, hub, &reference.model)
+        .and_then(|()| registry.versions(&reference.model))
+    {
+        Ok(manifests) => manifests,
+        Err(RegistryError::UnknownModel(name)) => {
+            return Err(status_of(&BoardError::UnknownVersion {
+                field: "model",
+                reason: format!("the registry has no model `{name}`"),
+            }));
+        }
+        Err(e) => return Err(registry_status(&e)),
+    };
+    let manifest = manifests
+        .iter()
+        .find(|m| m.id == forecast.version_id)
+        .ok_or_else(|| {
+            status_of(&BoardError::UnknownVersion {
+                field: "version_id",
+                reason: format!(
+                    "model `{}` has no version with manifest id `{}`",
+                    reference.model, forecast.version_id
+                ),
+            })
+        })?;
+    let c = &manifest.content;
+    forecast
+        .check_version(&RegisteredVersion {
+            model: &c.model,
+            version: c.version,
+            target: c.spec.target,
+            sector: c.spec.sector,
+        })
+        .map_err(|e| status_of(&e))
+}
+
 /// Verifies the request's signature (method `PublishSiteForecast`, federation "", round 0)
-/// against the enrolled key, then stores the forecast as the signer's.
+/// against the enrolled key, checks the forecast and the model version it declares against
+/// the registry, then stores it as the signer's.
 pub fn publish(
     hub: &Mutex<Hub>,
+    registry: &Registry,
     board: &Board,
     mut request: pb::PublishSiteForecastRequest,
 ) -> Result<pb::PublishSiteForecastResponse, Status> {
@@ -119,10 +172,13 @@ pub fn publish(
         )));
     }
     let forecast = domain_forecast(message, &participant).map_err(|e| status_of(&e))?;
-    let outcome = board
-        .publish(&forecast, now_unix_s())
-        .map_err(|e| status_of(&e))?;
+    let now = now_unix_s();
+    // Malformed fields are named before the registry is consulted (the store validates again).
+    forecast.validate(now).map_err(|e| status_of(&e))?;
+    check_registered(hub, registry, &forecast)?;
+    let outcome = board.publish(&forecast, now).map_err(|e| status_of(&e))?;
     tracing::info!(participant = %participant, site = %forecast.site, sector = %forecast.sector,
+        model = %forecast.model, version_id = %forecast.version_id,
         steps = forecast.timestamps_unix_s.len(), "site forecast published");
     Ok(pb::PublishSiteForecastResponse {
         participant_id: participant,

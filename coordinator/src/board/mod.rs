@@ -3,6 +3,7 @@
 //! range, or summed per sector.
 //!
 //! - [`SiteForecast`] and its validation ([`SiteForecast::validate`]): every bound here.
+//! - [`SiteForecast::check_version`]: the declared model version against the registry's.
 //! - [`store::Board`]: the redb table (latest forecast per participant and site).
 //! - [`grpc`]: proto <-> domain and the status of every refusal, for the forecast service.
 
@@ -11,8 +12,10 @@ pub mod store;
 
 use std::collections::BTreeMap;
 
-use datasets::Target;
+use datasets::{Sector, Target};
 use serde::{Deserialize, Serialize};
+
+use crate::registry::{ModelRef, Selector};
 
 pub use store::Board;
 
@@ -50,6 +53,9 @@ pub enum BoardError {
     },
     #[error("participant `{0}` already has {MAX_SITES_PER_PARTICIPANT} sites on the board")]
     TooManySites(String),
+    /// The declared model or manifest id is not in the registry.
+    #[error("{field}: {reason}")]
+    UnknownVersion { field: &'static str, reason: String },
     #[error("board store: {0}")]
     Store(String),
 }
@@ -115,7 +121,7 @@ impl SiteForecast {
             ));
         }
         self.model
-            .parse::<crate::registry::ModelRef>()
+            .parse::<ModelRef>()
             .map_err(|e| invalid("model", e.to_string()))?;
         if self.version_id.is_empty()
             || self.version_id.len() > 64
@@ -212,6 +218,57 @@ impl SiteForecast {
         Ok(())
     }
 
+    /// Checks the forecast against the registered version its `version_id` names: a version
+    /// number in `model` must be that version's, and target and sector must be the model's
+    /// (a forecast filed under another sector or target would skew that total).
+    pub fn check_version(&self, registered: &RegisteredVersion<'_>) -> Result<(), BoardError> {
+        let reference = self
+            .model
+            .parse::<ModelRef>()
+            .map_err(|e| invalid("model", e.to_string()))?;
+        if reference.model != registered.model {
+            return Err(invalid(
+                "model",
+                format!(
+                    "`{}` names model `{}`, version_id is a version of `{}`",
+                    self.model, reference.model, registered.model
+                ),
+            ));
+        }
+        if let Selector::Version(n) = reference.selector
+            && n != registered.version
+        {
+            return Err(invalid(
+                "model",
+                format!(
+                    "`{}` names version {n}, version_id is version {} of `{}`",
+                    self.model, registered.version, registered.model
+                ),
+            ));
+        }
+        if self.target != registered.target {
+            return Err(invalid(
+                "target",
+                format!(
+                    "{:?}, but model `{}` forecasts {:?}",
+                    self.target, registered.model, registered.target
+                ),
+            ));
+        }
+        if self.sector != registered.sector.as_str() {
+            return Err(invalid(
+                "sector",
+                format!(
+                    "`{}`, but model `{}` is a {} model",
+                    self.sector,
+                    registered.model,
+                    registered.sector.as_str()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// The steps starting in `[from, to)`, or `None` when none do.
     pub fn clipped(&self, from_unix_s: i64, to_unix_s: i64) -> Option<SiteForecast> {
         let start = self.timestamps_unix_s.partition_point(|&t| t < from_unix_s);
@@ -227,6 +284,15 @@ impl SiteForecast {
             ..self.clone()
         })
     }
+}
+
+/// What the registry holds about the version a forecast declares (from its signed manifest).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RegisteredVersion<'a> {
+    pub model: &'a str,
+    pub version: u64,
+    pub target: Target,
+    pub sector: Sector,
 }
 
 /// What a market engine asks for; `None` matches everything.

@@ -201,3 +201,49 @@ fn sites_per_participant_are_capped_and_survive_reopen() {
         vec![2.0]
     );
 }
+
+#[test]
+fn declared_version_must_match_the_registry() {
+    let registered = RegisteredVersion {
+        model: "res-load",
+        version: 3,
+        target: Target::Load,
+        sector: datasets::Sector::Residential,
+    };
+    let ok = forecast("p000001", "roof-1", "residential", &[3.0]);
+    ok.check_version(&registered).unwrap();
+    let by_alias = SiteForecast {
+        model: "res-load".into(),
+        ..ok.clone()
+    };
+    by_alias.check_version(&registered).unwrap();
+    let field = |f: SiteForecast| field_of(f.check_version(&registered));
+    assert_eq!(
+        field(SiteForecast {
+            model: "res-load@2".into(),
+            ..ok.clone()
+        }),
+        "model"
+    );
+    assert_eq!(
+        field(SiteForecast {
+            model: "pv-roof@3".into(),
+            ..ok.clone()
+        }),
+        "model"
+    );
+    assert_eq!(
+        field(SiteForecast {
+            target: Target::Pv,
+            ..ok.clone()
+        }),
+        "target"
+    );
+    assert_eq!(
+        field(SiteForecast {
+            sector: "commercial".into(),
+            ..ok.clone()
+        }),
+        "sector"
+    );
+}

@@ -10,15 +10,15 @@
 
 use std::collections::BTreeMap;
 
-use ed25519_dalek::{Signature, Verifier, VerifyingKey};
+use models::manifest::{ManifestError, SignedManifest};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::{ModelSpec, RegistryError};
 use crate::config::Protection;
 
-/// Domain separation: a manifest signature can never be mistaken for a protocol signature.
-pub const MANIFEST_DOMAIN: &[u8] = b"gridfed/model-manifest/v1\0";
+// The signature and weight rules live in `models::manifest`, shared with participants.
+pub use models::manifest::{MANIFEST_DOMAIN, WeightsRef};
 pub const MANIFEST_FORMAT: u32 = 1;
 
 /// Where a version came from.
@@ -48,15 +48,6 @@ pub struct ParentRef {
     pub version: u64,
     /// Id of the parent's manifest; the initial weights (version 0) have none.
     pub id: Option<String>,
-}
-
-/// The weights a version names.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct WeightsRef {
-    /// SHA-256 (hex) of the weight artifact: little-endian f32 in the flatten order of
-    /// `models::ForecasterConfig::parameter_specs`.
-    pub sha256: String,
-    pub parameters: u64,
 }
 
 /// A sector's federated evaluation of a version: its sites' holdout scores, aggregated under
@@ -121,76 +112,59 @@ pub struct VersionManifest {
     pub signer: String,
 }
 
-fn signed_bytes(id_hex: &str) -> Result<Vec<u8>, RegistryError> {
-    let id = hex::decode(id_hex).map_err(|_| RegistryError::BadManifest("id is not hex".into()))?;
-    Ok([MANIFEST_DOMAIN, &id].concat())
-}
-
 impl VersionManifest {
     /// Computes the id and signs it.
     pub fn sign(
         content: ManifestContent,
         key: &ed25519_dalek::SigningKey,
     ) -> Result<Self, RegistryError> {
-        use ed25519_dalek::Signer;
         let content_json = String::from_utf8(content.canonical_bytes()?)
             .map_err(|e| RegistryError::BadManifest(e.to_string()))?;
-        let id = hex::encode(Sha256::digest(content_json.as_bytes()));
-        let signature = key.sign(&signed_bytes(&id)?);
+        let signed = SignedManifest::sign(content_json, key).map_err(bad_manifest)?;
         Ok(Self {
             content,
-            content_json,
-            signature: hex::encode(signature.to_bytes()),
-            signer: hex::encode(key.verifying_key().to_bytes()),
-            id,
+            content_json: signed.content_json,
+            id: signed.id,
+            signature: signed.signature,
+            signer: signed.signer,
         })
     }
 
-    /// Checks that the id is the hash of the content and that `public_key` signed it.
+    /// The signed envelope (what participants receive and verify).
+    pub fn signed(&self) -> SignedManifest {
+        SignedManifest {
+            content_json: self.content_json.clone(),
+            id: self.id.clone(),
+            signature: self.signature.clone(),
+            signer: self.signer.clone(),
+        }
+    }
+
+    /// Checks that the id is the hash of the content, that `public_key` signed it, and that
+    /// `content` is what was signed.
     pub fn verify(&self, public_key: &[u8; 32]) -> Result<(), RegistryError> {
-        let bad = |reason: &str| Err(RegistryError::BadManifest(reason.to_string()));
-        if hex::encode(Sha256::digest(self.content_json.as_bytes())) != self.id {
-            return bad("the id is not the hash of the content (content altered)");
-        }
+        self.signed().verify(public_key).map_err(bad_manifest)?;
         match serde_json::from_str::<ManifestContent>(&self.content_json) {
-            Ok(signed) if signed == self.content => {}
-            _ => return bad("the content differs from the signed content"),
+            Ok(signed) if signed == self.content => Ok(()),
+            _ => Err(RegistryError::BadManifest(
+                "the content differs from the signed content".into(),
+            )),
         }
-        let Ok(key) = VerifyingKey::from_bytes(public_key) else {
-            return bad("the verifying key is not a valid Ed25519 point");
-        };
-        let Ok(bytes) = hex::decode(&self.signature) else {
-            return bad("the signature is not hex");
-        };
-        let Ok(signature) = Signature::from_slice(&bytes) else {
-            return bad("the signature is not 64 bytes");
-        };
-        key.verify(&signed_bytes(&self.id)?, &signature)
-            .or_else(|_| bad("the signature does not verify under the coordinator's key"))
     }
 
     /// Checks weight bytes against the manifest.
     pub fn verify_weights(&self, bytes: &[u8]) -> Result<(), RegistryError> {
-        let c = &self.content;
-        let tampered = |reason: String| RegistryError::Tampered {
-            model: c.model.clone(),
-            version: c.version,
-            reason,
-        };
-        let actual = hex::encode(Sha256::digest(bytes));
-        if actual != c.weights.sha256 {
-            return Err(tampered(format!(
-                "weights sha256 {actual} differs from the signed manifest's {}",
-                c.weights.sha256
-            )));
-        }
-        if bytes.len() as u64 != c.weights.parameters * 4 {
-            return Err(tampered(format!(
-                "{} weight bytes for {} parameters",
-                bytes.len(),
-                c.weights.parameters
-            )));
-        }
-        Ok(())
+        self.content
+            .weights
+            .verify(bytes)
+            .map_err(|e| RegistryError::Tampered {
+                model: self.content.model.clone(),
+                version: self.content.version,
+                reason: e.to_string(),
+            })
     }
+}
+
+fn bad_manifest(e: ManifestError) -> RegistryError {
+    RegistryError::BadManifest(e.to_string())
 }

@@ -104,6 +104,9 @@ pub enum ServingError {
     FutureTooShort { have: usize, need: usize },
     #[error("site_normalization: {0}")]
     InvalidNormalization(String),
+    /// The site's own series cannot make a request (no target column, origin outside it).
+    #[error("site series: {0}")]
+    Series(String),
     #[error(transparent)]
     Model(#[from] ModelError),
     #[error(transparent)]

@@ -16,7 +16,9 @@ mod spec;
 
 pub use error::ServingError;
 pub use model::{QuantileForecast, ServingModel};
-pub use request::{CovariateSeries, ForecastRequest, FutureCovariates, History, ServedSite};
+pub use request::{
+    CovariateSeries, ForecastRequest, FutureCovariates, History, ServedSite, origin_index,
+};
 pub use spec::{
     Covariate, LOAD_NORMALIZATION_DAYS, NormalizationRule, SERVING_FORMAT_VERSION, ServingSpec,
 };

@@ -1,7 +1,7 @@
 //! What a market engine sends, and the checks that turn it into a model input or a precise
 //! [`ServingError`].
 
-use datasets::{Normalization, Resolution, Sector, SiteKind, SiteMetadata, Target};
+use datasets::{Normalization, RegularSeries, Resolution, Sector, SiteKind, SiteMetadata, Target};
 use serde::{Deserialize, Serialize};
 
 use super::ServingError;
@@ -64,6 +64,120 @@ pub struct ForecastRequest {
     /// scales exactly as training did (see `NormalizationRule`). Ignored for PV.
     #[serde(default)]
     pub site_normalization: Option<Normalization>,
+}
+
+impl ForecastRequest {
+    /// A request for the site of `series` from grid index `origin`: the trailing run of
+    /// observed target values before it (at most `max_history` steps), and every covariate the
+    /// series has from the origin on, while all of them are present (at most `max_future`
+    /// steps). Nothing is filled in or invented. Used by `gridfed forecast` (through the
+    /// forecast service) and by participants forecasting their own sites.
+    pub fn from_series(
+        series: &RegularSeries,
+        site: &SiteMetadata,
+        target: Target,
+        origin: usize,
+        horizon_steps: usize,
+        (max_history, max_future): (usize, usize),
+    ) -> Result<Self, ServingError> {
+        let t = &series.telemetry;
+        let values = target_values(series, target)?;
+        if origin == 0 || origin > t.timestamps.len() {
+            return Err(ServingError::Series(format!(
+                "origin index {origin} is outside the series of {} steps",
+                t.timestamps.len()
+            )));
+        }
+        let mut start = origin;
+        while start > 0 && origin - start < max_history && values[start - 1].is_some() {
+            start -= 1;
+        }
+        let covariates: Vec<(Covariate, &Vec<Option<f64>>)> = Covariate::ALL
+            .into_iter()
+            .filter_map(|c| c.column(t).map(|column| (c, column)))
+            .collect();
+        let mut end = origin;
+        while end < t.timestamps.len()
+            && end - origin < max_future
+            && covariates.iter().all(|(_, c)| c[end].is_some())
+        {
+            end += 1;
+        }
+        Ok(ForecastRequest {
+            site: ServedSite {
+                kind: site.kind,
+                latitude: site.latitude,
+                longitude: site.longitude,
+                capacity_kw: site.capacity_kw,
+                timezone: site.timezone.clone(),
+            },
+            target,
+            resolution: series.resolution,
+            origin_unix_s: match t.timestamps.get(origin) {
+                Some(&unix_s) => unix_s,
+                None => t.timestamps[origin - 1] + series.resolution.seconds(),
+            },
+            horizon_steps,
+            history: History {
+                timestamps_unix_s: t.timestamps[start..origin].to_vec(),
+                target_kw: values[start..origin].iter().flatten().copied().collect(),
+            },
+            future: FutureCovariates {
+                timestamps_unix_s: t.timestamps[origin..end].to_vec(),
+                covariates: covariates
+                    .iter()
+                    .map(|(c, column)| CovariateSeries {
+                        name: c.name().to_string(),
+                        values: column[origin..end].iter().flatten().copied().collect(),
+                    })
+                    .collect(),
+            },
+            site_normalization: None,
+        })
+    }
+}
+
+fn target_values(series: &RegularSeries, target: Target) -> Result<&[Option<f64>], ServingError> {
+    let t = &series.telemetry;
+    match target {
+        Target::Load => t.load_kw.as_deref(),
+        Target::Pv => t.pv_kw.as_deref(),
+    }
+    .ok_or_else(|| {
+        ServingError::Series(format!(
+            "site `{}` has no `{}` column",
+            t.site_id,
+            target.column()
+        ))
+    })
+}
+
+/// The grid index a forecast of `series` starts at: the step at `at_unix_s`, or by default the
+/// step after the last observed target value.
+pub fn origin_index(
+    series: &RegularSeries,
+    target: Target,
+    at_unix_s: Option<i64>,
+) -> Result<usize, ServingError> {
+    let site = &series.telemetry.site_id;
+    match at_unix_s {
+        Some(unix_s) => series.index_of(unix_s).ok_or_else(|| {
+            ServingError::Series(format!(
+                "origin {unix_s} is not a {} step of site `{site}`'s series",
+                series.resolution.as_str()
+            ))
+        }),
+        None => target_values(series, target)?
+            .iter()
+            .rposition(Option::is_some)
+            .map(|i| i + 1)
+            .ok_or_else(|| {
+                ServingError::Series(format!(
+                    "site `{site}` has no {} observations",
+                    target.column()
+                ))
+            }),
+    }
 }
 
 impl ServedSite {

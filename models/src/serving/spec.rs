@@ -68,6 +68,14 @@ impl Covariate {
         present
     }
 
+    pub(crate) fn column(self, t: &SiteTelemetry) -> Option<&Vec<Option<f64>>> {
+        match self {
+            Covariate::TemperatureForecast => t.temperature_forecast_c.as_ref(),
+            Covariate::GhiForecast => t.ghi_forecast_w_m2.as_ref(),
+            Covariate::CloudCoverForecast => t.cloud_cover_forecast.as_ref(),
+        }
+    }
+
     pub(crate) fn column_mut(self, t: &mut SiteTelemetry) -> &mut Option<Vec<Option<f64>>> {
         match self {
             Covariate::TemperatureForecast => &mut t.temperature_forecast_c,

@@ -15,6 +15,17 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub const TOKEN: &str = "operator-token-123";
+/// The registry's operator token of [`RunningCoordinator::start_registry`].
+pub const OPERATOR: &str = "operator-secret-token-42";
+
+/// `message` with `authorization: Bearer <token>` (registry calls).
+pub fn authed<T>(message: T, token: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    request
+}
 
 pub struct RunningCoordinator {
     pub addr: SocketAddr,
@@ -34,6 +45,63 @@ impl RunningCoordinator {
         let mut config = CoordinatorConfig::new(dir, TOKEN, federations);
         config.insecure_plaintext = true;
         Self::start_with(addr, config).await
+    }
+
+    /// A plaintext coordinator with no configured federations whose registry accepts
+    /// [`OPERATOR`].
+    pub async fn start_registry(dir: &Path) -> Self {
+        let mut config = CoordinatorConfig::new(dir, TOKEN, vec![]);
+        config.insecure_plaintext = true;
+        config.operator_tokens = vec![OPERATOR.into()];
+        Self::start_with("127.0.0.1:0", config).await
+    }
+
+    /// Publishes `spec_toml` to the registry and runs its federation to the end with
+    /// `daemons` fixed-update participants (a plain spec, so no training is needed to get
+    /// signed versions); returns the model's signed manifests, oldest first.
+    pub async fn fixed_versions(
+        &self,
+        spec_toml: &str,
+        daemons: usize,
+    ) -> Vec<coordinator::registry::VersionManifest> {
+        use proto::registry as pb;
+        let channel = participant::client::open_channel(&self.endpoint())
+            .await
+            .unwrap();
+        let mut registry = pb::registry_client::RegistryClient::new(channel);
+        let published = registry
+            .publish_spec(authed(
+                pb::PublishSpecRequest {
+                    spec_toml: spec_toml.into(),
+                },
+                OPERATOR,
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        let d = published.parameters as usize;
+        let handles = (0..daemons)
+            .map(|i| {
+                let label = format!("{}-{i}", published.model);
+                spawn_daemon(&self.url(), &label, &published.tag, fixed(i, d, SAMPLES[i]))
+            })
+            .collect();
+        join_all(handles, Duration::from_secs(120)).await;
+        let listed = registry
+            .list_versions(authed(
+                pb::ListVersionsRequest {
+                    model: published.model,
+                },
+                OPERATOR,
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        listed
+            .versions
+            .iter()
+            .map(|v| serde_json::from_str(&v.manifest_json).unwrap())
+            .collect()
     }
 
     pub async fn start_with(addr: &str, mut config: CoordinatorConfig) -> Self {
@@ -285,4 +353,14 @@ pub async fn join_all(
         out.push(summary);
     }
     out
+}
+
+/// The methods of every message a participant sent.
+#[derive(Default)]
+pub struct Methods(pub std::sync::Mutex<Vec<&'static str>>);
+
+impl participant::client::WireTap for Methods {
+    fn outgoing(&self, method: &'static str, _encoded: &[u8]) {
+        self.0.lock().unwrap().push(method);
+    }
 }
