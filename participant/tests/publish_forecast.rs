@@ -98,7 +98,9 @@ async fn participant_forecasts_its_site_with_the_production_model_and_publishes_
                 &coord.url(),
                 &s.site.site_id,
                 &published.tag,
-                Arc::new(MlpTrainer::new(s.train.clone())),
+                Arc::new(
+                    MlpTrainer::new(s.train.clone()).with_holdout(s.test.clone(), Target::Load),
+                ),
             )
         })
         .collect();

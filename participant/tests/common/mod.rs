@@ -58,7 +58,8 @@ impl RunningCoordinator {
 
     /// Publishes `spec_toml` to the registry and runs its federation to the end with
     /// `daemons` fixed-update participants (a plain spec, so no training is needed to get
-    /// signed versions); returns the model's signed manifests, oldest first.
+    /// signed versions; each version's evaluation round gets [`fixed_scores`]); returns the
+    /// model's signed manifests, oldest first.
     pub async fn fixed_versions(
         &self,
         spec_toml: &str,
@@ -83,7 +84,14 @@ impl RunningCoordinator {
         let handles = (0..daemons)
             .map(|i| {
                 let label = format!("{}-{i}", published.model);
-                spawn_daemon(&self.url(), &label, &published.tag, fixed(i, d, SAMPLES[i]))
+                let trainer = ScoredFixed(
+                    FixedUpdate {
+                        delta: delta(i, d),
+                        samples: SAMPLES[i],
+                    },
+                    fixed_scores(i),
+                );
+                spawn_daemon(&self.url(), &label, &published.tag, Arc::new(trainer))
             })
             .collect();
         join_all(handles, Duration::from_secs(120)).await;
@@ -315,6 +323,19 @@ impl LocalTrainer for Slow {
         self.2.record();
         std::thread::sleep(self.1);
         self.0.train(spec, global)
+    }
+}
+
+/// Plausible holdout scores of fixed-update participant `i`.
+pub fn fixed_scores(i: usize) -> models::HoldoutScores {
+    let x = i as f64;
+    models::HoldoutScores {
+        windows: 20 + 5 * i as u32,
+        nmae: 0.1 + 0.01 * x,
+        nmse: 0.02 + 0.002 * x,
+        npinball: 0.04 + 0.003 * x,
+        coverage: 0.8,
+        persistence_nmae: 0.3,
     }
 }
 
