@@ -170,6 +170,7 @@ fn publish_sync_sign_verify_and_tamper() {
     let scores = FleetScores {
         sites: 4,
         windows: 120,
+        abstained: 0,
         nmae: 0.091,
         nrmse: 0.12,
         npinball: 0.033,

@@ -8,6 +8,11 @@
 //! fleet score is the window-weighted mean of site scores ([`FleetScores`]); pooled kW scores
 //! would need kW sums, which do reveal a site's size.
 //!
+//! A site that cannot score (no holdout yet, a model it cannot run) still answers, with an
+//! abstention ([`abstention`]): weight 1 and only the abstention slot set. The fleet decoding
+//! takes the abstainers' weight back out, so one site without data never stalls a round until
+//! its deadline, and the coordinator learns how many sites abstained, not which.
+//!
 //! The vector layout, its bound and its weight cap live here, the one place both the
 //! participant (encoding) and the coordinator (decoding) read them.
 
@@ -21,8 +26,11 @@ use crate::forecaster::QuantileForecaster;
 use crate::metrics::{ErrorSums, StepSelection, site_errors};
 
 /// Slots of the shared vector: nMAE, nMSE, normalized pinball, p10-p90 coverage, persistence
-/// nMAE on the same steps, and a saturation flag.
-pub const SCORE_SLOTS: usize = 6;
+/// nMAE on the same steps, a saturation flag, and an abstention flag.
+pub const SCORE_SLOTS: usize = 7;
+
+const SATURATED: usize = 5;
+const ABSTAINED: usize = 6;
 
 /// Bound of every slot: the fixed-point clip of an evaluation round. A relative error above 8
 /// (800%) is clamped and flagged; the fleet result then reports the flagged share.
@@ -109,8 +117,16 @@ impl HoldoutScores {
         let saturated = raw.iter().any(|v| !(0.0..=bound).contains(v));
         let mut vector: Vec<f32> = raw.iter().map(|v| v.clamp(0.0, bound) as f32).collect();
         vector.push(if saturated { 1.0 } else { 0.0 });
+        vector.push(0.0);
         (vector, self.windows.clamp(1, MAX_SCORE_WEIGHT))
     }
+}
+
+/// What a site that cannot score sends: weight 1, only the abstention slot set.
+pub fn abstention() -> (Vec<f32>, u32) {
+    let mut vector = vec![0.0; SCORE_SLOTS];
+    vector[ABSTAINED] = 1.0;
+    (vector, 1)
 }
 
 fn pooled(sums: Vec<ErrorSums>) -> ErrorSums {
@@ -123,6 +139,9 @@ pub struct FleetScores {
     /// Sites behind the scores and their holdout windows (capped per site).
     pub sites: u64,
     pub windows: u64,
+    /// Sites that took part but could not score (their weight is taken back out).
+    #[serde(default)]
+    pub abstained: u64,
     pub nmae: f64,
     /// Square root of the weighted mean nMSE.
     pub nrmse: f64,
@@ -136,8 +155,13 @@ pub struct FleetScores {
 }
 
 impl FleetScores {
-    /// Reads the weighted mean of the shared vectors (see [`HoldoutScores::to_shared`]).
-    pub fn from_weighted_mean(mean: &[f32], windows: u64, sites: u64) -> Result<Self, ModelError> {
+    /// Reads the weighted mean of the shared vectors of `contributions` sites with total
+    /// weight `total_weight` (see [`HoldoutScores::to_shared`] and [`abstention`]).
+    pub fn from_weighted_mean(
+        mean: &[f32],
+        total_weight: u64,
+        contributions: u64,
+    ) -> Result<Self, ModelError> {
         if mean.len() != SCORE_SLOTS {
             return Err(ModelError::LayoutMismatch(format!(
                 "a score vector has {SCORE_SLOTS} slots, got {}",
@@ -149,19 +173,36 @@ impl FleetScores {
                 "score slot {i} is not finite"
             )));
         }
-        // Fixed-point rounding can leave a zero slot a hair below zero.
-        let slot = |i: usize| f64::from(mean[i]).max(0.0);
+        // Each abstainer added weight 1 and 1 to the abstention slot's weighted sum, which the
+        // fixed-point sum carries exactly (well within rounding to an integer).
+        let abstained = (f64::from(mean[ABSTAINED]) * total_weight as f64).round() as u64;
+        if abstained > contributions || abstained > total_weight {
+            return Err(ModelError::InvalidSamples(format!(
+                "{abstained} abstentions among {contributions} contributions"
+            )));
+        }
+        let windows = total_weight - abstained;
+        if windows == 0 {
+            return Err(ModelError::InvalidSamples(format!(
+                "none of the {contributions} sites could score its holdout"
+            )));
+        }
+        // Means over the scoring sites' windows only; fixed-point rounding can leave a zero
+        // slot a hair below zero.
+        let rescale = total_weight as f64 / windows as f64;
+        let slot = |i: usize| (f64::from(mean[i]) * rescale).max(0.0);
         let (nmae, persistence_nmae) = (slot(0), slot(4));
         Ok(Self {
-            sites,
+            sites: contributions - abstained,
             windows,
+            abstained,
             nmae,
             nrmse: slot(1).sqrt(),
             npinball: slot(2),
             coverage: slot(3).min(1.0),
             skill: (persistence_nmae > 0.0).then(|| 1.0 - nmae / persistence_nmae),
             persistence_nmae,
-            saturated_share: slot(5).min(1.0),
+            saturated_share: slot(SATURATED).min(1.0),
         })
     }
 }

@@ -70,14 +70,42 @@ fn shared_vector_is_bounded_flags_clamping_and_decodes() {
     assert!((fleet.nrmse - f64::from(SCORE_CLIP).sqrt()).abs() < 1e-6);
     assert!((fleet.skill.unwrap() - 0.5).abs() < 1e-6);
     assert_eq!(
-        (fleet.sites, fleet.windows, fleet.saturated_share),
-        (2, 40, 1.0)
+        (
+            fleet.sites,
+            fleet.windows,
+            fleet.abstained,
+            fleet.saturated_share
+        ),
+        (2, 40, 0, 1.0)
     );
+
+    // One site of weight 40 scores, one abstains (weight 1): the abstainer is taken back out.
+    let (abstain, one) = models::holdout::abstention();
+    assert_eq!((abstain[SCORE_SLOTS - 1], one), (1.0, 1));
+    assert!(abstain[..SCORE_SLOTS - 1].iter().all(|v| *v == 0.0));
+    let mixed: Vec<f32> = vector
+        .iter()
+        .zip(&abstain)
+        .map(|(s, a)| (40.0 * s + a) / 41.0)
+        .collect();
+    let mixed_fleet = FleetScores::from_weighted_mean(&mixed, 41, 2).unwrap();
+    assert_eq!(
+        (
+            mixed_fleet.sites,
+            mixed_fleet.windows,
+            mixed_fleet.abstained
+        ),
+        (1, 40, 1)
+    );
+    assert!((mixed_fleet.nmae - 0.2).abs() < 1e-6);
+    assert!((mixed_fleet.coverage - 0.8).abs() < 1e-6);
+    let err = FleetScores::from_weighted_mean(&abstain, 3, 3).unwrap_err();
+    assert!(err.to_string().contains("none of the 3 sites"), "{err}");
 
     let mut clean = scores;
     clean.nmse = 0.05;
     assert_eq!(clean.to_shared().0[5], 0.0);
-    assert!(FleetScores::from_weighted_mean(&vector[..5], 1, 1).is_err());
+    assert!(FleetScores::from_weighted_mean(&vector[..SCORE_SLOTS - 1], 1, 1).is_err());
     let mut nan = vector.clone();
     nan[2] = f32::NAN;
     assert!(FleetScores::from_weighted_mean(&nan, 1, 1).is_err());

@@ -63,7 +63,7 @@ pub fn check(config: &ParticipantConfig) -> Result<CheckReport, ParticipantError
                 "plain mode (explicit test opt-in): the clipped update of {d} f32 values and its sample count (capped)"
             ),
             format!(
-                "evaluation rounds (registered models): instead of an update, {} holdout scores (site-relative nMAE, nMSE, pinball, p10-p90 coverage, persistence nMAE, clamp flag; each in [0, {}]) weighted by the holdout windows (capped at {}), under the round's protection",
+                "evaluation rounds (registered models): instead of an update, {} holdout scores (site-relative nMAE, nMSE, pinball, p10-p90 coverage, persistence nMAE, clamp flag, abstention flag; each in [0, {}]) weighted by the holdout windows (capped at {}), under the round's protection; a site that cannot score sends an abstention (weight 1)",
                 models::holdout::SCORE_SLOTS,
                 models::holdout::SCORE_CLIP,
                 models::holdout::MAX_SCORE_WEIGHT

@@ -56,14 +56,24 @@ pub fn from_training(
     })
 }
 
-/// The score vector of an evaluation. The round's `clip` and `max_weight` must be the ones
-/// `models::holdout` defines: a coordinator asking for others would get clamped or refused
-/// values, so the mismatch is refused here, before anything is sent.
+/// The score vector of an evaluation, or (`None`: the site could not score) an abstention.
 pub fn from_scores(
-    scores: &HoldoutScores,
+    scores: Option<&HoldoutScores>,
     clip: f32,
     max_weight: u32,
 ) -> Result<Contribution, ParticipantError> {
+    check_score_encoding(clip, max_weight)?;
+    let (values, weight) = match scores {
+        Some(scores) => scores.to_shared(),
+        None => models::holdout::abstention(),
+    };
+    Ok(Contribution { values, weight })
+}
+
+/// The round's `clip` and `max_weight` must be the ones `models::holdout` defines: a
+/// coordinator asking for others would get clamped or refused values, so the mismatch is
+/// refused here, before anything is sent.
+fn check_score_encoding(clip: f32, max_weight: u32) -> Result<(), ParticipantError> {
     if clip != models::holdout::SCORE_CLIP || max_weight != models::holdout::MAX_SCORE_WEIGHT {
         return Err(ParticipantError::Protocol(format!(
             "evaluation round with clip {clip} and max_weight {max_weight}; scores are encoded \
@@ -72,6 +82,5 @@ pub fn from_scores(
             models::holdout::MAX_SCORE_WEIGHT
         )));
     }
-    let (values, weight) = scores.to_shared();
-    Ok(Contribution { values, weight })
+    Ok(())
 }

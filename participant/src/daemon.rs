@@ -252,8 +252,14 @@ impl Daemon {
         let (clip, max_weight) = (task.clip, task.max_weight);
         if contribution::is_evaluation(task) {
             return tokio::task::spawn_blocking(move || {
-                let scores = pool.install(|| trainer.evaluate(&spec, &global))?;
-                contribution::from_scores(&scores, clip, max_weight)
+                // A site that cannot score abstains rather than leaving the round to time out.
+                let scores = pool
+                    .install(|| trainer.evaluate(&spec, &global))
+                    .inspect_err(|e| {
+                        warn!(round = spec.round, error = %e, "cannot score this version; abstaining");
+                    })
+                    .ok();
+                contribution::from_scores(scores.as_ref(), clip, max_weight)
             });
         }
         tokio::task::spawn_blocking(move || {

@@ -1,7 +1,8 @@
 //! Federated evaluation over real gRPC on 127.0.0.1: after each training round the participants
 //! score the new version on their holdout and the coordinator records the fleet's scores,
 //! aggregated under the round's protection. Each site reports known scores, so the recorded
-//! result is checked against the window-weighted mean computed here in the clear.
+//! result is checked against the window-weighted mean computed here in the clear; a site that
+//! cannot score abstains without stalling the round.
 
 mod common;
 
@@ -43,6 +44,7 @@ fn expected(n: usize) -> FleetScores {
     FleetScores {
         sites: n as u64,
         windows: total as u64,
+        abstained: 0,
         nmae,
         nrmse: mean(&|s| s.nmse.min(clip)).sqrt(),
         npinball: mean(&|s| s.npinball),
@@ -54,7 +56,10 @@ fn expected(n: usize) -> FleetScores {
 }
 
 fn assert_close(got: &FleetScores, want: &FleetScores) {
-    assert_eq!((got.sites, got.windows), (want.sites, want.windows));
+    assert_eq!(
+        (got.sites, got.windows, got.abstained),
+        (want.sites, want.windows, want.abstained)
+    );
     // Fixed point over [-8, 8] with 5 sites and weights up to 1000: ~1e-5 per slot.
     let pairs = [
         ("nmae", got.nmae, want.nmae),
@@ -74,35 +79,46 @@ fn assert_close(got: &FleetScores, want: &FleetScores) {
     }
 }
 
-async fn evaluated_federation(protection: Protection, rounds: u64) {
+/// `scoring` sites with known scores plus `abstaining` sites without a holdout.
+async fn evaluated_federation(protection: Protection, rounds: u64, abstaining: usize) {
     let dir = tempfile::tempdir().unwrap();
     let (n, d) = (5, 2_000);
+    let all = n + abstaining;
     let spec = FederationSpec {
         min_participants: 4,
-        participants_per_round: n,
+        participants_per_round: all,
         evaluate: true,
         ..FederationSpec::vector("load", d as u64, protection, rounds)
     };
     let coord = RunningCoordinator::start(dir.path(), vec![spec]).await;
-    let handles: Vec<_> = (0..n)
+    let mut handles: Vec<_> = (n..all)
         .map(|i| {
-            let trainer = ScoredFixed(
-                FixedUpdate {
-                    delta: delta(i, d),
-                    samples: SAMPLES[i],
-                },
-                site_scores(i),
-            );
             spawn_daemon(
                 &coord.url(),
                 &format!("site-{i}"),
                 "load",
-                std::sync::Arc::new(trainer),
+                fixed(i, d, SAMPLES[i]),
             )
         })
         .collect();
+    handles.extend((0..n).map(|i| {
+        let trainer = ScoredFixed(
+            FixedUpdate {
+                delta: delta(i, d),
+                samples: SAMPLES[i],
+            },
+            site_scores(i),
+        );
+        spawn_daemon(
+            &coord.url(),
+            &format!("site-{i}"),
+            "load",
+            std::sync::Arc::new(trainer),
+        )
+    }));
     let summaries = join_all(handles, Duration::from_secs(180)).await;
-    // Every round is a training round followed by its evaluation round.
+    // Every round is a training round followed by its evaluation round (abstainers upload
+    // their abstention).
     assert!(
         summaries
             .iter()
@@ -114,7 +130,10 @@ async fn evaluated_federation(protection: Protection, rounds: u64) {
     let versions = coordinator::load_versions(dir.path(), "load").unwrap();
     assert_eq!(versions.len() as u64, rounds + 1);
     assert_eq!(versions[0].evaluation, VersionEvaluation::NotRequested);
-    let want = expected(n);
+    let want = FleetScores {
+        abstained: abstaining as u64,
+        ..expected(n)
+    };
     for v in &versions[1..] {
         match &v.evaluation {
             VersionEvaluation::Scored {
@@ -131,19 +150,24 @@ async fn evaluated_federation(protection: Protection, rounds: u64) {
     }
     // Evaluation rounds leave the weights alone: still `rounds` FedAvg steps.
     let (_, weights) = coordinator::load_latest(dir.path(), "load").unwrap();
-    let once = fixed_fedavg(n, d);
+    let once = fixed_fedavg(all, d);
     let expected: Vec<f32> = once.iter().map(|v| rounds as f32 * v).collect();
     assert!(max_abs_diff(&weights, &expected) < 1e-4);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn masked_evaluation_records_the_window_weighted_fleet_scores() {
-    evaluated_federation(Protection::Masked, 2).await;
+    evaluated_federation(Protection::Masked, 2, 0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_site_that_cannot_score_abstains_and_is_taken_out_of_the_means() {
+    evaluated_federation(Protection::Masked, 1, 1).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn encrypted_evaluation_records_the_window_weighted_fleet_scores() {
-    evaluated_federation(Protection::Encrypted, 1).await;
+    evaluated_federation(Protection::Encrypted, 1, 0).await;
 }
 
 /// Scores slowly, so a coordinator restart lands mid-evaluation.
@@ -236,25 +260,27 @@ async fn sites_without_holdout_fail_evaluation_and_the_federation_goes_on() {
         min_participants: n,
         participants_per_round: n,
         evaluate: true,
-        keys_timeout_ms: 300,
-        upload_timeout_ms: 700,
         ..FederationSpec::vector("load", d as u64, Protection::Plain, 1)
     };
     let coord = RunningCoordinator::start(dir.path(), vec![spec]).await;
-    // `FixedUpdate` has no holdout: every evaluation round gets no contribution.
+    // `FixedUpdate` has no holdout: every site abstains in each of the 3 evaluation attempts
+    // (no round waits for a deadline: the default upload timeout is 10 minutes).
     let handles = spawn_fixed(&coord.url(), "load", n, d);
     let summaries = join_all(handles, Duration::from_secs(60)).await;
     assert!(
         summaries
             .iter()
-            .all(|s| s.final_version == Some(1) && s.rounds_uploaded == 1),
+            .all(|s| s.final_version == Some(1) && s.rounds_uploaded == 4),
         "{summaries:?}"
     );
     coord.stop().await;
     let versions = coordinator::load_versions(dir.path(), "load").unwrap();
     match &versions[1].evaluation {
         VersionEvaluation::Failed { reason } => {
-            assert!(reason.contains("contributions"), "{reason}")
+            assert!(
+                reason.contains("none of the 3 sites could score"),
+                "{reason}"
+            )
         }
         other => panic!("expected a failed evaluation, got {other:?}"),
     }
