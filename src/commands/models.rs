@@ -510,9 +510,14 @@ fn print_manifest(m: &VersionManifest, aliases: &[String]) {
     for (sector, e) in &c.federated_evaluation {
         let s = &e.scores;
         println!(
-            "evaluation   {sector}: {} sites, {} holdout windows ({}, round {}): nMAE {:.2}%, \
+            "evaluation   {sector}: {} sites{}, {} holdout windows ({}, round {}): nMAE {:.2}%, \
              nRMSE {:.2}%, p10-p90 coverage {:.1}%, skill vs persistence {}",
             s.sites,
+            if s.abstained > 0 {
+                format!(" ({} abstained)", s.abstained)
+            } else {
+                String::new()
+            },
             s.windows,
             e.protection.name(),
             e.round,
