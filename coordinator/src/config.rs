@@ -93,6 +93,11 @@ pub struct FederationSpec {
     pub local_epochs: u32,
     #[serde(default = "defaults::learning_rate")]
     pub learning_rate: f32,
+    /// The last round's local learning rate as a fraction of `learning_rate`: the rate decays
+    /// geometrically over the versions (each round restarts the sites' optimizers, so a
+    /// constant rate keeps the global model from settling). 1 keeps it constant.
+    #[serde(default = "defaults::learning_rate_decay")]
+    pub learning_rate_decay: f64,
     /// Update coordinates are clipped to `[-clip, clip]` before encoding.
     #[serde(default = "defaults::clip")]
     pub clip: f32,
@@ -145,6 +150,9 @@ mod defaults {
     pub fn learning_rate() -> f32 {
         1e-3
     }
+    pub fn learning_rate_decay() -> f64 {
+        1.0
+    }
     pub fn clip() -> f32 {
         1.0
     }
@@ -183,6 +191,7 @@ impl FederationSpec {
             initial_weights: InitialWeights::Zeros(length),
             local_epochs: defaults::local_epochs(),
             learning_rate: defaults::learning_rate(),
+            learning_rate_decay: defaults::learning_rate_decay(),
             clip: defaults::clip(),
             fedprox_mu: 0.0,
             server_momentum: 0.0,
@@ -196,6 +205,14 @@ impl FederationSpec {
             unmask_timeout_ms: defaults::unmask_ms(),
             evaluate: false,
         }
+    }
+
+    /// The local learning rate of the round that trains from version `from_version`:
+    /// `learning_rate` for the first, `learning_rate * learning_rate_decay` for the last.
+    pub fn learning_rate_at(&self, from_version: u64) -> f32 {
+        let steps = self.rounds.saturating_sub(1).max(1) as f64;
+        let progress = (from_version as f64 / steps).min(1.0);
+        (f64::from(self.learning_rate) * self.learning_rate_decay.powf(progress)) as f32
     }
 
     pub fn validate(&self) -> Result<(), CoordinatorError> {
@@ -222,6 +239,9 @@ impl FederationSpec {
         }
         if !(0.0..1.0).contains(&self.server_momentum) {
             return fail("server_momentum must be in [0, 1)");
+        }
+        if !(self.learning_rate_decay > 0.0 && self.learning_rate_decay <= 1.0) {
+            return fail("learning_rate_decay must be in (0, 1]");
         }
         if !(self.server_learning_rate > 0.0 && self.server_learning_rate <= 10.0) {
             return fail("server_learning_rate must be in (0, 10]");

@@ -153,7 +153,7 @@ fn train_task(plan: &RoundPlan, opening: Option<Arc<Vec<u8>>>) -> pb::TrainTask 
             unmask_unix_ms: plan.deadlines.unmask_unix_ms,
         }),
         local_epochs: spec.local_epochs,
-        learning_rate: spec.learning_rate,
+        learning_rate: spec.learning_rate_at(plan.global.version),
         clip: plan.clip(),
         fedprox_mu: spec.fedprox_mu,
         max_weight: plan.max_weight(),

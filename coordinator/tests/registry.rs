@@ -65,6 +65,16 @@ fn spec_errors_name_the_field() {
             "`training.learning_rate`",
         ),
         (
+            "min_participants = 2",
+            "min_participants = 2\nlearning_rate_decay = 0.0",
+            "`training.learning_rate_decay`",
+        ),
+        (
+            "min_participants = 2",
+            "min_participants = 2\nserver_momentum = 1.0",
+            "`training.server_momentum`",
+        ),
+        (
             "protection = \"plain\"",
             "protection = \"masked\"",
             "`training.min_participants`",

@@ -192,3 +192,73 @@ async fn coordinator_restarted_mid_round_aborts_cleanly_and_finishes() {
     let expected: Vec<f32> = once.iter().map(|v| 2.0 * v).collect();
     assert!(max_abs_diff(&weights, &expected) < 1e-4);
 }
+
+/// Records the local learning rate each round asks for.
+struct RecordsLearningRate(
+    FixedUpdate,
+    std::sync::Arc<std::sync::Mutex<Vec<(u64, f32)>>>,
+);
+
+impl participant::LocalTrainer for RecordsLearningRate {
+    fn train(
+        &self,
+        spec: &participant::TrainSpec,
+        global: &[f32],
+    ) -> Result<participant::LocalResult, participant::ParticipantError> {
+        self.1
+            .lock()
+            .unwrap()
+            .push((spec.from_version, spec.learning_rate));
+        self.0.train(spec, global)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn learning_rate_decays_geometrically_over_the_versions() {
+    let dir = tempfile::tempdir().unwrap();
+    let (n, d) = (2, 100);
+    let spec = FederationSpec {
+        min_participants: n,
+        participants_per_round: n,
+        learning_rate: 0.01,
+        learning_rate_decay: 0.25,
+        ..FederationSpec::vector("load", d as u64, Protection::Plain, 3)
+    };
+    let coord = RunningCoordinator::start(dir.path(), vec![spec]).await;
+    let asked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let handles = (0..n)
+        .map(|i| {
+            let trainer = RecordsLearningRate(
+                FixedUpdate {
+                    delta: delta(i, d),
+                    samples: SAMPLES[i],
+                },
+                asked.clone(),
+            );
+            spawn_daemon(
+                &coord.url(),
+                &format!("site-{i}"),
+                "load",
+                std::sync::Arc::new(trainer),
+            )
+        })
+        .collect();
+    join_all(handles, Duration::from_secs(60)).await;
+    coord.stop().await;
+    let mut asked = asked.lock().unwrap().clone();
+    asked.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    // From the full rate at version 0 to a quarter of it for the last round (version 2).
+    let expected = [
+        (0, 0.01),
+        (0, 0.01),
+        (1, 0.005),
+        (1, 0.005),
+        (2, 0.0025),
+        (2, 0.0025),
+    ];
+    assert_eq!(asked.len(), expected.len(), "{asked:?}");
+    for ((v, lr), (ev, elr)) in asked.iter().zip(expected) {
+        assert_eq!(*v, ev);
+        assert!((lr - elr).abs() < 1e-9, "version {v}: {lr} vs {elr}");
+    }
+}

@@ -11,10 +11,7 @@ use anyhow::{Context, Result, bail, ensure};
 use coordinator::{CoordinatorConfig, FederationSpec, InitialWeights, Metrics, Protection};
 use datasets::PreparedSite;
 use models::ForecasterConfig;
-use participant::{
-    Daemon, DaemonSettings, Limits, LocalResult, LocalTrainer, MlpTrainer, ParticipantError,
-    SiteIdentity, TrainSpec,
-};
+use participant::{Daemon, DaemonSettings, Limits, MlpTrainer, SiteIdentity};
 use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -136,6 +133,7 @@ pub fn federated_training(
         initial_weights: InitialWeights::Values(initial),
         local_epochs: u32::try_from(local_epochs).context("too many local epochs")?,
         learning_rate: config.learning_rate as f32,
+        learning_rate_decay: FINAL_LR_FRACTION,
         fedprox_mu: config.proximal_mu,
         server_momentum,
         // FedAvg weights are the true sample counts.
@@ -211,41 +209,10 @@ pub fn federated_training(
     })
 }
 
-/// Final learning rate as a fraction of the initial one.
+/// The last round's local learning rate as a fraction of the first (the federation's
+/// `learning_rate_decay`: each round restarts Adam, so a constant rate keeps the global model
+/// from settling).
 const FINAL_LR_FRACTION: f64 = 0.05;
-
-/// Local training with a learning rate that decays geometrically over the rounds, from the
-/// config's rate in round 1 to [`FINAL_LR_FRACTION`] of it in the last (each round restarts
-/// Adam, so a constant rate keeps the global model from settling).
-struct Scheduled {
-    inner: MlpTrainer,
-    rounds: usize,
-}
-
-impl LocalTrainer for Scheduled {
-    fn train(&self, spec: &TrainSpec, global: &[f32]) -> Result<LocalResult, ParticipantError> {
-        let steps = self.rounds.saturating_sub(1).max(1) as f64;
-        let progress = (spec.from_version as f64 / steps).min(1.0);
-        let spec = TrainSpec {
-            learning_rate: (f64::from(spec.learning_rate) * FINAL_LR_FRACTION.powf(progress))
-                as f32,
-            ..spec.clone()
-        };
-        self.inner.train(&spec, global)
-    }
-
-    fn evaluate(
-        &self,
-        spec: &TrainSpec,
-        weights: &[f32],
-    ) -> Result<models::HoldoutScores, ParticipantError> {
-        self.inner.evaluate(spec, weights)
-    }
-
-    fn finish(&self, final_weights: &[f32]) -> Result<(), ParticipantError> {
-        self.inner.finish(final_weights)
-    }
-}
 
 /// What the in-process daemons do besides training.
 struct RunPlan<'a> {
@@ -295,7 +262,7 @@ async fn run_federation(
         if let Some((target, dir)) = plan.personalize {
             inner = inner.with_personalization(dir.join(daemons.len().to_string()), target);
         }
-        let trainer = Arc::new(Scheduled { inner, rounds });
+        let trainer = Arc::new(inner);
         let daemon = Daemon::new(settings, Arc::new(SiteIdentity::generate()?), trainer)?;
         daemons.push(Some(tokio::spawn(daemon.run(std::future::pending()))));
     }

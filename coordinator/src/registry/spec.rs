@@ -111,7 +111,14 @@ impl Default for Architecture {
 pub struct Training {
     pub local_epochs: u32,
     pub learning_rate: f32,
+    /// The last round's learning rate as a fraction of `learning_rate` (geometric decay over
+    /// the rounds); 1 keeps it constant.
+    pub learning_rate_decay: f64,
     pub fedprox_mu: f32,
+    /// FedAvgM momentum on the aggregate, in [0, 1); 0 is plain FedAvg.
+    pub server_momentum: f32,
+    /// Step size on the (momentum) aggregate; 1 is plain FedAvg.
+    pub server_learning_rate: f32,
     pub min_participants: usize,
     /// 0 takes every available member.
     pub participants_per_round: usize,
@@ -123,7 +130,10 @@ impl Default for Training {
         Self {
             local_epochs: f.local_epochs,
             learning_rate: f.learning_rate,
+            learning_rate_decay: f.learning_rate_decay,
             fedprox_mu: f.fedprox_mu,
+            server_momentum: f.server_momentum,
+            server_learning_rate: f.server_learning_rate,
             min_participants: f.min_participants,
             participants_per_round: f.participants_per_round,
         }
@@ -250,6 +260,24 @@ impl ModelSpec {
                 "must be finite and >= 0",
             ));
         }
+        if !(t.learning_rate_decay > 0.0 && t.learning_rate_decay <= 1.0) {
+            return Err(RegistryError::spec(
+                "training.learning_rate_decay",
+                "must be in (0, 1]",
+            ));
+        }
+        if !(0.0..1.0).contains(&t.server_momentum) {
+            return Err(RegistryError::spec(
+                "training.server_momentum",
+                "must be in [0, 1)",
+            ));
+        }
+        if !(t.server_learning_rate > 0.0 && t.server_learning_rate <= 10.0) {
+            return Err(RegistryError::spec(
+                "training.server_learning_rate",
+                "must be in (0, 10]",
+            ));
+        }
         let p = &self.privacy;
         if !(p.clip.is_finite() && p.clip > 0.0) {
             return Err(RegistryError::spec(
@@ -371,7 +399,10 @@ impl ModelSpec {
         f.participants_per_round = self.training.participants_per_round;
         f.local_epochs = self.training.local_epochs;
         f.learning_rate = self.training.learning_rate;
+        f.learning_rate_decay = self.training.learning_rate_decay;
         f.fedprox_mu = self.training.fedprox_mu;
+        f.server_momentum = self.training.server_momentum;
+        f.server_learning_rate = self.training.server_learning_rate;
         f.clip = self.privacy.clip;
         f.max_weight = self.privacy.max_weight;
         // Every registered version gets federated metrics before its manifest is signed.
