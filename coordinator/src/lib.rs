@@ -137,6 +137,17 @@ pub async fn serve_with(
     let coordinator_key = hub.coordinator_key();
     let metrics = hub.metrics().clone();
     let hub = Arc::new(Mutex::new(hub));
+    // Versions that settled just before a stop (committed, not yet signed) are signed now,
+    // not on their first lookup. A failure (e.g. a damaged artifact) is reported when the
+    // version is used; it must not keep the coordinator from serving the others.
+    {
+        let (hub, registry) = (hub.clone(), registry.clone());
+        let signed =
+            tokio::task::spawn_blocking(move || registry::grpc::sync_all(&registry, &hub)).await;
+        if let Ok(Err(e)) = signed {
+            warn!(error = %e, "signing the manifests of settled versions failed at start");
+        }
+    }
     let (changes, _) = watch::channel(0u64);
     let (stop_tx, stop_rx) = watch::channel(false);
     let tls = matches!(transport, tls::Transport::Tls(_));
