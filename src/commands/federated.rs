@@ -133,7 +133,7 @@ pub fn federated_training(
         initial_weights: InitialWeights::Values(initial),
         local_epochs: u32::try_from(local_epochs).context("too many local epochs")?,
         learning_rate: config.learning_rate as f32,
-        learning_rate_decay: FINAL_LR_FRACTION,
+        learning_rate_decay: coordinator::registry::DEFAULT_LEARNING_RATE_DECAY,
         fedprox_mu: config.proximal_mu,
         server_momentum,
         // FedAvg weights are the true sample counts.
@@ -208,11 +208,6 @@ pub fn federated_training(
         seconds,
     })
 }
-
-/// The last round's local learning rate as a fraction of the first (the federation's
-/// `learning_rate_decay`: each round restarts Adam, so a constant rate keeps the global model
-/// from settling).
-const FINAL_LR_FRACTION: f64 = 0.05;
 
 /// What the in-process daemons do besides training.
 struct RunPlan<'a> {

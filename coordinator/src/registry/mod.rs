@@ -23,7 +23,10 @@ pub use manifest::{
     Lineage, MANIFEST_DOMAIN, MANIFEST_FORMAT, ManifestContent, ParentRef, PrivacyAccounting,
     SectorEvaluation, VersionManifest, WeightsRef,
 };
-pub use spec::{Architecture, ModelSpec, Privacy, REQUIRED_QUANTILES, Training, check_name};
+pub use spec::{
+    Architecture, DEFAULT_LEARNING_RATE_DECAY, ModelSpec, Privacy, REQUIRED_QUANTILES, Training,
+    check_name,
+};
 pub use store::{AliasAction, AliasEvent, AliasRecord, PublishedModel};
 
 use crate::CoordinatorError;

@@ -105,6 +105,11 @@ impl Default for Architecture {
     }
 }
 
+/// The default last-round learning rate as a fraction of the first: each round restarts the
+/// sites' Adam, and without decay the global model does not settle (`gridfed demo`, 120
+/// rounds, uses the same).
+pub const DEFAULT_LEARNING_RATE_DECAY: f64 = 0.05;
+
 /// Round rules and local training.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -130,7 +135,7 @@ impl Default for Training {
         Self {
             local_epochs: f.local_epochs,
             learning_rate: f.learning_rate,
-            learning_rate_decay: f.learning_rate_decay,
+            learning_rate_decay: DEFAULT_LEARNING_RATE_DECAY,
             fedprox_mu: f.fedprox_mu,
             server_momentum: f.server_momentum,
             server_learning_rate: f.server_learning_rate,
