@@ -238,6 +238,19 @@ impl Forecast for ForecastService {
                 .zip(forecast.values_kw)
                 .map(|(&level, values_kw)| pb::QuantileSeries { level, values_kw })
                 .collect(),
+            accuracy: manifest
+                .content
+                .federated_evaluation
+                .iter()
+                .next()
+                .map(|(sector, e)| pb::FederatedAccuracy {
+                    sector: sector.clone(),
+                    sites: e.scores.sites,
+                    nmae: e.scores.nmae,
+                    nrmse: e.scores.nrmse,
+                    coverage: e.scores.coverage,
+                    skill: e.scores.skill,
+                }),
         }))
     }
 

@@ -262,6 +262,18 @@ async fn publish_train_promote_forecast_rollback_over_grpc() {
         (1, manifests[0].id.as_str())
     );
     assert_eq!(first.timestamps_unix_s.len(), 24);
+    // The answer carries the version's federated accuracy, as signed in its manifest.
+    let accuracy = first.accuracy.as_ref().expect("federated accuracy");
+    let signed = &manifests[0].content.federated_evaluation["residential"].scores;
+    assert_eq!(
+        (
+            accuracy.sector.as_str(),
+            accuracy.sites,
+            accuracy.nmae,
+            accuracy.coverage
+        ),
+        ("residential", 3, signed.nmae, signed.coverage)
+    );
     assert_eq!(
         first.timestamps_unix_s[0],
         site_series.telemetry.timestamps[origin]

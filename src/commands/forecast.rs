@@ -185,9 +185,14 @@ fn print(r: &proto::forecast::ForecastResponse, format: ForecastFormat) -> Resul
                     step.into()
                 })
                 .collect();
+            let accuracy = r.accuracy.as_ref().map(|a| {
+                serde_json::json!({"sector": a.sector, "sites": a.sites, "nmae": a.nmae,
+                    "nrmse": a.nrmse, "coverage": a.coverage, "skill": a.skill})
+            });
             println!(
                 "{}",
-                serde_json::json!({"model": r.model, "version": r.version, "version_id": r.version_id, "steps": steps})
+                serde_json::json!({"model": r.model, "version": r.version, "version_id": r.version_id,
+                    "federated_accuracy": accuracy, "steps": steps})
             );
         }
         ForecastFormat::Csv | ForecastFormat::Table => {
@@ -201,6 +206,15 @@ fn print(r: &proto::forecast::ForecastResponse, format: ForecastFormat) -> Resul
                     r.version,
                     &r.version_id[..12.min(r.version_id.len())]
                 );
+                if let Some(a) = &r.accuracy {
+                    println!(
+                        "federated evaluation ({}, {} sites): nMAE {:.1}%, p10-p90 coverage {:.0}%",
+                        a.sector,
+                        a.sites,
+                        100.0 * a.nmae,
+                        100.0 * a.coverage
+                    );
+                }
                 print!("{:<22}", "timestamp (UTC)");
                 for name in &levels {
                     print!(" {name:>10}");
