@@ -137,17 +137,8 @@ pub async fn serve_with(
     let coordinator_key = hub.coordinator_key();
     let metrics = hub.metrics().clone();
     let hub = Arc::new(Mutex::new(hub));
-    // Versions that settled just before a stop (committed, not yet signed) are signed now,
-    // not on their first lookup. A failure (e.g. a damaged artifact) is reported when the
-    // version is used; it must not keep the coordinator from serving the others.
-    {
-        let (hub, registry) = (hub.clone(), registry.clone());
-        let signed =
-            tokio::task::spawn_blocking(move || registry::grpc::sync_all(&registry, &hub)).await;
-        if let Ok(Err(e)) = signed {
-            warn!(error = %e, "signing the manifests of settled versions failed at start");
-        }
-    }
+    // Versions that settled just before an unclean stop are signed now, not on first lookup.
+    sign_settled(&hub, &registry, "at start").await;
     let (changes, _) = watch::channel(0u64);
     let (stop_tx, stop_rx) = watch::channel(false);
     let tls = matches!(transport, tls::Transport::Tls(_));
@@ -194,6 +185,8 @@ pub async fn serve_with(
         .serve_with_incoming_shutdown(server, incoming, stop_on_shutdown)
         .await;
     let _ = ticker.await;
+    // A version that settled after the last tick is signed before the state closes.
+    sign_settled(&hub, &registry, "at stop").await;
     if let Some(task) = metrics_task {
         let _ = task.await;
     }
@@ -209,6 +202,17 @@ pub async fn serve_with(
     result.map_err(|e| CoordinatorError::Config(format!("gRPC server: {e}")))
 }
 
+/// Signs the manifests of every settled version that has none. A failure (e.g. a damaged
+/// artifact) is reported when the version is used; it must not stop the coordinator.
+async fn sign_settled(hub: &Arc<Mutex<Hub>>, registry: &Arc<registry::Registry>, when: &str) {
+    let (hub, registry) = (hub.clone(), registry.clone());
+    let signed =
+        tokio::task::spawn_blocking(move || registry::grpc::sync_all(&registry, &hub)).await;
+    if let Ok(Err(e)) = signed {
+        warn!(error = %e, when, "signing the manifests of settled versions failed");
+    }
+}
+
 async fn tick(
     hub: Arc<Mutex<Hub>>,
     registry: Arc<registry::Registry>,
@@ -217,26 +221,34 @@ async fn tick(
 ) {
     let mut interval = tokio::time::interval(TICK);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Versions settled before the first tick were signed at start.
+    let mut signed_through = 0;
     loop {
         tokio::select! {
             _ = interval.tick() => {}
             _ = stop.wait_for(|s| *s) => return,
         }
         let (hub, registry, changes) = (hub.clone(), registry.clone(), changes.clone());
-        let _ = tokio::task::spawn_blocking(move || {
-            let moved = match hub.lock() {
+        let last = signed_through;
+        signed_through = tokio::task::spawn_blocking(move || {
+            let settled = match hub.lock() {
                 Ok(mut hub) => {
                     hub.advance(grpc::now_ms());
                     let generation = hub.generation();
-                    changes.send_if_modified(|g| std::mem::replace(g, generation) != generation)
+                    changes.send_if_modified(|g| std::mem::replace(g, generation) != generation);
+                    hub.settled()
                 }
-                Err(_) => false,
+                Err(_) => last,
             };
             // Outside the hub's lock: signing reads every new version's weights.
-            if moved && let Err(e) = registry::grpc::sync_all(&registry, &hub) {
-                warn!(error = %e, "signing new version manifests failed; retried on next change");
+            if settled != last
+                && let Err(e) = registry::grpc::sync_all(&registry, &hub)
+            {
+                warn!(error = %e, "signing new version manifests failed; retried when a version settles");
             }
+            settled
         })
-        .await;
+        .await
+        .unwrap_or(last);
     }
 }

@@ -287,3 +287,38 @@ async fn sites_without_holdout_fail_evaluation_and_the_federation_goes_on() {
     let (_, weights) = coordinator::load_latest(dir.path(), "load").unwrap();
     assert!(max_abs_diff(&weights, &fixed_fedavg(n, d)) < 1e-6);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn versions_are_signed_with_their_scores_as_they_settle() {
+    let dir = tempfile::tempdir().unwrap();
+    let coord = RunningCoordinator::start_registry(dir.path()).await;
+    let spec = r#"
+name = "res-load"
+target = "load"
+sector = "residential"
+context = 24
+horizon = 24
+protection = "plain"
+rounds = 2
+
+[architecture]
+hidden = [4]
+
+[training]
+min_participants = 2
+"#;
+    let model = coord.run_fixed(spec, 2).await;
+    // Nothing asked the registry since publishing: the coordinator signed on its own.
+    coord.stop().await;
+    let registry = coordinator::registry::Registry::open(dir.path()).unwrap();
+    let manifests = registry.versions(&model).unwrap();
+    assert_eq!(manifests.len(), 2);
+    let key = registry.public_key();
+    for m in &manifests {
+        m.verify(&key).unwrap();
+        let scores = &m.content.federated_evaluation["residential"].scores;
+        assert_eq!((scores.sites, scores.windows), (2, 20 + 25));
+        let nmae = (20.0 * 0.1 + 25.0 * 0.11) / 45.0;
+        assert!((scores.nmae - nmae).abs() < 1e-4, "{}", scores.nmae);
+    }
+}

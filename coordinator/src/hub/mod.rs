@@ -132,6 +132,9 @@ pub struct Hub {
     metrics: Arc<Metrics>,
     /// Bumped whenever a round changes phase, so long polls can wake up.
     generation: u64,
+    /// Bumped whenever a version is committed or its evaluation recorded, so the registry
+    /// signs manifests only then.
+    settled: u64,
     identity: round::masked::CoordinatorIdentity,
 }
 
@@ -175,6 +178,7 @@ impl Hub {
             federations: BTreeMap::new(),
             metrics,
             generation: 0,
+            settled: 0,
             identity,
             config: config.clone(),
         };
@@ -290,6 +294,11 @@ impl Hub {
     /// Changes whenever any round changes phase.
     pub fn generation(&self) -> u64 {
         self.generation
+    }
+
+    /// Changes whenever a version settles more (committed, then evaluated).
+    pub fn settled(&self) -> u64 {
+        self.settled
     }
 
     pub fn long_poll_ms(&self) -> u32 {

@@ -320,6 +320,7 @@ impl Hub {
             ..f.record.clone()
         };
         self.store.commit_version(&record, &version)?;
+        self.settled += 1;
         info!(
             federation = name,
             round = plan.round,
@@ -395,6 +396,7 @@ impl Hub {
             }
         };
         self.store.record_evaluation(&version)?;
+        self.settled += 1;
         f.latest = version;
         Ok(next_round_state(&f.spec, &f.latest, now_ms))
     }

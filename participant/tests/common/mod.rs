@@ -66,6 +66,26 @@ impl RunningCoordinator {
         daemons: usize,
     ) -> Vec<coordinator::registry::VersionManifest> {
         use proto::registry as pb;
+        let model = self.run_fixed(spec_toml, daemons).await;
+        let channel = participant::client::open_channel(&self.endpoint())
+            .await
+            .unwrap();
+        let listed = pb::registry_client::RegistryClient::new(channel)
+            .list_versions(authed(pb::ListVersionsRequest { model }, OPERATOR))
+            .await
+            .unwrap()
+            .into_inner();
+        listed
+            .versions
+            .iter()
+            .map(|v| serde_json::from_str(&v.manifest_json).unwrap())
+            .collect()
+    }
+
+    /// [`Self::fixed_versions`] without asking the registry anything afterwards; returns the
+    /// model's name.
+    pub async fn run_fixed(&self, spec_toml: &str, daemons: usize) -> String {
+        use proto::registry as pb;
         let channel = participant::client::open_channel(&self.endpoint())
             .await
             .unwrap();
@@ -95,21 +115,7 @@ impl RunningCoordinator {
             })
             .collect();
         join_all(handles, Duration::from_secs(120)).await;
-        let listed = registry
-            .list_versions(authed(
-                pb::ListVersionsRequest {
-                    model: published.model,
-                },
-                OPERATOR,
-            ))
-            .await
-            .unwrap()
-            .into_inner();
-        listed
-            .versions
-            .iter()
-            .map(|v| serde_json::from_str(&v.manifest_json).unwrap())
-            .collect()
+        published.model
     }
 
     pub async fn start_with(addr: &str, mut config: CoordinatorConfig) -> Self {
