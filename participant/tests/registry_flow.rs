@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
+use coordinator::Protection;
 use coordinator::registry::{VersionManifest, write_export};
-use coordinator::{CoordinatorConfig, Metrics, Protection};
 use datasets::synth::{FleetConfig, generate_fleet};
 use datasets::{Resolution, SplitSpec, Target, prepare_fleet};
 use participant::MlpTrainer;
@@ -19,8 +19,6 @@ use proto::forecast::ForecastRequest;
 use proto::forecast::forecast_client::ForecastClient;
 use proto::registry::registry_client::RegistryClient;
 use proto::registry::{self as pb, export_chunk};
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
 use tonic::Code;
 use tonic::transport::{Channel, Endpoint};
 
@@ -74,27 +72,9 @@ fn assert_status<T: std::fmt::Debug>(result: Result<T, tonic::Status>, code: Cod
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publish_train_promote_forecast_rollback_over_grpc() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
     let dir = tempfile::tempdir().unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let mut config = CoordinatorConfig::new(dir.path(), TOKEN, vec![]);
-    config.long_poll_ms = 2_000;
-    config.operator_tokens = vec![OPERATOR.into()];
-    config.insecure_plaintext = true;
-    let (stop, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(coordinator::serve_with(
-        listener,
-        None,
-        config,
-        Arc::new(Metrics::default()),
-        async move {
-            let _ = stopped.await;
-        },
-    ));
+    let coord = RunningCoordinator::start_registry(dir.path()).await;
+    let url = coord.url();
     let channel = Endpoint::from_shared(url.clone())
         .unwrap()
         .connect()
@@ -462,6 +442,5 @@ async fn publish_train_promote_forecast_rollback_over_grpc() {
     // The alias still serves the verified version.
     assert_eq!(forecast(&mut forecasts, &request).await.unwrap().version, 1);
 
-    let _ = stop.send(());
-    server.await.unwrap().unwrap();
+    coord.stop().await;
 }
