@@ -65,12 +65,7 @@ pub fn prepare_site(
     let Some(values) = values else {
         return Ok(None);
     };
-    if !(0.0..1.0).contains(&split.test_fraction) {
-        return Err(DatasetError::Window(format!(
-            "test fraction {} must be in [0, 1)",
-            split.test_fraction
-        )));
-    }
+    check_split(split)?;
     let (Some(&first), Some(&last)) = (t.timestamps.first(), t.timestamps.last()) else {
         return Ok(None);
     };
@@ -112,14 +107,51 @@ pub fn prepare_site(
     }))
 }
 
+/// A site left out of a fleet's sample sets, and why (e.g. no complete window).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkippedSite {
+    pub site_id: String,
+    pub reason: String,
+}
+
+/// The sites of a fleet that can be trained and scored for one target, and those that cannot.
+#[derive(Clone, Debug, Default)]
+pub struct PreparedFleet {
+    pub sites: Vec<PreparedSite>,
+    /// Sites that measure the target but have no complete training or test window (too
+    /// short, too gappy) or cannot be normalized; the others go on without them.
+    pub skipped: Vec<SkippedSite>,
+}
+
+/// Why a prepared site cannot take part, if it cannot: a model needs training windows and a
+/// score needs test windows.
+pub fn unusable_reason(site: &PreparedSite, split: SplitSpec) -> Option<String> {
+    let needed = format!(
+        "{} context + {} horizon steps with no missing target",
+        split.context, split.horizon
+    );
+    match (site.train.is_empty(), site.test.is_empty()) {
+        (false, false) => None,
+        (true, true) => Some(format!("no complete window ({needed})")),
+        (true, false) => Some(format!(
+            "no complete training window before the test period ({needed})"
+        )),
+        (false, true) => Some(format!(
+            "no complete test window in the last {:.0}% of days ({needed})",
+            100.0 * split.test_fraction
+        )),
+    }
+}
+
 /// Splits every site of a fleet that measures `target`, in parallel; `series[i]` belongs to
-/// `sites[i]`.
+/// `sites[i]`. A site that cannot be split or has no complete training or test window is
+/// skipped with its reason, never failing the fleet: one bad silo must not stop the others.
 pub fn prepare_fleet(
     sites: &[SiteMetadata],
     series: &[RegularSeries],
     target: Target,
     split: SplitSpec,
-) -> Result<Vec<PreparedSite>, DatasetError> {
+) -> Result<PreparedFleet, DatasetError> {
     if sites.len() != series.len() {
         return Err(DatasetError::Window(format!(
             "{} metadata entries for {} series",
@@ -127,10 +159,62 @@ pub fn prepare_fleet(
             series.len()
         )));
     }
-    let prepared: Result<Vec<_>, _> = sites
+    check_split(split)?;
+    let outcomes: Vec<_> = sites
         .par_iter()
         .zip(series)
-        .map(|(site, s)| prepare_site(s, site, target, split))
+        .map(|(site, s)| (site, prepare_site(s, site, target, split)))
         .collect();
-    Ok(prepared?.into_iter().flatten().collect())
+    let mut fleet = PreparedFleet::default();
+    for (site, outcome) in outcomes {
+        let reason = match outcome {
+            Ok(None) => continue,
+            Ok(Some(prepared)) => match unusable_reason(&prepared, split) {
+                None => {
+                    fleet.sites.push(prepared);
+                    continue;
+                }
+                Some(reason) => reason,
+            },
+            Err(e) => e.to_string(),
+        };
+        fleet.skipped.push(SkippedSite {
+            site_id: site.site_id.clone(),
+            reason,
+        });
+    }
+    Ok(fleet)
+}
+
+fn check_split(split: SplitSpec) -> Result<(), DatasetError> {
+    if !(0.0..1.0).contains(&split.test_fraction) {
+        return Err(DatasetError::Window(format!(
+            "test fraction {} must be in [0, 1)",
+            split.test_fraction
+        )));
+    }
+    Ok(())
+}
+
+impl std::ops::Deref for PreparedFleet {
+    type Target = [PreparedSite];
+    fn deref(&self) -> &[PreparedSite] {
+        &self.sites
+    }
+}
+
+impl IntoIterator for PreparedFleet {
+    type Item = PreparedSite;
+    type IntoIter = std::vec::IntoIter<PreparedSite>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.sites.into_iter()
+    }
+}
+
+impl<'a> IntoIterator for &'a PreparedFleet {
+    type Item = &'a PreparedSite;
+    type IntoIter = std::slice::Iter<'a, PreparedSite>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.sites.iter()
+    }
 }

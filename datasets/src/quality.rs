@@ -4,9 +4,11 @@ use std::fmt;
 
 use serde::Serialize;
 
+use crate::night::grid_site;
+use crate::prepare::{SplitSpec, prepare_site, unusable_reason};
 use crate::reader::checks::rfc3339;
 use crate::schema::TARGET_COLUMNS;
-use crate::{Resolution, SiteTelemetry};
+use crate::{Resolution, SiteMetadata, SiteTelemetry, Target};
 
 /// How many of the largest gaps a report lists.
 const LARGEST_GAPS: usize = 5;
@@ -52,6 +54,49 @@ pub struct QualityReport {
     pub longest_gap_steps: usize,
     /// The largest gaps, longest first (earliest first among equals), at most five.
     pub largest_gaps: Vec<Gap>,
+    /// Missing PV steps with the sun below the horizon, filled with 0 kW when the site is put
+    /// on its grid (see `datasets::night`); set by [`site_quality_report`].
+    pub pv_night_zero_steps: usize,
+    /// What will keep the site out of training or scoring (e.g. no complete day-ahead
+    /// window), found up front; set by [`site_quality_report`].
+    pub warnings: Vec<String>,
+}
+
+/// [`quality_report`] plus what only the site's metadata tells: how many night PV gaps will be
+/// filled with zeros, and, for each target the site measures, whether the default day-ahead
+/// split (hourly, one week of context, one day ahead, last 20% of days held out) leaves it
+/// complete training and test windows. A site that fails that is skipped by `gridfed train`
+/// and the federation, so the operator hears it here first.
+pub fn site_quality_report(
+    site: &SiteTelemetry,
+    resolution: Resolution,
+    meta: &SiteMetadata,
+) -> QualityReport {
+    let mut report = quality_report(site, resolution);
+    let coarse = Resolution::Hour.max_by_seconds(resolution);
+    let gridded = match grid_site(site, resolution, coarse, meta) {
+        Ok(gridded) => gridded,
+        Err(e) => {
+            report.warnings.push(format!("cannot be gridded: {e}"));
+            return report;
+        }
+    };
+    report.pv_night_zero_steps = gridded.pv_night_zeros;
+    let split = SplitSpec::day_ahead(coarse.steps_per_day());
+    for target in [Target::Load, Target::Pv] {
+        let reason = match prepare_site(&gridded.series, meta, target, split) {
+            Ok(None) => continue,
+            Ok(Some(prepared)) => unusable_reason(&prepared, split),
+            Err(e) => Some(e.to_string()),
+        };
+        if let Some(reason) = reason {
+            report.warnings.push(format!(
+                "{}: will be skipped in training and scoring: {reason}",
+                target.column()
+            ));
+        }
+    }
+    report
 }
 
 /// Measures `site` on the grid of `resolution`. The telemetry is assumed validated (strictly
@@ -132,6 +177,8 @@ pub fn quality_report(site: &SiteTelemetry, resolution: Resolution) -> QualityRe
         gap_count,
         longest_gap_steps,
         largest_gaps,
+        pv_night_zero_steps: 0,
+        warnings: Vec::new(),
     }
 }
 
@@ -173,6 +220,16 @@ impl fmt::Display for QualityReport {
                 "\n    {} .. {} ({} steps)",
                 gap.start, gap.end, gap.steps
             )?;
+        }
+        if self.pv_night_zero_steps > 0 {
+            write!(
+                f,
+                "\n  night     {} missing pv_kw steps with the sun down, filled with 0 kW",
+                self.pv_night_zero_steps
+            )?;
+        }
+        for warning in &self.warnings {
+            write!(f, "\n  warning   {warning}")?;
         }
         Ok(())
     }

@@ -2,7 +2,7 @@
 
 use std::time::Instant;
 
-use datasets::{SampleSet, Target};
+use datasets::{SampleSet, SkippedSite, Target};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -10,6 +10,7 @@ use crate::ModelError;
 use crate::baselines::{Climatology, Season, persistence, seasonal_naive};
 use crate::config::ForecasterConfig;
 use crate::forecast::QuantileForecast;
+use crate::guard::{GuardDecision, guard_site, guarded_forecast};
 use crate::metrics::{ErrorSums, ForecastMetrics, StepSelection, site_errors};
 use crate::ridge::{RidgeConfig, RidgeForecaster};
 use crate::samples::{check_same_layout, check_samples};
@@ -95,6 +96,13 @@ pub struct EvaluationReport {
     pub mlp_training: Vec<TrainingReport>,
     /// Baselines left out, with the reason (e.g. a context too short for a weekly season).
     pub skipped: Vec<String>,
+    /// Sites of the fleet left out, with the reason (no complete window, too short, ...).
+    #[serde(default)]
+    pub skipped_sites: Vec<SkippedSite>,
+    /// Per site, whether the MLP rows use the learned model or fell back to seasonal naive
+    /// because that was better on the site's validation days ([`crate::guard`]).
+    #[serde(default)]
+    pub guard: Vec<GuardDecision>,
 }
 
 impl EvaluationReport {
@@ -133,6 +141,8 @@ pub fn evaluate_fleet(
         timings: Vec::new(),
         mlp_training: Vec::new(),
         skipped: Vec::new(),
+        skipped_sites: Vec::new(),
+        guard: Vec::new(),
     };
     let persistence_forecasts = per_site(test_sets, persistence)?;
     let mut scored = vec![(ModelKind::Persistence, persistence_forecasts.clone())];
@@ -169,7 +179,8 @@ pub fn evaluate_fleet(
         || timed(|| fit_mlp(config, train_sets, test_sets, mode)),
     );
     let (ridge, ridge_seconds) = ridge;
-    let ((mlp, mlp_reports), mlp_seconds) = (mlp.0?, mlp.1);
+    let ((mlp, guard, mlp_reports), mlp_seconds) = (mlp.0?, mlp.1);
+    report.guard = guard;
     report.timings.push(ModelTiming {
         model: ModelKind::Ridge,
         fit_seconds: ridge_seconds,
@@ -331,31 +342,71 @@ fn fit_ridge(
     }
 }
 
+/// Forecasts of the MLP(s) with the seasonal guard applied per site, the guard decisions and
+/// the training reports.
+type MlpResult = (
+    Vec<QuantileForecast>,
+    Vec<GuardDecision>,
+    Vec<TrainingReport>,
+);
+
 fn fit_mlp(
     config: &ForecasterConfig,
     train_sets: &[SampleSet],
     test_sets: &[SampleSet],
     mode: TrainingMode,
-) -> Result<(Vec<QuantileForecast>, Vec<TrainingReport>), ModelError> {
+) -> Result<MlpResult, ModelError> {
     match mode {
         TrainingMode::Centralized => {
             let trained = train(config, &SampleSet::concat(train_sets)?)?;
-            let forecasts = per_site(test_sets, |t| trained.forecaster.predict(t))?;
-            Ok((forecasts, vec![trained.report]))
+            let predict = |t: &SampleSet| trained.forecaster.predict(t);
+            let (forecasts, decisions) = train_sets
+                .iter()
+                .zip(test_sets)
+                .map(|(train_set, test)| guarded_site(config, train_set, test, predict))
+                .collect::<Result<Vec<_>, _>>()?
+                .into_iter()
+                .unzip();
+            Ok((forecasts, decisions, vec![trained.report]))
         }
         TrainingMode::Local => {
-            let results: Vec<(QuantileForecast, TrainingReport)> = train_sets
+            let results: Vec<(QuantileForecast, GuardDecision, TrainingReport)> = train_sets
                 .par_iter()
                 .zip(test_sets)
                 .map(|(train_set, test)| {
                     let trained = train(config, train_set)?;
-                    Ok((trained.forecaster.predict(test)?, trained.report))
+                    let predict = |t: &SampleSet| trained.forecaster.predict(t);
+                    let (forecast, decision) = guarded_site(config, train_set, test, predict)?;
+                    Ok((forecast, decision, trained.report))
                 })
                 .collect::<Result<_, ModelError>>()?;
-            Ok(results.into_iter().unzip())
+            let mut out = (Vec::new(), Vec::new(), Vec::new());
+            for (forecast, decision, report) in results {
+                out.0.push(forecast);
+                out.1.push(decision);
+                out.2.push(report);
+            }
+            Ok(out)
         }
         TrainingMode::Federated => Err(federated_unsupported()),
     }
+}
+
+/// One site's guarded forecast of `test` and the guard's decision (see [`crate::guard`]).
+pub fn guarded_site(
+    config: &ForecasterConfig,
+    train_set: &SampleSet,
+    test: &SampleSet,
+    predict: impl Fn(&SampleSet) -> Result<QuantileForecast, ModelError> + Copy,
+) -> Result<(QuantileForecast, GuardDecision), ModelError> {
+    let decision = guard_site(
+        train_set,
+        config.validation_fraction,
+        &config.quantiles,
+        predict,
+    )?;
+    let forecast = guarded_forecast(&decision, test, &config.quantiles, predict)?;
+    Ok((forecast, decision))
 }
 
 fn federated_unsupported() -> ModelError {

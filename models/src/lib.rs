@@ -21,6 +21,7 @@ pub mod evaluation;
 pub mod flat;
 pub mod forecast;
 pub mod forecaster;
+pub mod guard;
 pub mod holdout;
 mod linalg;
 mod loss;
@@ -43,6 +44,7 @@ pub use evaluation::{
 pub use flat::{NamedParameter, from_flat, load_flat, named_parameters, to_flat};
 pub use forecast::QuantileForecast;
 pub use forecaster::{QuantileForecaster, inference_device, training_device};
+pub use guard::{GuardDecision, SiteChoice, guard_site, guarded_forecast};
 pub use holdout::{FleetScores, HoldoutScores};
 pub use metrics::{ErrorSums, ForecastMetrics, StepSelection, site_errors};
 pub use network::QuantileMlp;

@@ -1,7 +1,9 @@
 //! Loading the site's own telemetry into training samples. Everything here stays on the site.
 
 use datasets::prepare::prepare_site;
-use datasets::{PreparedSite, RegularSeries, Resolution, SiteMetadata, SplitSpec, Target};
+use datasets::{
+    PreparedSite, RegularSeries, Resolution, SiteMetadata, SplitSpec, Target, grid_site,
+};
 
 use crate::ParticipantError;
 use crate::config::DataConfig;
@@ -25,8 +27,15 @@ pub fn load_series(
             ))
         })?;
     let validated = &fleet.telemetry[index];
-    let series = RegularSeries::resample(&validated.telemetry, validated.resolution, resolution)?;
-    Ok((fleet.sites[index].clone(), series))
+    let site = fleet.sites[index].clone();
+    let series = grid_site(
+        &validated.telemetry,
+        validated.resolution,
+        resolution,
+        &site,
+    )?
+    .series;
+    Ok((site, series))
 }
 
 /// Reads `config.dir`, validates it, and prepares this site's train/test samples.

@@ -162,7 +162,25 @@ impl LocalTrainer for MlpTrainer {
                 )
             })?;
         let tuned = models::fine_tune(&config, final_weights, &self.samples)?;
+        // The site's seasonal guard: would "same hour yesterday / last week" have beaten the
+        // tuned model on its own validation days? Recorded with the artifact, so whoever
+        // serves it from this site knows whether to fall back (models::guard).
+        let guard = models::guard_site(
+            &self.samples,
+            config.validation_fraction,
+            &config.quantiles,
+            |d| tuned.forecaster.predict(d),
+        )?;
         let metrics = [
+            (
+                "seasonal_guard_fallback".to_string(),
+                if guard.fell_back() { 1.0 } else { 0.0 },
+            ),
+            (
+                "guard_validation_mae_learned".to_string(),
+                guard.learned_mae,
+            ),
+            ("guard_validation_mae_naive".to_string(), guard.naive_mae),
             (
                 "best_validation_loss".to_string(),
                 f64::from(tuned.report.best_validation_loss),
@@ -181,9 +199,16 @@ impl LocalTrainer for MlpTrainer {
             metrics,
         )?
         .save(&personal.dir)?;
+        let decision = serde_json::to_vec_pretty(&guard)
+            .map_err(|e| ParticipantError::Protocol(format!("seasonal guard decision: {e}")))?;
+        let path = personal.dir.join(SEASONAL_GUARD_FILE);
+        std::fs::write(&path, decision).map_err(|source| ParticipantError::Io { path, source })?;
         Ok(())
     }
 }
+
+/// The personalized model's seasonal guard decision, beside its artifact.
+pub const SEASONAL_GUARD_FILE: &str = "seasonal_guard.json";
 
 /// Returns `global + delta` with a fixed sample count: the federation's cost without training.
 pub struct FixedUpdate {

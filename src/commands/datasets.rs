@@ -6,8 +6,8 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use datasets::Resolution;
 use datasets::import::{CsvImport, PowerUnit, import_csv, merge_columns};
-use datasets::quality::quality_report;
-use datasets::synth::{FleetConfig, generate_fleet};
+use datasets::quality::{quality_report, site_quality_report};
+use datasets::synth::{FleetConfig, Profile, generate_fleet};
 
 #[derive(Subcommand)]
 pub enum DatasetsCommand {
@@ -30,6 +30,10 @@ pub struct SynthArgs {
     pub resolution: Resolution,
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
+    /// `clean` (complete, with weather) or `realistic` (appliance-driven homes, no weather
+    /// columns, daylight-only inverters, outages).
+    #[arg(long, default_value = "clean")]
+    pub profile: Profile,
     #[arg(long)]
     pub out: PathBuf,
 }
@@ -89,6 +93,7 @@ fn synth(args: SynthArgs) -> Result<()> {
         days: args.days,
         resolution: args.resolution,
         seed: args.seed,
+        profile: args.profile,
         ..FleetConfig::default()
     };
     let started = std::time::Instant::now();
@@ -96,10 +101,11 @@ fn synth(args: SynthArgs) -> Result<()> {
     datasets::writer::write_fleet_dir(&args.out, &fleet.sites, &fleet.telemetry)
         .with_context(|| format!("writing the fleet to {}", args.out.display()))?;
     println!(
-        "wrote {} sites x {} days at {} to {} in {:.2} s",
+        "wrote {} sites x {} days at {} ({:?} profile) to {} in {:.2} s",
         fleet.sites.len(),
         args.days,
         args.resolution,
+        args.profile,
         args.out.display(),
         started.elapsed().as_secs_f64()
     );
@@ -107,20 +113,27 @@ fn synth(args: SynthArgs) -> Result<()> {
 }
 
 fn validate(args: ValidateArgs) -> Result<()> {
-    let validated = if args.path.is_dir() {
-        datasets::reader::read_fleet_dir(&args.path)?.telemetry
+    let (validated, sites) = if args.path.is_dir() {
+        let fleet = datasets::reader::read_fleet_dir(&args.path)?;
+        (fleet.telemetry, fleet.sites)
     } else {
         let metadata = args
             .metadata
             .clone()
             .unwrap_or_else(|| args.path.with_file_name(datasets::metadata::METADATA_FILE));
         let sites = datasets::metadata::read_metadata(&metadata)?;
-        datasets::reader::read_telemetry(&args.path, &sites)?
+        (datasets::reader::read_telemetry(&args.path, &sites)?, sites)
     };
     let reports: Vec<_> = validated
         .iter()
-        .map(|v| quality_report(&v.telemetry, v.resolution))
+        .map(
+            |v| match sites.iter().find(|s| s.site_id == v.telemetry.site_id) {
+                Some(meta) => site_quality_report(&v.telemetry, v.resolution, meta),
+                None => quality_report(&v.telemetry, v.resolution),
+            },
+        )
         .collect();
+    let warned = reports.iter().filter(|r| !r.warnings.is_empty()).count();
     if args.json {
         println!("{}", serde_json::to_string_pretty(&reports)?);
     } else {
@@ -128,6 +141,9 @@ fn validate(args: ValidateArgs) -> Result<()> {
             println!("{report}");
         }
         println!("{} site(s) valid", reports.len());
+        if warned > 0 {
+            println!("{warned} site(s) with warnings: see `warning` lines above");
+        }
     }
     Ok(())
 }

@@ -10,11 +10,11 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use clap::Args;
 use coordinator::Protection;
-use datasets::synth::{FleetConfig, generate_fleet};
+use datasets::synth::{FleetConfig, Profile, generate_fleet};
 use datasets::{Resolution, SampleSet, Target};
-use models::evaluation::score_forecasts;
+use models::evaluation::{guarded_site, score_forecasts};
 use models::{
-    EvaluationReport, EvaluationRow, ForecasterConfig, ModelKind, QuantileForecast,
+    EvaluationReport, EvaluationRow, ForecasterConfig, GuardDecision, ModelKind, QuantileForecast,
     QuantileForecaster, TrainingMode, persistence,
 };
 use serde::Serialize;
@@ -47,6 +47,10 @@ pub struct DemoArgs {
     pub days: usize,
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
+    /// Profile of the synthetic fleet: `clean` or `realistic` (appliance-driven homes, no
+    /// weather, daylight-only inverters, outages; see `gridfed datasets synth`).
+    #[arg(long, default_value = "clean")]
+    pub profile: Profile,
     /// Use a real fleet directory (sites.json + Parquet) instead of the synthetic one.
     #[arg(long)]
     pub data: Option<PathBuf>,
@@ -79,9 +83,18 @@ struct MedianSite {
     local_mlp_nmae: f64,
     federated_mlp_nmae: f64,
     federated_fine_tuned_nmae: f64,
+    seasonal_naive_day_nmae: f64,
+    seasonal_naive_week_nmae: f64,
+    /// `1 - fine-tuned / best seasonal naive` on the median site.
+    fine_tuned_gain_over_best_naive: f64,
     /// Sites where the fine-tuned federated model beats the site's local-only model.
     fine_tuned_wins: usize,
+    /// Sites whose fine-tuned model lost to seasonal naive on their validation days and
+    /// that forecast with seasonal naive instead (the seasonal guard).
+    guard_fallbacks: usize,
     sites: usize,
+    /// Sites left out of this target, with the reason.
+    skipped_sites: Vec<datasets::SkippedSite>,
 }
 
 /// The final version's federated evaluation, next to the same statistic computed in the clear
@@ -132,6 +145,8 @@ fn pooled(report: &EvaluationReport, model: ModelKind) -> Result<EvaluationRow> 
 struct Scored {
     pooled: EvaluationRow,
     sites: Vec<EvaluationRow>,
+    /// Per-site seasonal guard decisions, where the variant applies the guard.
+    guard: Vec<GuardDecision>,
 }
 
 /// Scores `forecasts` (one per site) like the other models.
@@ -148,7 +163,11 @@ fn score(
     let rows = score_forecasts(kind, target, test, forecasts, &reference)?;
     let (sites, pooled): (Vec<_>, Vec<_>) = rows.into_iter().partition(|r| r.site.is_some());
     let pooled = pooled.into_iter().next().context("no pooled row")?;
-    Ok(Scored { pooled, sites })
+    Ok(Scored {
+        pooled,
+        sites,
+        guard: Vec::new(),
+    })
 }
 
 /// Trains the federated MLP over loopback gRPC and scores the global model, then lets every
@@ -196,13 +215,27 @@ fn federated(
         .collect::<Result<Vec<_>, _>>()?;
     let global = score(ModelKind::FederatedMlp, target, &test, &forecasts)?;
     // What each site's daemon kept: the final model fine-tuned on that site's data only.
-    let tuned = outcome
+    // Each site then applies the seasonal guard on its own validation days.
+    let (tuned, guard): (Vec<_>, Vec<_>) = outcome
         .personalized
         .iter()
+        .zip(prepared.iter())
         .zip(&test)
-        .map(|(artifact, test)| artifact.forecaster()?.predict(test))
-        .collect::<Result<Vec<_>, _>>()?;
-    let tuned = score(ModelKind::FederatedFineTuned, target, &test, &tuned)?;
+        .map(|((artifact, site), test)| {
+            let forecaster = artifact.forecaster()?;
+            let predict = |d: &SampleSet| forecaster.predict(d);
+            Ok(guarded_site(
+                forecaster.config(),
+                &site.train,
+                test,
+                predict,
+            )?)
+        })
+        .collect::<Result<Vec<_>>>()?
+        .into_iter()
+        .unzip();
+    let mut tuned = score(ModelKind::FederatedFineTuned, target, &test, &tuned)?;
+    tuned.guard = guard;
     let evaluation = outcome
         .evaluations
         .last_key_value()
@@ -246,6 +279,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
                 days: args.days,
                 resolution: Resolution::Hour,
                 seed: args.seed,
+                profile: args.profile,
                 ..FleetConfig::default()
             };
             from_synthetic(generate_fleet(&config))
@@ -294,13 +328,26 @@ pub fn run(args: DemoArgs) -> Result<()> {
                     .is_some_and(|l| site_nmae(t) < site_nmae(l))
             })
             .count();
+        let naive_median =
+            |kind: ModelKind| median_site_nmae(centralized.rows.iter().filter(|r| r.model == kind));
+        let (naive_day, naive_week) = (
+            naive_median(ModelKind::SeasonalNaiveDay),
+            naive_median(ModelKind::SeasonalNaiveWeek),
+        );
+        let best_naive = naive_day.min(naive_week);
+        let fine_tuned = median_site_nmae(tuned.sites.iter());
         medians.push(MedianSite {
             target,
             local_mlp_nmae: median_site_nmae(local_sites.iter().copied()),
             federated_mlp_nmae: median_site_nmae(global.sites.iter()),
-            federated_fine_tuned_nmae: median_site_nmae(tuned.sites.iter()),
+            federated_fine_tuned_nmae: fine_tuned,
+            seasonal_naive_day_nmae: naive_day,
+            seasonal_naive_week_nmae: naive_week,
+            fine_tuned_gain_over_best_naive: 1.0 - fine_tuned / best_naive,
             fine_tuned_wins,
+            guard_fallbacks: tuned.guard.iter().filter(|d| d.fell_back()).count(),
             sites: tuned.sites.len(),
+            skipped_sites: centralized.skipped_sites.clone(),
         });
         let mut methods = vec![
             (
@@ -349,6 +396,17 @@ pub fn run(args: DemoArgs) -> Result<()> {
                 last.fine_tuned_wins,
                 last.sites
             );
+            println!(
+                "  vs seasonal naive (median site): day {:.2}%, week {:.2}%; federated + fine-tune is {:.1}% below the better one; seasonal guard fell back on {}/{} sites",
+                100.0 * last.seasonal_naive_day_nmae,
+                100.0 * last.seasonal_naive_week_nmae,
+                100.0 * last.fine_tuned_gain_over_best_naive,
+                last.guard_fallbacks,
+                last.sites
+            );
+            let mut skipped = String::new();
+            super::report::render_skipped_sites(&mut skipped, &last.skipped_sites);
+            print!("{skipped}");
             println!(
                 "  federation over TLS: {} rounds in {:.0} s, {:.1} MB sent per participant",
                 outcome.rounds.len(),

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use datasets::synth::Fleet;
-use datasets::{RegularSeries, Resolution, SiteMetadata};
+use datasets::{RegularSeries, Resolution, SiteMetadata, grid_site};
 
 /// Sites and their telemetry on a common regular grid, in the same order.
 pub struct GriddedFleet {
@@ -13,15 +13,17 @@ pub struct GriddedFleet {
     pub resolution: Resolution,
 }
 
-/// Reads and validates a fleet directory and resamples every site to `resolution`.
+/// Reads and validates a fleet directory and grids every site to `resolution` (night PV gaps
+/// filled with zeros, see `datasets::night`).
 pub fn load_dir(dir: &Path, resolution: Resolution) -> Result<GriddedFleet> {
     let data = datasets::reader::read_fleet_dir(dir)
         .with_context(|| format!("reading fleet directory {}", dir.display()))?;
     let series = data
         .telemetry
         .iter()
-        .map(|v| RegularSeries::resample(&v.telemetry, v.resolution, resolution))
-        .collect::<Result<Vec<_>, _>>()?;
+        .zip(&data.sites)
+        .map(|(v, meta)| Ok(grid_site(&v.telemetry, v.resolution, resolution, meta)?.series))
+        .collect::<Result<Vec<_>>>()?;
     Ok(GriddedFleet {
         sites: data.sites,
         series,

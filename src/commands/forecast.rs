@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail, ensure};
 use clap::{Args, ValueEnum};
-use datasets::{RegularSeries, Target};
+use datasets::Target;
 use proto::forecast::forecast_client::ForecastClient;
 
 /// Steps of history sent at most (the model reads its context, plus 28 days to normalize load).
@@ -108,8 +108,14 @@ pub fn run(args: ForecastArgs) -> Result<()> {
         .iter()
         .find(|s| s.site_id == chosen.telemetry.site_id)
         .context("site without metadata")?;
-    let series = RegularSeries::resample(&chosen.telemetry, chosen.resolution, chosen.resolution)
-        .context("putting the telemetry on its grid")?;
+    let series = datasets::grid_site(
+        &chosen.telemetry,
+        chosen.resolution,
+        chosen.resolution,
+        site,
+    )
+    .context("putting the telemetry on its grid")?
+    .series;
     let t = &series.telemetry;
     let target = match (args.target, &t.load_kw, &t.pv_kw) {
         (Some(target), _, _) => target,

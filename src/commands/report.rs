@@ -2,7 +2,8 @@
 
 use std::fmt::Write;
 
-use models::{EvaluationReport, EvaluationRow};
+use datasets::SkippedSite;
+use models::{EvaluationReport, EvaluationRow, GuardDecision, SiteChoice};
 
 fn percent(value: Option<f64>) -> String {
     value.map_or_else(|| "-".to_string(), |v| format!("{:.1}%", 100.0 * v))
@@ -72,7 +73,45 @@ pub fn render(report: &EvaluationReport, per_site: bool) -> String {
     for skipped in &report.skipped {
         let _ = writeln!(out, "  (skipped: {skipped})");
     }
+    render_guard(&mut out, &report.guard);
+    render_skipped_sites(&mut out, &report.skipped_sites);
     out
+}
+
+/// Which sites' MLP rows fell back to a seasonal naive forecast, and why.
+pub fn render_guard(out: &mut String, decisions: &[GuardDecision]) {
+    let fell_back: Vec<String> = decisions
+        .iter()
+        .filter_map(|d| match d.choice {
+            SiteChoice::Learned => None,
+            SiteChoice::SeasonalNaive(season) => Some(format!(
+                "{} ({season:?}: validation MAE {:.3} vs MLP {:.3})",
+                d.site_id, d.naive_mae, d.learned_mae
+            )),
+        })
+        .collect();
+    let _ = writeln!(
+        out,
+        "  seasonal guard: the MLP is kept on {} of {} sites{}",
+        decisions.len() - fell_back.len(),
+        decisions.len(),
+        if fell_back.is_empty() {
+            String::new()
+        } else {
+            format!("; seasonal naive on {}", fell_back.join(", "))
+        }
+    );
+}
+
+/// One line per site left out of a report, with its reason.
+pub fn render_skipped_sites(out: &mut String, skipped: &[SkippedSite]) {
+    if skipped.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "  {} site(s) skipped:", skipped.len());
+    for site in skipped {
+        let _ = writeln!(out, "    {}: {}", site.site_id, site.reason);
+    }
 }
 
 /// A comparison table of labelled pooled rows (used by the demo).

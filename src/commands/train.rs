@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
-use datasets::{Resolution, SampleSet, SplitSpec, Target, prepare_fleet};
+use datasets::{PreparedFleet, Resolution, SampleSet, SplitSpec, Target, prepare_fleet};
 use models::{EvaluationReport, ForecasterConfig, TrainingMode, evaluate_fleet};
 
 use super::fleet::{GriddedFleet, load_dir};
@@ -69,15 +69,28 @@ pub fn split_spec(
     spec
 }
 
-/// Per-site train and test sets of `target` for every site that measures it.
+/// Per-site train and test sets of `target` for every site that measures it and has complete
+/// windows (the others are in `PreparedFleet::skipped`, with their reasons).
 pub fn prepared_sets(
     fleet: &GriddedFleet,
     target: Target,
     split: SplitSpec,
-) -> Result<(Vec<datasets::PreparedSite>, Vec<SampleSet>, Vec<SampleSet>)> {
+) -> Result<(PreparedFleet, Vec<SampleSet>, Vec<SampleSet>)> {
     let prepared = prepare_fleet(&fleet.sites, &fleet.series, target, split)?;
     if prepared.is_empty() {
-        bail!("no site in the fleet measures `{}`", target.column());
+        let reasons: Vec<String> = prepared
+            .skipped
+            .iter()
+            .map(|s| format!("{}: {}", s.site_id, s.reason))
+            .collect();
+        if reasons.is_empty() {
+            bail!("no site in the fleet measures `{}`", target.column());
+        }
+        bail!(
+            "no site can be trained for `{}`:\n  {}",
+            target.column(),
+            reasons.join("\n  ")
+        );
     }
     let train = prepared.iter().map(|p| p.train.clone()).collect();
     let test = prepared.iter().map(|p| p.test.clone()).collect();
@@ -93,14 +106,16 @@ pub fn evaluate(
     epochs: Option<usize>,
     seed: u64,
 ) -> Result<EvaluationReport> {
-    let (_, train, test) = prepared_sets(fleet, target, split)?;
+    let (prepared, train, test) = prepared_sets(fleet, target, split)?;
     let first = &train[0];
     let mut config =
         ForecasterConfig::day_ahead(target, first.n_features, first.horizon).with_seed(seed);
     if let Some(epochs) = epochs {
         config = config.with_epochs(epochs);
     }
-    Ok(evaluate_fleet(target, &train, &test, mode, &config)?)
+    let mut report = evaluate_fleet(target, &train, &test, mode, &config)?;
+    report.skipped_sites = prepared.skipped;
+    Ok(report)
 }
 
 pub fn run(args: TrainArgs) -> Result<()> {

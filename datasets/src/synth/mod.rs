@@ -11,12 +11,19 @@
 //! Determinism: every region and every site draws from its own ChaCha stream of the seed, so
 //! the fleet does not depend on thread scheduling, a site does not depend on how many sites
 //! follow it, and a shorter fleet is a prefix of a longer one with the same seed and start.
-//! The generator injects no data defects: every value is present and within schema bounds.
+//! The `clean` profile injects no data defects: every value is present and within schema
+//! bounds. The `realistic` profile ([`Profile::Realistic`]) degrades the same sites into what
+//! operators' exports look like: appliance-driven homes, no weather, daylight-only inverters,
+//! outages.
 
+mod household;
 mod load;
 mod pv;
+mod realistic;
 mod site;
 mod weather;
+
+pub use realistic::Profile;
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -32,6 +39,9 @@ const DEFAULT_START_UNIX_S: i64 = 1_704_067_200;
 /// Stream numbers of the seed's ChaCha generator: regions and sites never share one.
 const REGION_STREAM_BASE: u64 = 1 << 32;
 const SITE_STREAM_BASE: u64 = 2 << 32;
+/// The realistic profile's draws come from their own streams, so a realistic site is its clean
+/// twin degraded, with the same weather and PV system.
+const REALISTIC_STREAM_BASE: u64 = 3 << 32;
 
 /// The mix of site types and climate regions (indices into the climate table: Berlin,
 /// Madrid, Stockholm, Rome), repeated every 20 sites with the regions rotated by one per
@@ -71,6 +81,7 @@ pub struct FleetConfig {
     /// First time step, UTC unix seconds; rounded down to a multiple of the resolution so
     /// steps land on clock boundaries.
     pub start_unix_s: i64,
+    pub profile: Profile,
 }
 
 impl Default for FleetConfig {
@@ -82,6 +93,7 @@ impl Default for FleetConfig {
             resolution: Resolution::Hour,
             seed: 7,
             start_unix_s: DEFAULT_START_UNIX_S,
+            profile: Profile::Clean,
         }
     }
 }
@@ -91,19 +103,27 @@ impl Default for FleetConfig {
 pub struct Fleet {
     pub sites: Vec<SiteMetadata>,
     pub telemetry: Vec<SiteTelemetry>,
-    /// The grid every site's telemetry was generated on (complete, no gaps).
+    /// The grid every site's telemetry was generated on (complete in the clean profile; the
+    /// realistic one leaves rows out).
     pub resolution: Resolution,
 }
 
 impl Fleet {
-    /// Each site's telemetry as a [`RegularSeries`]: generated telemetry is already on its
-    /// grid, so this only labels it, in site order.
+    /// Each site's telemetry as a [`RegularSeries`], in site order, exactly as a fleet
+    /// directory would be gridded ([`crate::grid_site`]: night PV gaps filled with zeros).
     pub fn regular_series(&self) -> Vec<RegularSeries> {
         self.telemetry
             .iter()
-            .map(|t| RegularSeries {
-                resolution: self.resolution,
-                telemetry: t.clone(),
+            .zip(&self.sites)
+            .map(|(t, meta)| {
+                crate::grid_site(t, self.resolution, self.resolution, meta)
+                    .map(|gridded| gridded.series)
+                    // Same-resolution gridding of generated data cannot fail; labelling the
+                    // telemetry as it is keeps this total.
+                    .unwrap_or_else(|_| RegularSeries {
+                        resolution: self.resolution,
+                        telemetry: t.clone(),
+                    })
             })
             .collect()
     }
@@ -143,7 +163,12 @@ pub fn generate_fleet(cfg: &FleetConfig) -> Fleet {
                 kind,
                 sector,
             };
-            site::simulate_site(plan, &regions[region], grid, &mut rng)
+            let (meta, mut telemetry) = site::simulate_site(plan, &regions[region], grid, &mut rng);
+            if cfg.profile == Profile::Realistic {
+                let mut rng = stream(cfg.seed, REALISTIC_STREAM_BASE + index as u64);
+                realistic::degrade(&meta, &mut telemetry, grid, &mut rng);
+            }
+            (meta, telemetry)
         })
         .unzip();
     Fleet {
