@@ -42,6 +42,9 @@ pub enum ModelKind {
     FederatedMlp,
     /// The federated MLP fine-tuned by each site on its own data ([`crate::fine_tune`]).
     FederatedFineTuned,
+    /// Gradient-boosted trees on every site's data pooled: the strong non-private reference
+    /// (`models::gbt`, feature `gbt`; added by the CLI in centralized mode).
+    PooledGbt,
 }
 
 impl ModelKind {
@@ -55,6 +58,7 @@ impl ModelKind {
             ModelKind::Mlp => "mlp",
             ModelKind::FederatedMlp => "federated mlp",
             ModelKind::FederatedFineTuned => "federated mlp + local fine-tune",
+            ModelKind::PooledGbt => "gradient-boosted trees",
         }
     }
 }

@@ -21,6 +21,8 @@ pub mod evaluation;
 pub mod flat;
 pub mod forecast;
 pub mod forecaster;
+#[cfg(feature = "gbt")]
+pub mod gbt;
 pub mod guard;
 pub mod holdout;
 mod linalg;

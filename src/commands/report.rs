@@ -49,12 +49,12 @@ pub fn render(report: &EvaluationReport, per_site: bool) -> String {
         report.horizon
     );
     if per_site {
-        let mut sites: Vec<&str> = report
-            .rows
-            .iter()
-            .filter_map(|r| r.site.as_deref())
-            .collect();
-        sites.dedup();
+        let mut sites: Vec<&str> = Vec::new();
+        for site in report.rows.iter().filter_map(|r| r.site.as_deref()) {
+            if !sites.contains(&site) {
+                sites.push(site);
+            }
+        }
         for site in sites {
             header(&mut out, &format!("site {site}"));
             for row in report

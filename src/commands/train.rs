@@ -5,7 +5,11 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use datasets::{PreparedFleet, Resolution, SampleSet, SplitSpec, Target, prepare_fleet};
-use models::{EvaluationReport, ForecasterConfig, TrainingMode, evaluate_fleet};
+use models::gbt::{GbtConfig, GbtForecaster};
+use models::{
+    EvaluationReport, ForecasterConfig, ModelKind, ModelTiming, TrainingMode, evaluate_fleet,
+    score_forecasts,
+};
 
 use super::fleet::{GriddedFleet, load_dir};
 use super::report::render;
@@ -115,7 +119,47 @@ pub fn evaluate(
     }
     let mut report = evaluate_fleet(target, &train, &test, mode, &config)?;
     report.skipped_sites = prepared.skipped;
+    if mode == TrainingMode::Centralized {
+        add_pooled_gbt(&mut report, target, &train, &test, seed)?;
+    }
     Ok(report)
+}
+
+/// Fits the pooled gradient-boosted-tree reference and adds its rows to a centralized report:
+/// how far every private model is from the best non-private one.
+fn add_pooled_gbt(
+    report: &mut EvaluationReport,
+    target: Target,
+    train: &[SampleSet],
+    test: &[SampleSet],
+    seed: u64,
+) -> Result<()> {
+    let started = std::time::Instant::now();
+    let config = GbtConfig {
+        seed,
+        ..GbtConfig::for_target(target)
+    };
+    let trees = GbtForecaster::fit(&config, &SampleSet::concat(train)?)?;
+    report.timings.push(ModelTiming {
+        model: ModelKind::PooledGbt,
+        fit_seconds: started.elapsed().as_secs_f64(),
+    });
+    let forecasts = test
+        .iter()
+        .map(|t| trees.predict(t))
+        .collect::<Result<Vec<_>, _>>()?;
+    let persistence = test
+        .iter()
+        .map(models::persistence)
+        .collect::<Result<Vec<_>, _>>()?;
+    report.rows.extend(score_forecasts(
+        ModelKind::PooledGbt,
+        target,
+        test,
+        &forecasts,
+        &persistence,
+    )?);
+    Ok(())
 }
 
 pub fn run(args: TrainArgs) -> Result<()> {
