@@ -37,7 +37,7 @@ fn pooled_trees_beat_seasonal_naive_and_are_deterministic() {
             let naive = seasonal_naive(test, Season::Day).unwrap();
             // The load settings must clearly win; the PV ones (a mean of the residual, made for
             // irradiance-driven series) only have to win on this load-shaped series.
-            let margin = if target == Target::Load { 0.9 } else { 1.0 };
+            let margin = if target == Target::Load { 0.95 } else { 1.0 };
             assert!(
                 mae(&forecast, test) < margin * mae(&naive, test),
                 "{target:?}: trees {} vs naive {}",
