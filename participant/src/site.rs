@@ -1,6 +1,6 @@
 //! Loading the site's own telemetry into training samples. Everything here stays on the site.
 
-use datasets::prepare::prepare_site;
+use datasets::prepare::{prepare_site, unusable_reason};
 use datasets::{
     PreparedSite, RegularSeries, Resolution, SiteMetadata, SplitSpec, Target, grid_site,
 };
@@ -54,12 +54,22 @@ pub fn load_site(config: &DataConfig) -> Result<PreparedSite, ParticipantError> 
     if let Some(h) = config.horizon {
         split.horizon = h;
     }
-    prepare_site(&series, &site, target, split)?.ok_or_else(|| {
+    let prepared = prepare_site(&series, &site, target, split)?.ok_or_else(|| {
         ParticipantError::Config(format!(
             "site `{}` does not measure {}",
             config.site_id, config.target
         ))
-    })
+    })?;
+    // Without a training window the site has nothing to contribute; say why before joining
+    // rather than failing every round. (No test window only makes it abstain from scoring.)
+    if prepared.train.is_empty() {
+        let reason = unusable_reason(&prepared, split).unwrap_or_default();
+        return Err(ParticipantError::Config(format!(
+            "site `{}` cannot train {}: {reason}",
+            config.site_id, config.target
+        )));
+    }
+    Ok(prepared)
 }
 
 impl DataConfig {
