@@ -18,7 +18,7 @@ pub use merge::merge_columns;
 
 use crate::reader::checks::{SiteTimes, check_value, rfc3339, value_error};
 use crate::reader::hint::{closest, found_instead};
-use crate::schema::{VALUE_COLUMNS, col};
+use crate::schema::{TARGET_COLUMNS, VALUE_COLUMNS};
 use crate::{DatasetError, SiteTelemetry};
 
 /// The unit of a power column in the CSV.
@@ -99,7 +99,7 @@ impl CsvImport {
                 hint,
             });
         };
-        if self.unit != PowerUnit::Kw && ![col::LOAD_KW, col::PV_KW].contains(&target) {
+        if self.unit != PowerUnit::Kw && !TARGET_COLUMNS.contains(&target) {
             return Err(spec_error(format!(
                 "unit {} applies to power columns only, not `{target}`",
                 self.unit
@@ -155,7 +155,7 @@ pub fn import_csv(path: &Path, spec: &CsvImport) -> Result<SiteTelemetry, Datase
     let time_at = header_index(path, &headers, &spec.timestamp_column)?;
     let value_at = header_index(path, &headers, &spec.value_column)?;
     let format = spec.timestamp_format.as_deref();
-    let per_unit = if [col::LOAD_KW, col::PV_KW].contains(&target) {
+    let per_unit = if TARGET_COLUMNS.contains(&target) {
         spec.unit.to_kw()
     } else {
         1.0

@@ -70,6 +70,13 @@ pub struct SiteMetadata {
     /// PV array azimuth, degrees clockwise from north (180 = south; optional).
     #[serde(default = "default_azimuth")]
     pub pv_azimuth_deg: f64,
+    /// Grid connection limits of a net-metered site, kW: the most it may import and export.
+    /// They bound `net_load_kw` (see `schema::NET_LOAD_LIMIT_TOLERANCE`); absent, only
+    /// finiteness is checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub import_limit_kw: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub export_limit_kw: Option<f64>,
 }
 
 fn default_azimuth() -> f64 {
@@ -103,6 +110,16 @@ impl SiteMetadata {
         }
         if self.kind.has_pv() && self.capacity_kw <= 0.0 {
             return Err(bad("a site with PV needs capacity_kw > 0".into()));
+        }
+        for (name, limit) in [
+            ("import_limit_kw", self.import_limit_kw),
+            ("export_limit_kw", self.export_limit_kw),
+        ] {
+            if let Some(limit) = limit
+                && !(limit.is_finite() && limit >= 0.0)
+            {
+                return Err(bad(format!("{name} {limit} must be finite and >= 0")));
+            }
         }
         if self.tz().is_none() {
             return Err(bad(format!(

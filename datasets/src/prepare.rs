@@ -58,11 +58,7 @@ pub fn prepare_site(
     split: SplitSpec,
 ) -> Result<Option<PreparedSite>, DatasetError> {
     let t = &series.telemetry;
-    let values = match target {
-        Target::Load => &t.load_kw,
-        Target::Pv => &t.pv_kw,
-    };
-    let Some(values) = values else {
+    let Some(values) = target.values(t) else {
         return Ok(None);
     };
     check_split(split)?;

@@ -83,7 +83,7 @@ pub fn site_quality_report(
     };
     report.pv_night_zero_steps = gridded.pv_night_zeros;
     let split = SplitSpec::day_ahead(coarse.steps_per_day());
-    for target in [Target::Load, Target::Pv] {
+    for target in Target::ALL {
         let reason = match prepare_site(&gridded.series, meta, target, split) {
             Ok(None) => continue,
             Ok(Some(prepared)) => unusable_reason(&prepared, split),

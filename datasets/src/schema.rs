@@ -6,6 +6,7 @@ pub mod col {
     pub const SITE_ID: &str = "site_id";
     pub const LOAD_KW: &str = "load_kw";
     pub const PV_KW: &str = "pv_kw";
+    pub const NET_LOAD_KW: &str = "net_load_kw";
     pub const TEMPERATURE_C: &str = "temperature_c";
     pub const GHI_W_M2: &str = "ghi_w_m2";
     pub const CLOUD_COVER: &str = "cloud_cover";
@@ -15,12 +16,13 @@ pub mod col {
 }
 
 /// Target columns: at least one must be present.
-pub const TARGET_COLUMNS: [&str; 2] = [col::LOAD_KW, col::PV_KW];
+pub const TARGET_COLUMNS: [&str; 3] = [col::LOAD_KW, col::PV_KW, col::NET_LOAD_KW];
 
 /// Every optional float64 value column, in schema order.
-pub const VALUE_COLUMNS: [&str; 8] = [
+pub const VALUE_COLUMNS: [&str; 9] = [
     col::LOAD_KW,
     col::PV_KW,
+    col::NET_LOAD_KW,
     col::TEMPERATURE_C,
     col::GHI_W_M2,
     col::CLOUD_COVER,
@@ -36,6 +38,10 @@ pub const PV_NEGATIVE_TOLERANCE_KW: f64 = 0.05;
 /// PV may exceed nameplate capacity by this factor (cold, clear, edge-of-cloud enhancement)
 /// before it counts as impossible.
 pub const PV_OVER_CAPACITY_FACTOR: f64 = 1.15;
+
+/// A net meter may read this factor beyond the site's declared import or export limit
+/// (short peaks, limits declared as contract values) before a value counts as impossible.
+pub const NET_LOAD_LIMIT_TOLERANCE: f64 = 1.1;
 
 /// Plausible physical ranges for covariates, inclusive.
 pub const TEMPERATURE_RANGE_C: (f64, f64) = (-90.0, 60.0);

@@ -13,6 +13,9 @@ pub struct SiteTelemetry {
     pub load_kw: Option<Vec<Option<f64>>>,
     /// PV generation in kW (>= 0), if the site has PV.
     pub pv_kw: Option<Vec<Option<f64>>>,
+    /// What the utility meter of a prosumer measures: import minus export, kW (negative when
+    /// the site feeds in), if the site exports it.
+    pub net_load_kw: Option<Vec<Option<f64>>>,
     /// Observed weather at the site.
     pub temperature_c: Option<Vec<Option<f64>>>,
     pub ghi_w_m2: Option<Vec<Option<f64>>>,
@@ -33,6 +36,7 @@ impl SiteTelemetry {
             timestamps: Vec::new(),
             load_kw: None,
             pv_kw: None,
+            net_load_kw: None,
             temperature_c: None,
             ghi_w_m2: None,
             cloud_cover: None,
@@ -51,11 +55,12 @@ impl SiteTelemetry {
     }
 
     /// The value columns with their schema names, in schema order.
-    pub fn columns(&self) -> [(&'static str, Option<&Vec<Option<f64>>>); 8] {
+    pub fn columns(&self) -> [(&'static str, Option<&Vec<Option<f64>>>); 9] {
         use crate::schema::col;
         [
             (col::LOAD_KW, self.load_kw.as_ref()),
             (col::PV_KW, self.pv_kw.as_ref()),
+            (col::NET_LOAD_KW, self.net_load_kw.as_ref()),
             (col::TEMPERATURE_C, self.temperature_c.as_ref()),
             (col::GHI_W_M2, self.ghi_w_m2.as_ref()),
             (col::CLOUD_COVER, self.cloud_cover.as_ref()),
@@ -77,6 +82,7 @@ impl SiteTelemetry {
         Some(match name {
             col::LOAD_KW => &mut self.load_kw,
             col::PV_KW => &mut self.pv_kw,
+            col::NET_LOAD_KW => &mut self.net_load_kw,
             col::TEMPERATURE_C => &mut self.temperature_c,
             col::GHI_W_M2 => &mut self.ghi_w_m2,
             col::CLOUD_COVER => &mut self.cloud_cover,

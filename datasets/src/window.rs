@@ -11,13 +11,46 @@ use crate::{DatasetError, RegularSeries, SiteMetadata};
 pub enum Target {
     Load,
     Pv,
+    /// A net meter's reading, import minus export (negative while a prosumer feeds in):
+    /// normalized, windowed and served like load.
+    NetLoad,
 }
 
 impl Target {
+    pub const ALL: [Target; 3] = [Target::Load, Target::Pv, Target::NetLoad];
+
     pub fn column(self) -> &'static str {
         match self {
             Target::Load => crate::schema::col::LOAD_KW,
             Target::Pv => crate::schema::col::PV_KW,
+            Target::NetLoad => crate::schema::col::NET_LOAD_KW,
+        }
+    }
+
+    /// The name used in configs, specs and the CLI (`load`, `pv`, `net_load`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Target::Load => "load",
+            Target::Pv => "pv",
+            Target::NetLoad => "net_load",
+        }
+    }
+
+    /// This target's column slot of `telemetry`, to fill or replace.
+    pub fn column_mut(self, telemetry: &mut crate::SiteTelemetry) -> &mut Option<Vec<Option<f64>>> {
+        match self {
+            Target::Load => &mut telemetry.load_kw,
+            Target::Pv => &mut telemetry.pv_kw,
+            Target::NetLoad => &mut telemetry.net_load_kw,
+        }
+    }
+
+    /// This target's column of `telemetry`, if the site measures it.
+    pub fn values(self, telemetry: &crate::SiteTelemetry) -> Option<&Vec<Option<f64>>> {
+        match self {
+            Target::Load => telemetry.load_kw.as_ref(),
+            Target::Pv => telemetry.pv_kw.as_ref(),
+            Target::NetLoad => telemetry.net_load_kw.as_ref(),
         }
     }
 }
@@ -28,8 +61,9 @@ impl std::str::FromStr for Target {
         match s {
             "load" => Ok(Target::Load),
             "pv" => Ok(Target::Pv),
+            "net_load" | "net-load" => Ok(Target::NetLoad),
             other => Err(format!(
-                "unknown target `{other}` (expected `load` or `pv`)"
+                "unknown target `{other}` (expected `load`, `pv` or `net_load`)"
             )),
         }
     }
@@ -233,11 +267,7 @@ pub fn build_samples(
     range: OriginRange,
 ) -> Result<SampleSet, DatasetError> {
     let t = &series.telemetry;
-    let values = match target {
-        Target::Load => t.load_kw.as_ref(),
-        Target::Pv => t.pv_kw.as_ref(),
-    }
-    .ok_or_else(|| {
+    let values = target.values(t).ok_or_else(|| {
         DatasetError::Window(format!(
             "site `{}` has no `{}` column",
             t.site_id,
@@ -327,11 +357,9 @@ pub fn input_row(
     origin: usize,
 ) -> Result<Vec<f32>, DatasetError> {
     let t = &series.telemetry;
-    let values = match target {
-        Target::Load => t.load_kw.as_ref(),
-        Target::Pv => t.pv_kw.as_ref(),
-    }
-    .ok_or_else(|| DatasetError::Window(format!("series has no `{}` column", target.column())))?;
+    let values = target.values(t).ok_or_else(|| {
+        DatasetError::Window(format!("series has no `{}` column", target.column()))
+    })?;
     if origin < context || origin + horizon > t.len() {
         return Err(DatasetError::Window(format!(
             "origin {origin} needs {context} context and {horizon} horizon steps in a series of {}",

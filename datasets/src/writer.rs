@@ -153,7 +153,7 @@ pub fn write_telemetry(path: &Path, sites: &[SiteTelemetry]) -> Result<(), Datas
     if !present.iter().any(|name| TARGET_COLUMNS.contains(name)) {
         return Err(write_error(
             path,
-            "no site has `load_kw` or `pv_kw`: the file would have no target",
+            "no site has `load_kw`, `pv_kw` or `net_load_kw`: the file would have no target",
         ));
     }
     let props = WriterProperties::builder()

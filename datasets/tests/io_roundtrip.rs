@@ -25,6 +25,8 @@ fn site(site_id: &str, kind: SiteKind, capacity_kw: f64) -> SiteMetadata {
         timezone: "Europe/Berlin".into(),
         pv_tilt_deg: 25.0,
         pv_azimuth_deg: 170.0,
+        import_limit_kw: None,
+        export_limit_kw: None,
     }
 }
 

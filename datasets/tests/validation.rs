@@ -30,6 +30,8 @@ fn site(site_id: &str, kind: SiteKind, capacity_kw: f64) -> SiteMetadata {
         timezone: "Europe/Berlin".into(),
         pv_tilt_deg: 30.0,
         pv_azimuth_deg: 180.0,
+        import_limit_kw: None,
+        export_limit_kw: None,
     }
 }
 
@@ -767,4 +769,49 @@ fn fleet_dirs_refuse_a_site_twice_and_metadata_without_data() {
         }
         other => panic!("expected DuplicateSite, got {other:?}"),
     }
+}
+
+#[test]
+fn net_load_may_be_negative_within_the_site_grid_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    // A prosumer's utility meter: importing at night, exporting at noon.
+    let net = [Some(0.8), Some(-3.5), Some(-6.0), Some(1.2)];
+    let path = Table::default()
+        .hourly(4)
+        .site("p1", 4)
+        .f64("net_load_kw", &net)
+        .write(dir.path(), "net.parquet");
+    let read = read_telemetry(&path, &fleet()).unwrap();
+    assert_eq!(read[0].telemetry.net_load_kw, Some(net.to_vec()));
+    assert_eq!(read[0].telemetry.load_kw, None);
+
+    // With declared limits, a reading beyond 1.1 x the export limit is impossible.
+    let mut sites = fleet();
+    sites[1].export_limit_kw = Some(5.0);
+    sites[1].import_limit_kw = Some(17.0);
+    let err = read_telemetry(&path, &sites).expect_err("6 kW export over a 5 kW limit");
+    assert!(
+        matches!(err, DatasetError::Impossible { row: 2, .. }),
+        "{err:?}"
+    );
+    assert_names(&err, &path, "net_load_kw", Some(2));
+    assert!(err.to_string().contains("export_limit_kw 5 kW"), "{err}");
+    sites[1].export_limit_kw = Some(5.5);
+    assert!(read_telemetry(&path, &sites).is_ok(), "6.0 <= 1.1 x 5.5");
+
+    // A PV plant has no consumption to net.
+    let path = Table::default()
+        .hourly(2)
+        .site("pv1", 2)
+        .f64("net_load_kw", &[Some(-1.0), Some(-2.0)])
+        .write(dir.path(), "plant_net.parquet");
+    let err = read_err(&path);
+    assert_names(&err, &path, "net_load_kw", Some(0));
+    assert!(err.to_string().contains("no consumption to net"), "{err}");
+
+    // Limits must be sensible numbers, named in the metadata error.
+    let mut bad = fleet();
+    bad[1].import_limit_kw = Some(-1.0);
+    let err = bad[1].validate(Path::new("sites.json")).unwrap_err();
+    assert!(err.to_string().contains("import_limit_kw -1"), "{err}");
 }

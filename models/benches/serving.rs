@@ -33,10 +33,7 @@ fn request(target: Target, history_steps: usize) -> ForecastRequest {
             .map(|v| v.expect("value"))
             .collect()
     };
-    let target_column = match target {
-        Target::Load => &t.load_kw,
-        Target::Pv => &t.pv_kw,
-    };
+    let target_column = &target.values(t).cloned();
     let future = origin..origin + DAY;
     ForecastRequest {
         site: ServedSite {

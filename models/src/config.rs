@@ -95,7 +95,7 @@ impl ForecasterConfig {
     pub fn day_ahead(target: Target, n_features: usize, horizon: usize) -> Self {
         let config = Self::new(n_features, horizon);
         match target {
-            Target::Load => config,
+            Target::Load | Target::NetLoad => config,
             Target::Pv => config
                 .with_hidden(vec![512])
                 .with_learning_rate(3e-4)

@@ -235,7 +235,7 @@ pub fn score_forecasts(
         }
     }
     let selections: &[StepSelection] = match target {
-        Target::Load => &[StepSelection::All],
+        Target::Load | Target::NetLoad => &[StepSelection::All],
         Target::Pv => &[StepSelection::All, StepSelection::Daylight],
     };
     // Per site, per selection: error sums of the model and of persistence.

@@ -62,7 +62,7 @@ impl GbtConfig {
     ///   the residual 54.5%).
     pub fn for_target(target: Target) -> Self {
         let (loss, residual) = match target {
-            Target::Load => (GbtLoss::Median, false),
+            Target::Load | Target::NetLoad => (GbtLoss::Median, false),
             Target::Pv => (GbtLoss::Mean, true),
         };
         Self {

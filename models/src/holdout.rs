@@ -43,7 +43,7 @@ pub const MAX_SCORE_WEIGHT: u32 = 1000;
 /// Which steps a target is scored on: PV at night is trivially zero and would flatter any model.
 pub fn scored_steps(target: Target) -> StepSelection {
     match target {
-        Target::Load => StepSelection::All,
+        Target::Load | Target::NetLoad => StepSelection::All,
         Target::Pv => StepSelection::Daylight,
     }
 }

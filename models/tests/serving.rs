@@ -37,9 +37,19 @@ fn served(target: Target) -> Served {
         seed: 11,
         ..FleetConfig::default()
     });
-    let series = fleet.regular_series().remove(0);
+    let mut series = fleet.regular_series().remove(0);
     let site = &fleet.sites[0];
     assert!(site.kind.has_load() && site.kind.has_pv());
+    // What the prosumer's utility meter reads: import minus export.
+    let t = &mut series.telemetry;
+    let net: Vec<Option<f64>> = t
+        .load_kw
+        .iter()
+        .flatten()
+        .zip(t.pv_kw.iter().flatten())
+        .map(|(load, pv)| Some(load.unwrap() - pv.unwrap()))
+        .collect();
+    t.net_load_kw = Some(net);
     let mut split = SplitSpec::day_ahead(DAY);
     split.test_fraction = 0.25;
     let prepared = prepare_site(&series, site, target, split).unwrap().unwrap();
@@ -123,7 +133,7 @@ fn evaluated(s: &Served, set: &datasets::SampleSet, i: usize) -> Vec<Vec<f32>> {
             (0..kw.horizon)
                 .map(|step| match s.model.spec().target {
                     Target::Pv => kw.value(i, level, step).clamp(0.0, capacity),
-                    Target::Load => kw.value(i, level, step),
+                    Target::Load | Target::NetLoad => kw.value(i, level, step),
                 })
                 .collect()
         })
@@ -197,6 +207,23 @@ fn load_forecast_with_the_site_normalization_equals_the_evaluation_path() {
     let forecast = s.model.forecast(&req).unwrap();
     assert_well_formed(&forecast, &req);
     assert_close(&forecast.values_kw, &evaluated(&s, test, i));
+}
+
+#[test]
+fn net_load_forecast_equals_the_unclamped_evaluation_path() {
+    let s = served(Target::NetLoad);
+    let test = &s.prepared.test;
+    // The site exports at noon on sunny days: its net load has negative readings.
+    let net = s.series.telemetry.net_load_kw.as_ref().unwrap();
+    assert!(net.iter().flatten().any(|&v| v < 0.0));
+    for i in 0..test.len() {
+        let origin = index_of(&s, test.origins[i]);
+        let mut req = request(&s, origin, CONTEXT);
+        req.site_normalization = Some(test.normalizations[0]);
+        let forecast = s.model.forecast(&req).unwrap();
+        assert_well_formed(&forecast, &req);
+        assert_close(&forecast.values_kw, &evaluated(&s, test, i));
+    }
 }
 
 #[test]

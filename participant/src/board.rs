@@ -48,11 +48,7 @@ pub fn site_forecast(
         participant_id: String::new(),
         site: entry.site.clone(),
         sector: entry.sector.clone(),
-        target: match entry.target {
-            Target::Load => "load",
-            Target::Pv => "pv",
-        }
-        .to_string(),
+        target: entry.target.as_str().to_string(),
         model: entry.model.clone(),
         version_id: entry.version_id.clone(),
         issued_unix_s: entry.issued_unix_s,

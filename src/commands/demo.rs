@@ -302,7 +302,15 @@ pub fn run(args: DemoArgs) -> Result<()> {
     let mut rows = Vec::new();
     let mut medians = Vec::new();
     let mut evaluations = Vec::new();
-    for target in [Target::Load, Target::Pv] {
+    for target in Target::ALL {
+        // Net load only where a fleet has net meters (the realistic profile, real fleets).
+        let measured = fleet
+            .series
+            .iter()
+            .any(|s| target.values(&s.telemetry).is_some());
+        if !measured {
+            continue;
+        }
         let step = Instant::now();
         let centralized = evaluate(
             &fleet,

@@ -45,11 +45,7 @@ fn parse_target(field: &str, value: &str) -> Result<Target, BoardError> {
 }
 
 fn target_name(target: Target) -> String {
-    match target {
-        Target::Load => "load",
-        Target::Pv => "pv",
-    }
-    .to_string()
+    target.as_str().to_string()
 }
 
 /// The domain forecast of a published message, for `participant` (the verified signer).

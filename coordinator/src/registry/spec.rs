@@ -206,16 +206,9 @@ impl ModelSpec {
 
     /// The federation tag participants join by.
     pub fn tag(&self) -> String {
-        self.tag.clone().unwrap_or_else(|| {
-            format!(
-                "{}-{}",
-                self.sector.as_str(),
-                match self.target {
-                    Target::Load => "load",
-                    Target::Pv => "pv",
-                }
-            )
-        })
+        self.tag
+            .clone()
+            .unwrap_or_else(|| format!("{}-{}", self.sector.as_str(), self.target.as_str()))
     }
 
     /// Checks every field; the error names the first bad one.

@@ -8,8 +8,8 @@ use chrono::{DateTime, SecondsFormat};
 
 use crate::metadata::{SiteKind, SiteMetadata};
 use crate::schema::{
-    CLOUD_COVER_RANGE, GHI_RANGE_W_M2, PV_NEGATIVE_TOLERANCE_KW, PV_OVER_CAPACITY_FACTOR,
-    TEMPERATURE_RANGE_C, col,
+    CLOUD_COVER_RANGE, GHI_RANGE_W_M2, NET_LOAD_LIMIT_TOLERANCE, PV_NEGATIVE_TOLERANCE_KW,
+    PV_OVER_CAPACITY_FACTOR, TEMPERATURE_RANGE_C, col,
 };
 use crate::{DatasetError, Resolution};
 
@@ -69,6 +69,33 @@ pub(crate) fn check_value(
                     "negative load (load_kw is consumption before PV; generation goes in pv_kw)"
                         .into(),
                 ));
+            }
+            Ok(())
+        }
+        col::NET_LOAD_KW => {
+            let Some(site) = site else {
+                return Ok(());
+            };
+            if !site.kind.has_load() {
+                return Err(ValueProblem::Impossible(format!(
+                    "site `{}` is a {} and has no consumption to net",
+                    site.site_id,
+                    kind_name(site.kind)
+                )));
+            }
+            if let Some(limit) = site.import_limit_kw
+                && value > limit * NET_LOAD_LIMIT_TOLERANCE
+            {
+                return Err(ValueProblem::Impossible(format!(
+                    "net import above {NET_LOAD_LIMIT_TOLERANCE} x import_limit_kw {limit} kW"
+                )));
+            }
+            if let Some(limit) = site.export_limit_kw
+                && -value > limit * NET_LOAD_LIMIT_TOLERANCE
+            {
+                return Err(ValueProblem::Impossible(format!(
+                    "net export above {NET_LOAD_LIMIT_TOLERANCE} x export_limit_kw {limit} kW"
+                )));
             }
             Ok(())
         }

@@ -163,10 +163,11 @@ pub fn generate_fleet(cfg: &FleetConfig) -> Fleet {
                 kind,
                 sector,
             };
-            let (meta, mut telemetry) = site::simulate_site(plan, &regions[region], grid, &mut rng);
+            let (mut meta, mut telemetry) =
+                site::simulate_site(plan, &regions[region], grid, &mut rng);
             if cfg.profile == Profile::Realistic {
                 let mut rng = stream(cfg.seed, REALISTIC_STREAM_BASE + index as u64);
-                realistic::degrade(&meta, &mut telemetry, grid, &mut rng);
+                realistic::degrade(&mut meta, &mut telemetry, grid, &mut rng);
             }
             (meta, telemetry)
         })

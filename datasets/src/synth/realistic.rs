@@ -6,6 +6,9 @@
 //! - drops every weather column (most exports carry none);
 //! - logs PV only while the sun is up, as inverters that sleep at night do (a PV plant's file
 //!   then has no rows at night at all; a prosumer's keeps its load rows);
+//! - gives half of the PV homes a net meter: their utility meter reads import minus export
+//!   (`net_load_kw`, negative at noon) instead of consumption, with the connection's import
+//!   and export limits in the metadata;
 //! - cuts a few telemetry outages (hours to a day and a half) out of every site.
 
 use rand::Rng;
@@ -13,7 +16,7 @@ use rand::Rng;
 use super::household::Household;
 use super::site::Grid;
 use crate::solar::is_daylight;
-use crate::{Sector, SiteMetadata, SiteTelemetry};
+use crate::{Sector, SiteKind, SiteMetadata, SiteTelemetry};
 
 /// Which kind of fleet `generate_fleet` makes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -43,9 +46,14 @@ impl std::str::FromStr for Profile {
 const MAX_OUTAGES_PER_YEAR: f64 = 3.0;
 const OUTAGE_HOURS: std::ops::Range<f64> = 2.0..36.0;
 
+/// Share of residential prosumers whose export is a net meter's reading.
+const NET_METERED_SHARE: f64 = 0.5;
+/// A home's grid connection: 3 x 35 A at 230 V, rounded.
+const HOME_IMPORT_LIMIT_KW: f64 = 24.0;
+
 /// Turns a clean site into what its operator would export (see the module docs).
 pub(crate) fn degrade(
-    meta: &SiteMetadata,
+    meta: &mut SiteMetadata,
     telemetry: &mut SiteTelemetry,
     grid: Grid,
     rng: &mut impl Rng,
@@ -59,6 +67,22 @@ pub(crate) fn degrade(
         let home = Household::sample(days, rng);
         let load = home.simulate(grid.start_unix_s, grid.step_s, &temperature, tz, rng);
         telemetry.load_kw = Some(load.into_iter().map(Some).collect());
+    }
+    // Drawn for every site so the other draws do not depend on which sites are homes.
+    let net_metered = rng.random_bool(NET_METERED_SHARE);
+    if net_metered
+        && meta.sector == Sector::Residential
+        && meta.kind == SiteKind::Prosumer
+        && let (Some(load), Some(pv)) = (telemetry.load_kw.take(), &telemetry.pv_kw)
+    {
+        let net = load
+            .iter()
+            .zip(pv)
+            .map(|(load, pv)| Some(load.unwrap_or(0.0) - pv.unwrap_or(0.0)))
+            .collect();
+        telemetry.net_load_kw = Some(net);
+        meta.import_limit_kw = Some(HOME_IMPORT_LIMIT_KW);
+        meta.export_limit_kw = Some(meta.capacity_kw);
     }
     for column in [
         &mut telemetry.temperature_c,

@@ -134,12 +134,15 @@ pub(crate) fn simulate_site(
         timezone: climate.timezone.name().to_string(),
         pv_tilt_deg: pv.as_ref().map_or(0.0, |pv| pv.orientation.tilt_deg),
         pv_azimuth_deg: pv.as_ref().map_or(180.0, |pv| pv.orientation.azimuth_deg),
+        import_limit_kw: None,
+        export_limit_kw: None,
     };
     let telemetry = SiteTelemetry {
         site_id: metadata.site_id.clone(),
         timestamps,
         load_kw: load.is_some().then_some(load_kw),
         pv_kw: pv.is_some().then_some(pv_kw),
+        net_load_kw: None,
         temperature_c: Some(temperature_c),
         ghi_w_m2: Some(ghi_w_m2),
         cloud_cover: Some(cloud_cover),

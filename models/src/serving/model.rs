@@ -91,7 +91,8 @@ impl ServingModel {
         let raw = self.forecaster.predict_rows(&x)?;
         let (lo, hi) = match spec.target {
             Target::Pv => (0.0, request.site.capacity_kw as f32),
-            Target::Load => (f32::NEG_INFINITY, f32::INFINITY),
+            // Net load is negative while a prosumer feeds in: no floor.
+            Target::Load | Target::NetLoad => (f32::NEG_INFINITY, f32::INFINITY),
         };
         let steps = request.horizon_steps;
         let values_kw = (0..raw.quantiles.len())
@@ -121,7 +122,7 @@ impl ServingModel {
             });
         }
         let has_target = match spec.target {
-            Target::Load => request.site.kind.has_load(),
+            Target::Load | Target::NetLoad => request.site.kind.has_load(),
             Target::Pv => request.site.kind.has_pv(),
         };
         if !has_target {
@@ -210,10 +211,7 @@ impl ServingModel {
             .map(|&v| Some(v))
             .chain(std::iter::repeat_n(None, h))
             .collect();
-        match spec.target {
-            Target::Load => t.load_kw = Some(target),
-            Target::Pv => t.pv_kw = Some(target),
-        }
+        *spec.target.column_mut(&mut t) = Some(target);
         for (&c, values) in spec.covariates.iter().zip(covariates) {
             *c.column_mut(&mut t) = Some(
                 std::iter::repeat_n(None, l)

@@ -139,11 +139,7 @@ impl ForecastRequest {
 
 fn target_values(series: &RegularSeries, target: Target) -> Result<&[Option<f64>], ServingError> {
     let t = &series.telemetry;
-    match target {
-        Target::Load => t.load_kw.as_deref(),
-        Target::Pv => t.pv_kw.as_deref(),
-    }
-    .ok_or_else(|| {
+    target.values(t).map(Vec::as_slice).ok_or_else(|| {
         ServingError::Series(format!(
             "site `{}` has no `{}` column",
             t.site_id,
@@ -216,6 +212,8 @@ impl ServedSite {
             timezone: self.timezone.clone(),
             pv_tilt_deg: 0.0,
             pv_azimuth_deg: 180.0,
+            import_limit_kw: None,
+            export_limit_kw: None,
         };
         if site.tz().is_none() {
             return bad(
@@ -328,13 +326,14 @@ pub(crate) fn model_covariates<'a>(
         .collect()
 }
 
-/// The request's target scaling: the site's own if given (load), else by the spec's rule.
+/// The request's target scaling: the site's own if given (load, net load), else by the
+/// spec's rule.
 pub(crate) fn normalization(
     spec: &ServingSpec,
     request: &ForecastRequest,
     history_kw: &[f64],
 ) -> Result<Normalization, ServingError> {
-    if spec.target == Target::Load
+    if spec.target != Target::Pv
         && let Some(n) = request.site_normalization
     {
         if !(n.offset_kw.is_finite() && n.scale_kw.is_finite() && n.scale_kw > 0.0) {

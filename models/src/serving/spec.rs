@@ -143,7 +143,7 @@ impl ServingSpec {
         covariates.dedup();
         let normalization = match target {
             Target::Pv => NormalizationRule::Capacity,
-            Target::Load => NormalizationRule::TrailingHistory {
+            Target::Load | Target::NetLoad => NormalizationRule::TrailingHistory {
                 steps: LOAD_NORMALIZATION_DAYS * resolution.steps_per_day(),
             },
         };
@@ -222,7 +222,11 @@ impl ServingSpec {
         }
         match (self.target, self.normalization) {
             (Target::Pv, NormalizationRule::Capacity) => Ok(()),
-            (Target::Load, NormalizationRule::TrailingHistory { steps }) if steps >= 2 => Ok(()),
+            (Target::Load | Target::NetLoad, NormalizationRule::TrailingHistory { steps })
+                if steps >= 2 =>
+            {
+                Ok(())
+            }
             (target, rule) => bad(format!("{rule:?} cannot normalize {target:?}")),
         }
     }
