@@ -70,3 +70,66 @@ async fn each_site_keeps_a_fine_tuned_copy_of_the_final_model() {
         assert!(forecast.values.iter().all(|v| v.is_finite()));
     }
 }
+
+/// Net-metered prosumers (import minus export, negative at noon) federate like load sites:
+/// masked rounds, a fine-tuned copy each, and the seasonal guard's decision beside it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn net_metered_sites_federate_and_keep_their_seasonal_guard_decision() {
+    let fleet = generate_fleet(&FleetConfig {
+        sites: 20,
+        days: 42,
+        resolution: Resolution::Hour,
+        profile: datasets::synth::Profile::Realistic,
+        ..FleetConfig::default()
+    });
+    let sites = prepare_fleet(
+        &fleet.sites,
+        &fleet.regular_series(),
+        Target::NetLoad,
+        SplitSpec::day_ahead(24),
+    )
+    .unwrap();
+    assert!(sites.len() >= 3, "{} net-metered sites", sites.len());
+    let sites = &sites[..3];
+    assert!(sites.iter().any(|s| s.train.y.iter().any(|&v| v < 0.0)));
+    let first = &sites[0].train;
+    let config = ForecasterConfig::new(first.n_features, first.horizon).with_hidden(vec![16]);
+    let initial = models::to_flat(&config.init(&models::inference_device()).unwrap()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let spec = FederationSpec {
+        min_participants: 3,
+        model_spec_json: serde_json::to_string(&config).unwrap(),
+        initial_weights: InitialWeights::Values(initial),
+        ..FederationSpec::vector("net", 0, Protection::Masked, 2)
+    };
+    let coord = RunningCoordinator::start(dir.path(), vec![spec]).await;
+    let outputs: Vec<_> = (0..3)
+        .map(|i| dir.path().join(format!("net-{i}")))
+        .collect();
+    let daemons = sites
+        .iter()
+        .zip(&outputs)
+        .map(|(site, out)| {
+            let trainer = MlpTrainer::new(site.train.clone())
+                .with_personalization(out.clone(), Target::NetLoad);
+            spawn_daemon(&coord.url(), &site.site.site_id, "net", Arc::new(trainer))
+        })
+        .collect();
+    let summaries = join_all(daemons, Duration::from_secs(120)).await;
+    assert!(summaries.iter().all(|s| s.final_version == Some(2)));
+    coord.stop().await;
+    for (site, out) in sites.iter().zip(&outputs) {
+        let artifact = ModelArtifact::load(out).unwrap();
+        assert_eq!(artifact.manifest().spec.target, Target::NetLoad);
+        let forecast = artifact.forecaster().unwrap().predict(&site.test).unwrap();
+        assert_eq!(forecast.len(), site.test.len());
+        let guard: models::GuardDecision = serde_json::from_slice(
+            &std::fs::read(out.join(participant::trainer::SEASONAL_GUARD_FILE)).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(guard.site_id, site.site.site_id);
+        assert!(guard.learned_mae.is_finite() && guard.naive_mae.is_finite());
+        let fallback = artifact.manifest().metrics["seasonal_guard_fallback"];
+        assert_eq!(fallback, if guard.fell_back() { 1.0 } else { 0.0 });
+    }
+}
