@@ -13,6 +13,42 @@ use datasets::{Resolution, SplitSpec, Target, prepare_fleet};
 use models::{ForecasterConfig, ModelArtifact, TrainingMode};
 use participant::MlpTrainer;
 
+/// Runs two masked rounds of a 16-unit MLP over `sites` (federation `tag`) with each daemon
+/// personalizing the final model into `dir/<tag>-<i>`; returns those output folders.
+async fn federate_and_personalize(
+    dir: &std::path::Path,
+    sites: &[datasets::PreparedSite],
+    target: Target,
+    tag: &str,
+) -> Vec<std::path::PathBuf> {
+    let first = &sites[0].train;
+    let config = ForecasterConfig::new(first.n_features, first.horizon).with_hidden(vec![16]);
+    let initial = models::to_flat(&config.init(&models::inference_device()).unwrap()).unwrap();
+    let spec = FederationSpec {
+        min_participants: sites.len(),
+        model_spec_json: serde_json::to_string(&config).unwrap(),
+        initial_weights: InitialWeights::Values(initial),
+        ..FederationSpec::vector(tag, 0, Protection::Masked, 2)
+    };
+    let coord = RunningCoordinator::start(dir, vec![spec]).await;
+    let outputs: Vec<_> = (0..sites.len())
+        .map(|i| dir.join(format!("{tag}-{i}")))
+        .collect();
+    let daemons = sites
+        .iter()
+        .zip(&outputs)
+        .map(|(site, out)| {
+            let trainer =
+                MlpTrainer::new(site.train.clone()).with_personalization(out.clone(), target);
+            spawn_daemon(&coord.url(), &site.site.site_id, tag, Arc::new(trainer))
+        })
+        .collect();
+    let summaries = join_all(daemons, Duration::from_secs(120)).await;
+    assert!(summaries.iter().all(|s| s.final_version == Some(2)));
+    coord.stop().await;
+    outputs
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_site_keeps_a_fine_tuned_copy_of_the_final_model() {
     let fleet = generate_fleet(&FleetConfig {
@@ -29,32 +65,8 @@ async fn each_site_keeps_a_fine_tuned_copy_of_the_final_model() {
     )
     .unwrap();
     let sites = &sites[..3];
-    let first = &sites[0].train;
-    let config = ForecasterConfig::new(first.n_features, first.horizon).with_hidden(vec![16]);
-    let initial = models::to_flat(&config.init(&models::inference_device()).unwrap()).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let spec = FederationSpec {
-        min_participants: 3,
-        model_spec_json: serde_json::to_string(&config).unwrap(),
-        initial_weights: InitialWeights::Values(initial),
-        ..FederationSpec::vector("load", 0, Protection::Masked, 2)
-    };
-    let coord = RunningCoordinator::start(dir.path(), vec![spec]).await;
-    let outputs: Vec<_> = (0..3)
-        .map(|i| dir.path().join(format!("site-{i}")))
-        .collect();
-    let daemons = sites
-        .iter()
-        .zip(&outputs)
-        .map(|(site, out)| {
-            let trainer =
-                MlpTrainer::new(site.train.clone()).with_personalization(out.clone(), Target::Load);
-            spawn_daemon(&coord.url(), &site.site.site_id, "load", Arc::new(trainer))
-        })
-        .collect();
-    let summaries = join_all(daemons, Duration::from_secs(120)).await;
-    assert!(summaries.iter().all(|s| s.final_version == Some(2)));
-    coord.stop().await;
+    let outputs = federate_and_personalize(dir.path(), sites, Target::Load, "load").await;
     let (_, global) = coordinator::load_latest(dir.path(), "load").unwrap();
 
     for (site, out) in sites.iter().zip(&outputs) {
@@ -92,32 +104,8 @@ async fn net_metered_sites_federate_and_keep_their_seasonal_guard_decision() {
     assert!(sites.len() >= 3, "{} net-metered sites", sites.len());
     let sites = &sites[..3];
     assert!(sites.iter().any(|s| s.train.y.iter().any(|&v| v < 0.0)));
-    let first = &sites[0].train;
-    let config = ForecasterConfig::new(first.n_features, first.horizon).with_hidden(vec![16]);
-    let initial = models::to_flat(&config.init(&models::inference_device()).unwrap()).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let spec = FederationSpec {
-        min_participants: 3,
-        model_spec_json: serde_json::to_string(&config).unwrap(),
-        initial_weights: InitialWeights::Values(initial),
-        ..FederationSpec::vector("net", 0, Protection::Masked, 2)
-    };
-    let coord = RunningCoordinator::start(dir.path(), vec![spec]).await;
-    let outputs: Vec<_> = (0..3)
-        .map(|i| dir.path().join(format!("net-{i}")))
-        .collect();
-    let daemons = sites
-        .iter()
-        .zip(&outputs)
-        .map(|(site, out)| {
-            let trainer = MlpTrainer::new(site.train.clone())
-                .with_personalization(out.clone(), Target::NetLoad);
-            spawn_daemon(&coord.url(), &site.site.site_id, "net", Arc::new(trainer))
-        })
-        .collect();
-    let summaries = join_all(daemons, Duration::from_secs(120)).await;
-    assert!(summaries.iter().all(|s| s.final_version == Some(2)));
-    coord.stop().await;
+    let outputs = federate_and_personalize(dir.path(), sites, Target::NetLoad, "net").await;
     for (site, out) in sites.iter().zip(&outputs) {
         let artifact = ModelArtifact::load(out).unwrap();
         assert_eq!(artifact.manifest().spec.target, Target::NetLoad);
