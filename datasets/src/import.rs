@@ -66,7 +66,7 @@ pub struct CsvImport {
     pub value_column: String,
     /// The schema value column the values become, e.g. `load_kw`.
     pub target_column: String,
-    /// Unit of the values; only power columns (`load_kw`, `pv_kw`) may be in W.
+    /// Unit of the values; only power columns (`load_kw`, `pv_kw`, `net_load_kw`) may be in W.
     pub unit: PowerUnit,
     /// Time zone of naive local timestamps; timestamps with an offset are used as is.
     pub source_timezone: chrono_tz::Tz,
@@ -185,10 +185,13 @@ pub fn import_csv(path: &Path, spec: &CsvImport) -> Result<SiteTelemetry, Datase
                 row,
             });
         }
-        let unix_s =
-            parse::parse_timestamp(&text, format, spec.source_timezone).map_err(|why| {
-                cell_error(&spec.timestamp_column, format!("timestamp `{text}` {why}"))
-            })?;
+        let unix_s = parse::parse_timestamp(
+            &text,
+            format,
+            spec.source_timezone,
+            telemetry.timestamps.last().copied(),
+        )
+        .map_err(|why| cell_error(&spec.timestamp_column, format!("timestamp `{text}` {why}")))?;
         // The CSV's timestamp column has the operator's name, so ordering errors are CSV
         // errors naming it (the Parquet variants always mean the `timestamp` column).
         if let Some(&previous) = telemetry.timestamps.last() {

@@ -10,6 +10,7 @@
 
 pub mod calendar;
 pub mod error;
+pub mod export;
 pub mod features;
 pub mod grid;
 pub mod import;

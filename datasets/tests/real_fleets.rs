@@ -370,3 +370,75 @@ fn net_metered_homes_read_import_minus_export_and_pass_validation() {
         assert!(site.train.y.iter().any(|&v| v < 0.0));
     }
 }
+
+#[test]
+fn local_time_exports_with_both_dst_switches_import_back_exactly() {
+    use datasets::export::{export_column, write_local_csv};
+    use datasets::import::{CsvImport, PowerUnit, import_csv, merge_columns};
+
+    let fleet = realistic_year();
+    let dir = tempfile::tempdir().unwrap();
+    for (meta, t) in fleet.sites.iter().zip(&fleet.telemetry) {
+        let tz = meta.tz().unwrap();
+        let path = dir.path().join(format!("{}.csv", meta.site_id));
+        write_local_csv(&path, t, tz).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        // Every site of the fleet is in a European zone: 2024-10-27 02:xx appears twice,
+        // 2024-03-31 02:xx never (unless an outage took those rows).
+        if t.timestamps
+            .iter()
+            .any(|&ts| (1_729_987_200..1_729_994_400).contains(&ts))
+        {
+            let repeated = text
+                .lines()
+                .filter(|l| l.starts_with("2024-10-27 02:00:00"))
+                .count();
+            assert_eq!(repeated, 2, "{}: the repeated hour", meta.site_id);
+        }
+        assert!(
+            !text.contains("2024-03-31 02:"),
+            "{}: a skipped hour",
+            meta.site_id
+        );
+        let parts = t
+            .columns()
+            .into_iter()
+            .filter(|(name, values)| {
+                datasets::schema::TARGET_COLUMNS.contains(name) && values.is_some()
+            })
+            .map(|(name, _)| {
+                let spec = CsvImport {
+                    site_id: meta.site_id.clone(),
+                    timestamp_column: "timestamp".into(),
+                    value_column: export_column(name),
+                    target_column: name.to_string(),
+                    unit: PowerUnit::W,
+                    source_timezone: tz,
+                    timestamp_format: None,
+                };
+                import_csv(&path, &spec).unwrap()
+            })
+            .collect();
+        let imported = merge_columns(parts).unwrap();
+        assert_eq!(
+            imported.timestamps, t.timestamps,
+            "{}: instants",
+            meta.site_id
+        );
+        for target in Target::ALL {
+            let (Some(a), Some(b)) = (target.values(&imported), target.values(t)) else {
+                assert_eq!(
+                    target.values(&imported).is_some(),
+                    target.values(t).is_some()
+                );
+                continue;
+            };
+            for (x, y) in a.iter().zip(b) {
+                match (x, y) {
+                    (Some(x), Some(y)) => assert!((x - y).abs() <= 1e-9 * y.abs().max(1.0)),
+                    _ => assert_eq!(x.is_some(), y.is_some(), "{}", meta.site_id),
+                }
+            }
+        }
+    }
+}

@@ -34,6 +34,10 @@ pub struct SynthArgs {
     /// columns, daylight-only inverters, outages).
     #[arg(long, default_value = "clean")]
     pub profile: Profile,
+    /// Also write each site as its operator's export: local wall time with DST, power in W
+    /// (`OUT/exports/SITE.csv`; `gridfed datasets import --timezone ZONE --unit W` reads it).
+    #[arg(long)]
+    pub local_csv: bool,
     #[arg(long)]
     pub out: PathBuf,
 }
@@ -100,6 +104,19 @@ fn synth(args: SynthArgs) -> Result<()> {
     let fleet = generate_fleet(&config);
     datasets::writer::write_fleet_dir(&args.out, &fleet.sites, &fleet.telemetry)
         .with_context(|| format!("writing the fleet to {}", args.out.display()))?;
+    if args.local_csv {
+        let exports = args.out.join("exports");
+        std::fs::create_dir_all(&exports)
+            .with_context(|| format!("creating {}", exports.display()))?;
+        for (meta, telemetry) in fleet.sites.iter().zip(&fleet.telemetry) {
+            let tz = meta
+                .tz()
+                .with_context(|| format!("site `{}`: time zone", meta.site_id))?;
+            let path = exports.join(format!("{}.csv", meta.site_id));
+            datasets::export::write_local_csv(&path, telemetry, tz)?;
+        }
+        println!("wrote local-time CSV exports to {}", exports.display());
+    }
     println!(
         "wrote {} sites x {} days at {} ({:?} profile) to {} in {:.2} s",
         fleet.sites.len(),

@@ -12,11 +12,23 @@ const NAIVE_FORMATS: [&str; 4] = [
     "%Y-%m-%dT%H:%M",
 ];
 
-/// Unix seconds of a local wall-clock time in `tz`; a time the DST switch makes ambiguous
-/// or skips is an error, because guessing would shift an hour of data.
-fn localize(naive: NaiveDateTime, tz: Tz) -> Result<DateTime<Tz>, String> {
+/// Unix seconds of a local wall-clock time in `tz`.
+///
+/// When clocks go back, the hour before the switch happens twice, and a local-time export
+/// lists it twice, in order. Rows are in time order, so the row before decides: a repeated
+/// wall time at or before the previous row's instant is the second pass (the later offset),
+/// otherwise the first. Without a previous row the ambiguity is an error, and so is a time the
+/// switch to DST skips: guessing would shift an hour of data.
+fn localize(naive: NaiveDateTime, tz: Tz, previous: Option<i64>) -> Result<DateTime<Tz>, String> {
     match tz.from_local_datetime(&naive) {
         LocalResult::Single(t) => Ok(t),
+        LocalResult::Ambiguous(first, second) if previous.is_some() => {
+            Ok(if previous.is_some_and(|p| first.timestamp() <= p) {
+                second
+            } else {
+                first
+            })
+        }
         LocalResult::Ambiguous(a, b) => Err(format!(
             "local time {naive} is ambiguous in {tz}: it occurs twice when clocks go back (offsets {} and {}); \
              export with a UTC offset or in UTC",
@@ -38,8 +50,14 @@ fn whole_seconds<Z: TimeZone>(t: DateTime<Z>) -> Result<i64, String> {
 }
 
 /// Parses one timestamp cell into Unix seconds. With an offset (RFC3339, or `%z` in the
-/// format) the offset is used as is; `%s` is Unix time; anything else is local time in `tz`.
-pub(super) fn parse_timestamp(text: &str, format: Option<&str>, tz: Tz) -> Result<i64, String> {
+/// format) the offset is used as is; `%s` is Unix time; anything else is local time in `tz`,
+/// with the DST repeat resolved by `previous`, the row before's instant (see [`localize`]).
+pub(super) fn parse_timestamp(
+    text: &str,
+    format: Option<&str>,
+    tz: Tz,
+    previous: Option<i64>,
+) -> Result<i64, String> {
     match format {
         Some(format)
             if ["%z", "%:z", "%::z", "%#z"]
@@ -56,7 +74,7 @@ pub(super) fn parse_timestamp(text: &str, format: Option<&str>, tz: Tz) -> Resul
             if format.contains("%s") {
                 whole_seconds(naive.and_utc())
             } else {
-                whole_seconds(localize(naive, tz)?)
+                whole_seconds(localize(naive, tz, previous)?)
             }
         }
         None => {
@@ -70,7 +88,7 @@ pub(super) fn parse_timestamp(text: &str, format: Option<&str>, tz: Tz) -> Resul
                     "is neither RFC3339 nor `%Y-%m-%d %H:%M:%S` (give a timestamp format)"
                         .to_string()
                 })?;
-            whole_seconds(localize(naive, tz)?)
+            whole_seconds(localize(naive, tz, previous)?)
         }
     }
 }
@@ -102,42 +120,58 @@ mod tests {
     fn local_and_offset_timestamps() {
         // 2024-01-15 12:00 in Berlin is 11:00 UTC.
         assert_eq!(
-            parse_timestamp("2024-01-15 12:00:00", None, BERLIN),
+            parse_timestamp("2024-01-15 12:00:00", None, BERLIN, None),
             Ok(1_705_316_400)
         );
         assert_eq!(
-            parse_timestamp("2024-01-15T11:00:00Z", None, BERLIN),
+            parse_timestamp("2024-01-15T11:00:00Z", None, BERLIN, None),
             Ok(1_705_316_400)
         );
         assert_eq!(
-            parse_timestamp("2024-01-15T12:00:00+01:00", None, BERLIN),
+            parse_timestamp("2024-01-15T12:00:00+01:00", None, BERLIN, None),
             Ok(1_705_316_400)
         );
         assert_eq!(
-            parse_timestamp("15.01.2024 12:00", Some("%d.%m.%Y %H:%M"), BERLIN),
+            parse_timestamp("15.01.2024 12:00", Some("%d.%m.%Y %H:%M"), BERLIN, None),
             Ok(1_705_316_400)
         );
         assert_eq!(
-            parse_timestamp("1705316400", Some("%s"), BERLIN),
+            parse_timestamp("1705316400", Some("%s"), BERLIN, None),
             Ok(1_705_316_400)
         );
     }
 
     #[test]
+    fn the_repeated_hour_of_a_local_export_is_resolved_by_row_order() {
+        // Berlin, 2024-10-27: 02:00-02:59 happens at +02:00 (00:xx UTC), then at +01:00.
+        let first = parse_timestamp("2024-10-27 02:00:00", None, BERLIN, Some(1_729_983_600));
+        assert_eq!(first, Ok(1_729_987_200), "00:00 UTC");
+        let second = parse_timestamp("2024-10-27 02:00:00", None, BERLIN, Some(1_729_987_200));
+        assert_eq!(second, Ok(1_729_990_800), "01:00 UTC");
+        let quarter = parse_timestamp("2024-10-27 02:15:00", None, BERLIN, Some(1_729_990_800));
+        assert_eq!(
+            quarter,
+            Ok(1_729_991_700),
+            "01:15 UTC, still the second pass"
+        );
+    }
+
+    #[test]
     fn dst_switches_are_refused() {
-        let gap = parse_timestamp("2024-03-31 02:30:00", None, BERLIN).unwrap_err();
+        let gap = parse_timestamp("2024-03-31 02:30:00", None, BERLIN, None).unwrap_err();
         assert!(gap.contains("does not exist"), "{gap}");
-        let twice = parse_timestamp("2024-10-27 02:30:00", None, BERLIN).unwrap_err();
+        let twice = parse_timestamp("2024-10-27 02:30:00", None, BERLIN, None).unwrap_err();
         assert!(twice.contains("ambiguous"), "{twice}");
         assert!(
             parse_timestamp(
                 "2024-01-15 12:00:00.5",
                 Some("%Y-%m-%d %H:%M:%S%.f"),
-                BERLIN
+                BERLIN,
+                None
             )
             .is_err()
         );
-        assert!(parse_timestamp("yesterday", None, BERLIN).is_err());
+        assert!(parse_timestamp("yesterday", None, BERLIN, None).is_err());
     }
 
     #[test]
