@@ -287,7 +287,7 @@ fn csv_import_converts_watts_and_local_time() {
 }
 
 #[test]
-fn csv_import_handles_dst_with_offsets_and_refuses_it_without() {
+fn csv_import_handles_dst_with_offsets_and_by_row_order() {
     let dir = tempfile::tempdir().unwrap();
     // Clocks go back at 03:00 CEST on 2024-10-27: with offsets the repeated hour is unambiguous.
     let path = csv(
@@ -302,16 +302,33 @@ fn csv_import_handles_dst_with_offsets_and_refuses_it_without() {
         [base, base + 3600, base + 7200, base + 10_800]
     );
 
+    // Without offsets, a local export lists the repeated hour twice, in order: the row before
+    // tells the first pass (+02:00) from the second (+01:00).
     let path = csv(
         dir.path(),
         "fallback.csv",
-        "time,kw\n2024-10-27 01:00:00,1\n2024-10-27 02:00:00,2\n",
+        "time,kw\n2024-10-27 01:00:00,1\n2024-10-27 02:00:00,2\n2024-10-27 02:00:00,3\n2024-10-27 03:00:00,4\n",
+    );
+    let t = import_csv(&path, &spec("kw", "load_kw", PowerUnit::Kw)).unwrap();
+    assert_eq!(
+        t.timestamps,
+        [base, base + 3600, base + 7200, base + 10_800]
+    );
+    assert_eq!(
+        t.load_kw,
+        Some(vec![Some(1.0), Some(2.0), Some(3.0), Some(4.0)])
+    );
+    // An ambiguous first row has no row before it: refused, naming file, column and row.
+    let path = csv(
+        dir.path(),
+        "ambiguous.csv",
+        "time,kw\n2024-10-27 02:30:00,2\n2024-10-27 03:00:00,3\n",
     );
     let err = import_csv(&path, &spec("kw", "load_kw", PowerUnit::Kw)).unwrap_err();
-    assert!(matches!(err, DatasetError::Csv { row: 1, .. }), "{err:?}");
+    assert!(matches!(err, DatasetError::Csv { row: 0, .. }), "{err:?}");
     let message = err.to_string();
     assert!(
-        message.contains("fallback.csv")
+        message.contains("ambiguous.csv")
             && message.contains("`time`")
             && message.contains("ambiguous"),
         "{message}"
