@@ -33,7 +33,7 @@ pub struct DataConfig {
     /// A fleet directory (`sites.json` + Parquet files) holding this site's telemetry.
     pub dir: PathBuf,
     pub site_id: String,
-    /// `load` or `pv`.
+    /// `load`, `pv` or `net_load`.
     pub target: String,
     #[serde(default = "defaults::resolution")]
     pub resolution: String,
@@ -177,7 +177,7 @@ impl ParticipantConfig {
         }
         if self.data.target.parse::<datasets::Target>().is_err() {
             return fail(format!(
-                "data.target `{}` must be `load` or `pv`",
+                "data.target `{}` must be `load`, `pv` or `net_load`",
                 self.data.target
             ));
         }

@@ -2,7 +2,7 @@
 //!
 //! ```toml
 //! name = "residential-load"
-//! target = "load"                 # load | pv
+//! target = "load"                 # load | pv | net_load
 //! sector = "residential"          # residential | commercial | industrial
 //! resolution = "1h"               # 15min | 30min | 1h
 //! context = 168                   # steps of history the model sees
