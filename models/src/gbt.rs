@@ -136,11 +136,11 @@ fn row_features(data: &SampleSet, i: usize, h: usize, out: &mut Vec<f64>) {
 /// (or, with a shorter context, the last value). Trees fitted on the residual start from a
 /// forecast that is already good and only learn what it misses; on PV, whose median value
 /// is 0 (night), a median regression of the raw target barely leaves 0.
-fn baseline(features: &[f64], residual: bool) -> f64 {
+fn baseline(same_hour_mean: f64, last_value: f64, residual: bool) -> f64 {
     if !residual {
         return 0.0;
     }
-    [features[SAME_HOUR_MEAN], features[LAST_VALUE]]
+    [same_hour_mean, last_value]
         .into_iter()
         .find(|v| v.is_finite())
         .unwrap_or(0.0)
@@ -154,7 +154,8 @@ fn design(data: &SampleSet, rows: &[(usize, usize)], residual: bool) -> (Vec<f64
     let mut y = Vec::with_capacity(rows.len());
     for &(i, h) in rows {
         row_features(data, i, h, &mut row_major);
-        let base = baseline(&row_major[row_major.len() - COLUMNS..], residual);
+        let row = &row_major[row_major.len() - COLUMNS..];
+        let base = baseline(row[SAME_HOUR_MEAN], row[LAST_VALUE], residual);
         y.push(f64::from(data.y_row(i)[h]) - base);
     }
     let mut column_major = vec![0.0; row_major.len()];
@@ -220,8 +221,9 @@ impl GbtForecaster {
             .into_iter()
             .enumerate()
             .map(|(r, residual)| {
-                let row: Vec<f64> = (0..COLUMNS).map(|c| matrix[c * n + r]).collect();
-                (baseline(&row, self.residual) + residual) as f32
+                let (same_hour, last) =
+                    (matrix[SAME_HOUR_MEAN * n + r], matrix[LAST_VALUE * n + r]);
+                (baseline(same_hour, last, self.residual) + residual) as f32
             })
             .collect();
         Ok(QuantileForecast::point(data.horizon, values))
