@@ -182,3 +182,44 @@ pub fn run(args: TrainArgs) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use datasets::synth::{FleetConfig, generate_fleet};
+
+    use super::*;
+    use crate::commands::fleet::from_synthetic;
+
+    /// One site too short to train must not take the others down, in local mode (which used
+    /// to abort the fleet) as well as in the report a user reads.
+    #[test]
+    fn a_site_without_windows_is_skipped_in_local_training_and_reported() {
+        let fleet = generate_fleet(&FleetConfig {
+            sites: 4,
+            days: 40,
+            ..FleetConfig::default()
+        });
+        let mut fleet = from_synthetic(fleet);
+        // Site 1 (a commercial building) keeps only its last five days.
+        let t = &mut fleet.series[1].telemetry;
+        let keep = t.len() - 5 * 24;
+        t.timestamps.drain(..keep);
+        if let Some(load) = t.load_kw.as_mut() {
+            load.drain(..keep);
+        }
+        let split = split_spec(Resolution::Hour, None, None, 0.2);
+        let report = evaluate(&fleet, Target::Load, TrainingMode::Local, split, Some(2), 1)
+            .expect("the other sites train");
+        let short = &fleet.sites[1].site_id;
+        assert_eq!(report.skipped_sites.len(), 1);
+        assert_eq!(&report.skipped_sites[0].site_id, short);
+        assert!(report.rows.iter().all(|r| r.site.as_ref() != Some(short)));
+        assert_eq!(report.sites, 3);
+        assert_eq!(report.guard.len(), 3);
+        let table = render(&report, false);
+        assert!(table.contains("1 site(s) skipped"), "{table}");
+        assert!(table.contains(short.as_str()), "{table}");
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["skipped_sites"][0]["site_id"], short.as_str());
+    }
+}
