@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::ModelError;
 use crate::baselines::{Season, seasonal_naive};
 use crate::forecast::QuantileForecast;
-use crate::samples::chronological_split;
+use crate::samples::{chronological_split, subset};
 
 /// What a site forecasts with after the guard.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,36 +42,6 @@ pub struct GuardDecision {
 impl GuardDecision {
     pub fn fell_back(&self) -> bool {
         self.choice != SiteChoice::Learned
-    }
-}
-
-/// The rows `indices` of `data` as a set of their own (same layout and sites).
-fn subset(data: &SampleSet, indices: &[usize]) -> SampleSet {
-    let pick = |values: &[f32], width: usize| {
-        indices
-            .iter()
-            .flat_map(|&i| values[i * width..(i + 1) * width].iter().copied())
-            .collect()
-    };
-    SampleSet {
-        x: pick(&data.x, data.n_features),
-        y: pick(&data.y, data.horizon),
-        daylight: indices
-            .iter()
-            .flat_map(|&i| {
-                data.daylight[i * data.horizon..(i + 1) * data.horizon]
-                    .iter()
-                    .copied()
-            })
-            .collect(),
-        origins: indices.iter().map(|&i| data.origins[i]).collect(),
-        sites: indices.iter().map(|&i| data.sites[i]).collect(),
-        site_ids: data.site_ids.clone(),
-        normalizations: data.normalizations.clone(),
-        n_features: data.n_features,
-        context: data.context,
-        horizon: data.horizon,
-        step_seconds: data.step_seconds,
     }
 }
 

@@ -137,11 +137,28 @@ pub fn chronological_split(
     Ok(split)
 }
 
-/// Copies the rows `indices` of x (and y) into contiguous buffers.
-pub(crate) fn gather_rows(values: &[f32], width: usize, indices: &[usize]) -> Vec<f32> {
+/// Copies the rows `indices` (each `width` values) into a contiguous buffer.
+pub(crate) fn gather_rows<T: Copy>(values: &[T], width: usize, indices: &[usize]) -> Vec<T> {
     let mut out = Vec::with_capacity(indices.len() * width);
     for &i in indices {
         out.extend_from_slice(&values[i * width..(i + 1) * width]);
     }
     out
+}
+
+/// The samples `indices` of `data` as a set of their own (same layout and sites).
+pub(crate) fn subset(data: &SampleSet, indices: &[usize]) -> SampleSet {
+    SampleSet {
+        x: gather_rows(&data.x, data.n_features, indices),
+        y: gather_rows(&data.y, data.horizon, indices),
+        daylight: gather_rows(&data.daylight, data.horizon, indices),
+        origins: gather_rows(&data.origins, 1, indices),
+        sites: gather_rows(&data.sites, 1, indices),
+        site_ids: data.site_ids.clone(),
+        normalizations: data.normalizations.clone(),
+        n_features: data.n_features,
+        context: data.context,
+        horizon: data.horizon,
+        step_seconds: data.step_seconds,
+    }
 }
