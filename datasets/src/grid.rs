@@ -35,15 +35,6 @@ impl Resolution {
         Self::ALL.into_iter().find(|r| r.seconds() == seconds)
     }
 
-    /// The coarser of `self` and `other` (the one with the longer step).
-    pub fn max_by_seconds(self, other: Resolution) -> Resolution {
-        if other.seconds() > self.seconds() {
-            other
-        } else {
-            self
-        }
-    }
-
     pub fn as_str(self) -> &'static str {
         match self {
             Resolution::Min15 => "15min",

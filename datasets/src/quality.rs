@@ -73,7 +73,8 @@ pub fn site_quality_report(
     meta: &SiteMetadata,
 ) -> QualityReport {
     let mut report = quality_report(site, resolution);
-    let coarse = Resolution::Hour.max_by_seconds(resolution);
+    // Hourly is the coarsest supported grid, so every native resolution can be put on it.
+    let coarse = Resolution::Hour;
     let gridded = match grid_site(site, resolution, coarse, meta) {
         Ok(gridded) => gridded,
         Err(e) => {
