@@ -39,6 +39,9 @@ enum Command {
     Models(commands::models::ModelsCommand),
     /// Quantile forecasts (kW) from a registered model, via the coordinator's Forecast service.
     Forecast(commands::forecast::ForecastArgs),
+    /// Simulations that consume the forecasts: the microgrid market.
+    #[command(subcommand)]
+    Simulate(commands::market::SimulateCommand),
     /// Benchmarks of the running system.
     #[command(subcommand)]
     Bench(commands::federation::BenchCommand),
@@ -55,6 +58,7 @@ fn main() -> std::process::ExitCode {
         Command::Bench(cmd) => commands::federation::run_bench(cmd),
         Command::Models(cmd) => commands::models::run(cmd),
         Command::Forecast(args) => commands::forecast::run(args),
+        Command::Simulate(cmd) => commands::market::run(cmd),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -25,6 +25,8 @@ pub mod outcome;
 pub mod private;
 pub mod scenario;
 pub mod simulation;
+pub mod wire;
+pub mod workload;
 
 pub use agent::{Agent, DayPlan};
 pub use battery::{BatterySchedule, BatterySpec};

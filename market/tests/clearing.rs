@@ -171,7 +171,7 @@ fn cleared_volume_equals_greedy_matching_on_random_books() {
             }
             agents.push(vec![o]);
         }
-        buys.sort_by(|a, b| b.0.cmp(&a.0));
+        buys.sort_by_key(|b| std::cmp::Reverse(b.0));
         sells.sort_by_key(|s| s.0);
         let (mut i, mut j, mut traded) = (0, 0, 0u64);
         while i < buys.len() && j < sells.len() && buys[i].0 >= sells[j].0 {
@@ -204,4 +204,36 @@ fn cleared_volume_equals_greedy_matching_on_random_books() {
             }
         }
     }
+}
+
+#[test]
+fn plain_bid_messages_round_trip_and_bad_bytes_are_refused() {
+    use market::wire::{decode_day_bids, encode_day_bids};
+    let day = vec![
+        HourBids::new([bid(Side::Buy, 3, 2), bid(Side::Buy, 9, 1)], 32, 0, 0).unwrap(),
+        HourBids::default(),
+        HourBids::new([bid(Side::Sell, 31, 4)], 32, 0, 2).unwrap(),
+    ];
+    let bytes = encode_day_bids(&day);
+    assert_eq!(decode_day_bids(&bytes, 3, 32, 0).unwrap(), day);
+    for cut in 0..bytes.len() {
+        assert!(
+            decode_day_bids(&bytes[..cut], 3, 32, 0).is_err(),
+            "cut at {cut}"
+        );
+    }
+    let mut bad_side = bytes.clone();
+    bad_side[2] = 7;
+    let err = decode_day_bids(&bad_side, 3, 32, 5)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("agent 5 for hour 0") && err.contains("side byte 7"),
+        "{err}"
+    );
+    let err = decode_day_bids(&bytes, 3, 8, 1).unwrap_err().to_string();
+    assert!(err.contains("off the ladder"), "{err}");
+    let mut long = bytes;
+    long.push(0);
+    assert!(decode_day_bids(&long, 3, 32, 0).is_err());
 }

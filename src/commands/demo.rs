@@ -12,14 +12,14 @@ use clap::Args;
 use coordinator::Protection;
 use datasets::synth::{FleetConfig, Profile, generate_fleet};
 use datasets::{Resolution, SampleSet, Target};
-use models::evaluation::{guarded_site, score_forecasts};
+use models::evaluation::score_forecasts;
 use models::{
     EvaluationReport, EvaluationRow, ForecasterConfig, GuardDecision, ModelKind, QuantileForecast,
-    QuantileForecaster, TrainingMode, persistence,
+    TrainingMode, persistence,
 };
 use serde::Serialize;
 
-use super::federated::{FederatedOutcome, FederatedPlan, federated_training};
+use super::federated::{FederatedOutcome, FederatedPlan, federated_forecasts, round_progress};
 use super::fleet::{GriddedFleet, from_synthetic, load_dir};
 use super::report::render_comparison;
 use super::train::{Format, evaluate, prepared_sets, split_spec};
@@ -191,7 +191,6 @@ fn federated(
     let first = &prepared[0].train;
     let config =
         ForecasterConfig::day_ahead(target, first.n_features, first.horizon).with_seed(args.seed);
-    let quiet = args.format != Format::Table;
     let plan = FederatedPlan {
         rounds: args.rounds,
         local_epochs: args.local_epochs,
@@ -200,44 +199,22 @@ fn federated(
         personalize: Some(target),
         evaluate: Some(target),
     };
-    let outcome = federated_training(&prepared, &config, &plan, |done, all| {
-        if !quiet {
-            return;
-        }
-        let bar = "#".repeat(done) + &".".repeat(all.saturating_sub(done));
-        eprint!("\r  federated {target:?}: round {done}/{all} [{bar}]");
-        if done == all {
-            eprintln!();
+    let progress = round_progress(format!("{target:?}"));
+    let quiet = args.format != Format::Table;
+    let forecasts = federated_forecasts(&prepared, &test, &config, &plan, |done, all| {
+        if quiet {
+            progress(done, all);
         }
     })?;
-    let global = QuantileForecaster::from_flat(config.clone(), &outcome.params)?;
-    let forecasts = test
-        .iter()
-        .map(|t| global.predict(t))
-        .collect::<Result<Vec<_>, _>>()?;
-    let global = score(ModelKind::FederatedMlp, target, &test, &forecasts)?;
-    // What each site's daemon kept: the final model fine-tuned on that site's data only.
-    // Each site then applies the seasonal guard on its own validation days.
-    let (tuned, guard): (Vec<_>, Vec<_>) = outcome
-        .personalized
-        .iter()
-        .zip(prepared.iter())
-        .zip(&test)
-        .map(|((artifact, site), test)| {
-            let forecaster = artifact.forecaster()?;
-            let predict = |d: &SampleSet| forecaster.predict(d);
-            Ok(guarded_site(
-                forecaster.config(),
-                &site.train,
-                test,
-                predict,
-            )?)
-        })
-        .collect::<Result<Vec<_>>>()?
-        .into_iter()
-        .unzip();
-    let mut tuned = score(ModelKind::FederatedFineTuned, target, &test, &tuned)?;
-    tuned.guard = guard;
+    let global = score(ModelKind::FederatedMlp, target, &test, &forecasts.global)?;
+    let mut tuned = score(
+        ModelKind::FederatedFineTuned,
+        target,
+        &test,
+        &forecasts.tuned,
+    )?;
+    tuned.guard = forecasts.guard;
+    let outcome = forecasts.outcome;
     let evaluation = outcome
         .evaluations
         .last_key_value()

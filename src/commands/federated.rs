@@ -308,6 +308,71 @@ async fn run_federation(
     outcome.map(|()| records)
 }
 
+/// The day-ahead forecasts of a federated MLP for each site's `test` samples: the final global
+/// model's, and each site's own fine-tuned model's with the seasonal guard applied on its own
+/// validation days (what each participant daemon keeps and forecasts with).
+pub struct FederatedForecasts {
+    pub global: Vec<models::QuantileForecast>,
+    pub tuned: Vec<models::QuantileForecast>,
+    pub guard: Vec<models::GuardDecision>,
+    pub outcome: FederatedOutcome,
+}
+
+/// Trains by [`federated_training`] (with `plan.personalize` set) and forecasts `test`.
+pub fn federated_forecasts(
+    sites: &[PreparedSite],
+    test: &[datasets::SampleSet],
+    config: &ForecasterConfig,
+    plan: &FederatedPlan,
+    progress: impl Fn(usize, usize) + Send + Sync,
+) -> Result<FederatedForecasts> {
+    ensure!(
+        plan.personalize.is_some(),
+        "federated forecasts need personalized models"
+    );
+    let outcome = federated_training(sites, config, plan, progress)?;
+    let global = models::QuantileForecaster::from_flat(config.clone(), &outcome.params)?;
+    let global = test
+        .iter()
+        .map(|t| global.predict(t))
+        .collect::<Result<Vec<_>, _>>()?;
+    let (tuned, guard) = outcome
+        .personalized
+        .iter()
+        .zip(sites)
+        .zip(test)
+        .map(|((artifact, site), test)| {
+            let forecaster = artifact.forecaster()?;
+            let predict = |d: &datasets::SampleSet| forecaster.predict(d);
+            Ok(models::evaluation::guarded_site(
+                forecaster.config(),
+                &site.train,
+                test,
+                predict,
+            )?)
+        })
+        .collect::<Result<Vec<_>>>()?
+        .into_iter()
+        .unzip();
+    Ok(FederatedForecasts {
+        global,
+        tuned,
+        guard,
+        outcome,
+    })
+}
+
+/// A one-line progress bar on stderr for [`federated_training`]'s rounds.
+pub fn round_progress(label: String) -> impl Fn(usize, usize) + Send + Sync {
+    move |done, all| {
+        let bar = "#".repeat(done) + &".".repeat(all.saturating_sub(done));
+        eprint!("\r  federated {label}: round {done}/{all} [{bar}]");
+        if done == all {
+            eprintln!();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

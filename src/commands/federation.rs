@@ -88,6 +88,9 @@ pub enum BenchCommand {
     /// The Forecast service under concurrent clients over loopback gRPC, beside the bare
     /// inference of the same model; prints JSON.
     Forecast(super::bench_forecast::BenchForecastArgs),
+    /// Clearing a day of the microgrid market, plain and with private bids (SecAgg+), in one
+    /// process; prints JSON.
+    Market(super::bench_market::BenchMarketArgs),
 }
 
 /// How the benchmarked rounds protect the updates.
@@ -432,6 +435,7 @@ pub fn run_bench(cmd: BenchCommand) -> Result<()> {
     match cmd {
         BenchCommand::Round(args) => run_bench_round(args),
         BenchCommand::Forecast(args) => super::bench_forecast::run(args),
+        BenchCommand::Market(args) => super::bench_market::run(args),
     }
 }
 

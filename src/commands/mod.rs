@@ -1,12 +1,15 @@
 //! One module per subcommand.
 
 pub mod bench_forecast;
+pub mod bench_market;
 pub mod datasets;
 pub mod demo;
 pub mod federated;
 pub mod federation;
 pub mod fleet;
 pub mod forecast;
+pub mod market;
+pub mod market_plots;
 pub mod models;
 pub mod report;
 pub mod train;

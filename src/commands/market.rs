@@ -1,0 +1,414 @@
+//! `gridfed simulate market`: the microgrid market run on the federation's forecasts.
+//!
+//! Every site of a fleet becomes an agent. Forecast sources are built for the held-out days of
+//! each site's net load (load minus PV, derived where the site meters them separately):
+//! persistence, seasonal naive, a local-only MLP, the federated MLP (trained over loopback
+//! gRPC, SecAgg+ by default) and the federated model fine-tuned by each site's daemon (with its
+//! seasonal guard); perfect foresight is added by the market. The federated forecasts are the
+//! in-process evaluation path, which `models/tests/serving.rs` shows equal to what the
+//! coordinator's Forecast service serves.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result, ensure};
+use clap::{Args, Subcommand};
+use coordinator::Protection;
+use datasets::synth::{FleetConfig, Profile, generate_fleet};
+use datasets::{Resolution, SampleSet, Target};
+use market::{
+    AgentSeries, ClearingMode, DayForecast, ForecastSource, MarketConfig, MarketInputs,
+    MarketReport, MeteredDay, Scenario, simulate,
+};
+use models::{ForecasterConfig, QuantileForecast, Season, persistence, seasonal_naive};
+use rayon::prelude::*;
+
+use super::federated::{FederatedPlan, federated_forecasts, round_progress};
+use super::fleet::{GriddedFleet, from_synthetic, load_dir};
+use super::market_plots;
+use super::train::{Format, prepared_sets, split_spec};
+
+#[derive(Subcommand)]
+pub enum SimulateCommand {
+    /// Agent-based microgrid market on the forecasts of every source; prints the comparison
+    /// table and writes plots.
+    Market(MarketArgs),
+}
+
+#[derive(Args)]
+pub struct MarketArgs {
+    /// Fleet directory (sites.json + Parquet); the demo's synthetic fleet when omitted.
+    #[arg(long)]
+    pub fleet: Option<PathBuf>,
+    /// Held-out days to simulate (the first ones of the test period).
+    #[arg(long, default_value_t = 30)]
+    pub days: usize,
+    /// Clear every day through secure aggregation of the bids (checked against plain clearing).
+    #[arg(long)]
+    pub private: bool,
+    /// Stress scenario: none, cloud-front, heat-wave, forecast-outage, rogue-bidder.
+    #[arg(long, default_value = "none", value_parser = parse_scenario)]
+    pub scenario: Scenario,
+    /// Market configuration (TOML); the built-in microgrid when omitted.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Federated rounds.
+    #[arg(long, default_value_t = 120)]
+    pub rounds: usize,
+    /// Sites and days of the synthetic fleet (without --fleet).
+    #[arg(long, default_value_t = 10)]
+    pub sites: usize,
+    #[arg(long, default_value_t = 365)]
+    pub fleet_days: usize,
+    #[arg(long, default_value = "clean")]
+    pub profile: Profile,
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+    /// Where the plots go (SVG and PNG).
+    #[arg(long, default_value = "market-report")]
+    pub out: PathBuf,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
+}
+
+fn parse_scenario(name: &str) -> Result<Scenario, String> {
+    Scenario::from_name(name).ok_or_else(|| {
+        let names: Vec<&str> = Scenario::ALL.iter().map(|s| s.name()).collect();
+        format!(
+            "unknown scenario `{name}` (expected one of {})",
+            names.join(", ")
+        )
+    })
+}
+
+pub fn run(cmd: SimulateCommand) -> Result<()> {
+    match cmd {
+        SimulateCommand::Market(args) => run_market(&args),
+    }
+}
+
+fn run_market(args: &MarketArgs) -> Result<()> {
+    let started = Instant::now();
+    let config = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading market config {}", path.display()))?;
+            MarketConfig::from_toml(&text).with_context(|| format!("in {}", path.display()))?
+        }
+        None => MarketConfig::default(),
+    };
+    ensure!(args.days >= 1, "--days must be at least 1");
+    let mut fleet = match &args.fleet {
+        Some(dir) => load_dir(dir, Resolution::Hour)?,
+        None => from_synthetic(generate_fleet(&FleetConfig {
+            sites: args.sites,
+            days: args.fleet_days,
+            resolution: Resolution::Hour,
+            seed: args.seed,
+            profile: args.profile,
+            ..FleetConfig::default()
+        })),
+    };
+    ensure!(
+        fleet.resolution == Resolution::Hour,
+        "the market runs on hourly data"
+    );
+    derive_net_load(&mut fleet);
+    let table = args.format == Format::Table;
+    let inputs = market_inputs(&fleet, args, table)?;
+    let mode = if args.private {
+        ClearingMode::Private
+    } else {
+        ClearingMode::Plain
+    };
+    let report = simulate(&inputs, &config, args.scenario, mode)?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let plots = market_plots::write_all(&args.out, &report, &inputs)?;
+    if table {
+        print!("{}", render(&report, &inputs));
+        for path in &plots {
+            println!("  plot: {}", path.display());
+        }
+        println!("total {:.0} s", started.elapsed().as_secs_f64());
+    } else {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    }
+    Ok(())
+}
+
+/// Net load where a site does not meter it: load minus PV (either absent counts as zero).
+fn derive_net_load(fleet: &mut GriddedFleet) {
+    for series in &mut fleet.series {
+        let t = &mut series.telemetry;
+        let n = t.timestamps.len();
+        let value = |column: &Option<Vec<Option<f64>>>, i: usize| match column {
+            Some(values) => values[i],
+            None => Some(0.0),
+        };
+        let derived: Vec<Option<f64>> = (0..n)
+            .map(|i| Some(value(&t.load_kw, i)? - value(&t.pv_kw, i)?))
+            .collect();
+        match &mut t.net_load_kw {
+            Some(measured) => {
+                for (m, d) in measured.iter_mut().zip(derived) {
+                    if m.is_none() {
+                        *m = d;
+                    }
+                }
+            }
+            None => t.net_load_kw = Some(derived),
+        }
+    }
+}
+
+/// Forecasts of one source for each site's test set, in kW.
+type SiteForecasts = Vec<QuantileForecast>;
+
+fn market_inputs(fleet: &GriddedFleet, args: &MarketArgs, table: bool) -> Result<MarketInputs> {
+    let target = Target::NetLoad;
+    let split = split_spec(fleet.resolution, None, None, 0.2);
+    let (prepared, train, test) = prepared_sets(fleet, target, split)?;
+    for skipped in &prepared.skipped {
+        eprintln!("  site {} sits out: {}", skipped.site_id, skipped.reason);
+    }
+    let first = &train[0];
+    let model_config =
+        ForecasterConfig::day_ahead(target, first.n_features, first.horizon).with_seed(args.seed);
+    let step = Instant::now();
+    let baseline = |f: &dyn Fn(&SampleSet) -> Result<QuantileForecast, models::ModelError>| {
+        test.iter().map(f).collect::<Result<SiteForecasts, _>>()
+    };
+    let persistence_forecasts = baseline(&persistence)?;
+    let naive = baseline(&|t| seasonal_naive(t, Season::Day))?;
+    if table {
+        eprintln!("  training local-only MLPs on {} sites ...", train.len());
+    }
+    let local: SiteForecasts = train
+        .par_iter()
+        .zip(&test)
+        .map(|(train_set, test_set)| {
+            let trained = models::train(&model_config, train_set)?;
+            let predict = |d: &SampleSet| trained.forecaster.predict(d);
+            Ok(models::evaluation::guarded_site(&model_config, train_set, test_set, predict)?.0)
+        })
+        .collect::<Result<_>>()?;
+    let plan = FederatedPlan {
+        rounds: args.rounds,
+        local_epochs: 1,
+        protection: Protection::Masked,
+        server_momentum: 0.0,
+        personalize: Some(target),
+        evaluate: None,
+    };
+    let progress = round_progress("net load".into());
+    let federated = federated_forecasts(&prepared, &test, &model_config, &plan, |d, a| {
+        if table {
+            progress(d, a);
+        }
+    })?;
+    if table {
+        eprintln!("  forecasts ready ({:.0} s)", step.elapsed().as_secs_f64());
+    }
+    let sources = [
+        ("persistence", persistence_forecasts),
+        ("seasonal naive (day)", naive),
+        ("local-only MLP", local),
+        ("federated MLP", federated.global),
+        ("federated + fine-tuned", federated.tuned),
+    ];
+    let days = simulated_days(&test, args.days);
+    let agents = test
+        .iter()
+        .zip(prepared.iter())
+        .map(|(set, site)| agent_series(set, fleet, &site.site.site_id, &days))
+        .collect::<Result<Vec<_>>>()?;
+    let sources = sources
+        .into_iter()
+        .map(|(name, forecasts)| {
+            Ok(ForecastSource {
+                name: name.into(),
+                forecasts: test
+                    .iter()
+                    .zip(&forecasts)
+                    .map(|(set, f)| day_forecasts(set, f, &days))
+                    .collect::<Result<_>>()?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(MarketInputs {
+        day_starts: days,
+        agents,
+        sources,
+        fallback: Some(0),
+    })
+}
+
+/// The first `count` test days (forecast origins) of the fleet, in time order.
+fn simulated_days(test: &[SampleSet], count: usize) -> Vec<i64> {
+    let mut days: Vec<i64> = test
+        .iter()
+        .flat_map(|t| t.origins.iter().copied())
+        .collect();
+    days.sort_unstable();
+    days.dedup();
+    days.truncate(count);
+    days
+}
+
+/// Index of the sample of `set` issued at `origin`.
+fn sample_at(set: &SampleSet, origin: i64) -> Option<usize> {
+    set.origins.iter().position(|&o| o == origin)
+}
+
+fn agent_series(
+    set: &SampleSet,
+    fleet: &GriddedFleet,
+    site_id: &str,
+    days: &[i64],
+) -> Result<AgentSeries> {
+    let series = fleet
+        .series
+        .iter()
+        .find(|s| s.telemetry.site_id == site_id)
+        .with_context(|| format!("site {site_id} has no telemetry"))?;
+    let t = &series.telemetry;
+    let step = fleet.resolution.seconds();
+    let start = t.timestamps.first().copied().unwrap_or(0);
+    let pv_at = |unix: i64| -> f64 {
+        let i = usize::try_from((unix - start) / step).ok();
+        i.and_then(|i| t.pv_kw.as_ref()?.get(i).copied().flatten())
+            .unwrap_or(0.0)
+    };
+    let days = days
+        .iter()
+        .map(|&origin| {
+            let i = sample_at(set, origin)?;
+            let norm = set.normalization_of(i);
+            let net: Vec<f64> = set
+                .y_row(i)
+                .iter()
+                .map(|&v| f64::from(norm.denormalize(v)))
+                .collect();
+            let pv: Vec<f64> = (0..net.len())
+                .map(|h| pv_at(origin + h as i64 * step))
+                .collect();
+            Some(MeteredDay {
+                load_kw: net.iter().zip(&pv).map(|(n, p)| n + p).collect(),
+                pv_kw: pv,
+            })
+        })
+        .collect();
+    Ok(AgentSeries {
+        name: site_id.to_string(),
+        days,
+    })
+}
+
+/// A source's forecasts of one site for the simulated days, in kW.
+fn day_forecasts(
+    set: &SampleSet,
+    forecast: &QuantileForecast,
+    days: &[i64],
+) -> Result<Vec<Option<DayForecast>>> {
+    forecast.check_matches(set)?;
+    Ok(days
+        .iter()
+        .map(|&origin| {
+            let i = sample_at(set, origin)?;
+            let norm = set.normalization_of(i);
+            let values = (0..forecast.quantiles.len())
+                .map(|level| {
+                    (0..forecast.horizon)
+                        .map(|h| f64::from(norm.denormalize(forecast.value(i, level, h))))
+                        .collect()
+                })
+                .collect();
+            Some(DayForecast {
+                quantiles: forecast.quantiles.iter().map(|&q| f64::from(q)).collect(),
+                values,
+            })
+        })
+        .collect())
+}
+
+/// The comparison table.
+fn render(report: &MarketReport, inputs: &MarketInputs) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "\nmicrogrid market: {} agents ({} with batteries), {} days, scenario {}, {} clearing",
+        report.agents.len(),
+        report.battery_agents,
+        report.days,
+        report.scenario.name(),
+        match report.mode {
+            ClearingMode::Plain => "plain",
+            ClearingMode::Private => "private (SecAgg+)",
+        }
+    );
+    let _ = writeln!(
+        out,
+        "{:<26} {:>10} {:>9} {:>10} {:>9} {:>9} {:>8} {:>8} {:>8} {:>9}",
+        "forecast source",
+        "imbalance",
+        "|imb| kWh",
+        "total cost",
+        "bought",
+        "sold",
+        "price",
+        "surplus",
+        "local PV",
+        "CVaR95/d"
+    );
+    for s in &report.sources {
+        let _ = writeln!(
+            out,
+            "{:<26} {:>10.2} {:>9.1} {:>10.2} {:>9.1} {:>9.1} {:>8} {:>8.2} {:>7.1}% {:>9.2}",
+            s.source,
+            s.imbalance_cost,
+            s.imbalance_kwh,
+            s.total_cost,
+            s.bought_kwh,
+            s.sold_kwh,
+            s.mean_clearing_price
+                .map_or("-".into(), |p| format!("{p:.3}")),
+            s.surplus,
+            100.0 * s.pv_consumed_locally,
+            s.cvar95_daily_imbalance_cost
+        );
+    }
+    let by_name = |n: &str| report.sources.iter().find(|s| s.source == n);
+    if let (Some(tuned), Some(p), Some(l)) = (
+        by_name("federated + fine-tuned"),
+        by_name("persistence"),
+        by_name("local-only MLP"),
+    ) {
+        let _ = writeln!(
+            out,
+            "  federated + fine-tuned imbalance cost: {:+.1}% vs persistence, {:+.1}% vs local-only",
+            100.0 * (tuned.imbalance_cost / p.imbalance_cost - 1.0),
+            100.0 * (tuned.imbalance_cost / l.imbalance_cost - 1.0)
+        );
+    }
+    if let Some(private) = &report.private {
+        let t = &private.timings;
+        let _ = writeln!(
+            out,
+            "  private clearing: {} rounds, {} differing from plain; per round: setup {:.0} ms, one agent masking {:.1} ms, unmasking {:.1} ms",
+            private.rounds,
+            private.mismatches,
+            t.setup.as_secs_f64() * 1e3 / private.rounds as f64,
+            t.single_masking.as_secs_f64() * 1e3 / private.rounds as f64,
+            t.unmasking.as_secs_f64() * 1e3 / private.rounds as f64
+        );
+    }
+    let _ = writeln!(
+        out,
+        "  costs in currency units over all agents and days; imbalance = short x (short price - import) + long x (feed-in - long price); {} days from {}",
+        inputs.day_starts.len(),
+        inputs.day_starts.first().copied().unwrap_or(0)
+    );
+    out
+}
