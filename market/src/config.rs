@@ -1,8 +1,8 @@
 //! The market's configuration: tariffs, imbalance prices, ladder, batteries and bidding.
 //!
 //! Read from TOML with unknown fields refused; every check names the field it rejects
-//! (`tariff.feed_in`, `batteries.share`, ...). [`MarketConfig::default`] is the built-in
-//! microgrid the README's numbers use.
+//! (`tariff.feed_in`, `batteries.share`, ...). Anything a file leaves out keeps the value of
+//! [`MarketConfig::default`], the built-in microgrid the README's numbers use.
 
 use serde::{Deserialize, Serialize};
 
@@ -16,7 +16,7 @@ pub const HOURS: usize = 24;
 
 /// Time-of-use tariffs with the outside grid, currency per kWh, by hour of day (UTC).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct Tariff {
     /// Import price outside the peak hours.
     pub import: f64,
@@ -30,7 +30,7 @@ pub struct Tariff {
 /// Real-time imbalance prices: a site short of its position buys the gap at `short_price`, a
 /// site long sells the excess at `long_price`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct ImbalancePrices {
     pub short_price: f64,
     pub long_price: f64,
@@ -39,7 +39,7 @@ pub struct ImbalancePrices {
 /// Which agents get a battery and how big: capacity is `hours` of the site's mean absolute
 /// net load, power is `c_rate` times capacity per hour.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct BatteryFleet {
     /// Share of agents (every k-th by index) that own a battery.
     pub share: f64,
@@ -65,14 +65,14 @@ pub enum BidStrategy {
 /// import tariff for buyers, feed-in for sellers), the rest at a private limit drawn per agent
 /// between the outside option and the mid price. Unfilled quantity goes to the grid.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct Bidding {
     pub strategy: BidStrategy,
     pub flexible_share: f64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct MarketConfig {
     pub pricing: Pricing,
     pub seed: u64,
@@ -83,35 +83,59 @@ pub struct MarketConfig {
     pub bidding: Bidding,
 }
 
+impl Default for Tariff {
+    fn default() -> Self {
+        Self {
+            import: 0.25,
+            import_peak: 0.40,
+            peak_hours: vec![16, 17, 18, 19, 20],
+            feed_in: 0.08,
+        }
+    }
+}
+
+impl Default for ImbalancePrices {
+    fn default() -> Self {
+        Self {
+            short_price: 0.50,
+            long_price: 0.02,
+        }
+    }
+}
+
+impl Default for BatteryFleet {
+    fn default() -> Self {
+        Self {
+            share: 0.3,
+            hours: 2.0,
+            c_rate: 0.5,
+            round_trip_efficiency: 0.9,
+            soc_min: 0.1,
+            soc_max: 0.95,
+            initial_soc: 0.5,
+        }
+    }
+}
+
+impl Default for Bidding {
+    fn default() -> Self {
+        Self {
+            strategy: BidStrategy::Newsvendor,
+            flexible_share: 0.4,
+        }
+    }
+}
+
 impl Default for MarketConfig {
     fn default() -> Self {
         Self {
             pricing: Pricing::Uniform,
             seed: 7,
             ladder: PriceLadder::default(),
-            tariff: Tariff {
-                import: 0.25,
-                import_peak: 0.40,
-                peak_hours: vec![16, 17, 18, 19, 20],
-                feed_in: 0.08,
-            },
-            imbalance: ImbalancePrices {
-                short_price: 0.50,
-                long_price: 0.02,
-            },
-            batteries: BatteryFleet {
-                share: 0.3,
-                hours: 2.0,
-                c_rate: 0.5,
-                round_trip_efficiency: 0.9,
-                soc_min: 0.1,
-                soc_max: 0.95,
-                initial_soc: 0.5,
-            },
-            bidding: Bidding {
-                strategy: BidStrategy::Newsvendor,
-                flexible_share: 0.4,
-            },
+            tariff: Tariff::default(),
+            imbalance: ImbalancePrices::default(),
+            batteries: BatteryFleet::default(),
+            bidding: Bidding::default(),
         }
     }
 }

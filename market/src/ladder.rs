@@ -13,7 +13,7 @@ use crate::error::{MarketError, config_error};
 pub const MAX_LEVELS: u16 = 4096;
 
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct PriceLadder {
     pub floor: f64,
     pub ceiling: f64,

@@ -244,6 +244,13 @@ fn malformed_market_configs_name_the_field() {
         assert!(err.contains(field), "expected `{field}` in: {err}");
     }
     MarketConfig::from_toml(&with_section(&defaults, "")).unwrap();
+    // A file names only what it changes.
+    let partial =
+        MarketConfig::from_toml("pricing = \"pay_as_bid\"\n[tariff]\nfeed_in = 0.1\n").unwrap();
+    assert_eq!(partial.pricing, market::Pricing::PayAsBid);
+    assert_eq!(partial.tariff.feed_in, 0.1);
+    assert_eq!(partial.tariff.import, defaults.tariff.import);
+    assert_eq!(partial.batteries, defaults.batteries);
 }
 
 /// The default config as TOML, with `section` (a whole `[table]`) replacing its namesake.

@@ -15,7 +15,7 @@ use anyhow::{Context, Result, ensure};
 use clap::{Args, Subcommand};
 use coordinator::Protection;
 use datasets::synth::{FleetConfig, Profile, generate_fleet};
-use datasets::{Resolution, SampleSet, Target};
+use datasets::{Resolution, SampleSet, SiteMetadata, Target};
 use market::{
     AgentSeries, ClearingMode, DayForecast, ForecastSource, MarketConfig, MarketInputs,
     MarketReport, MeteredDay, Scenario, simulate,
@@ -89,6 +89,29 @@ pub fn run(cmd: SimulateCommand) -> Result<()> {
 
 fn run_market(args: &MarketArgs) -> Result<()> {
     let started = Instant::now();
+    let table = args.format == Format::Table;
+    let simulated = simulate_market(args, table)?;
+    if table {
+        print!("{}", render(&simulated.report, &simulated.inputs));
+        for path in &simulated.plots {
+            println!("  plot: {}", path.display());
+        }
+        println!("total {:.0} s", started.elapsed().as_secs_f64());
+    } else {
+        println!("{}", serde_json::to_string_pretty(&simulated.report)?);
+    }
+    Ok(())
+}
+
+/// A finished simulation: its report, what it ran on, and the plots written.
+pub struct SimulatedMarket {
+    pub report: MarketReport,
+    pub inputs: MarketInputs,
+    pub plots: Vec<PathBuf>,
+}
+
+/// Builds the forecast sources for `args`' fleet, runs the market and writes the plots.
+pub fn simulate_market(args: &MarketArgs, progress: bool) -> Result<SimulatedMarket> {
     let config = match &args.config {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -109,13 +132,8 @@ fn run_market(args: &MarketArgs) -> Result<()> {
             ..FleetConfig::default()
         })),
     };
-    ensure!(
-        fleet.resolution == Resolution::Hour,
-        "the market runs on hourly data"
-    );
     derive_net_load(&mut fleet);
-    let table = args.format == Format::Table;
-    let inputs = market_inputs(&fleet, args, table)?;
+    let inputs = market_inputs(&fleet, args, progress)?;
     let mode = if args.private {
         ClearingMode::Private
     } else {
@@ -125,16 +143,11 @@ fn run_market(args: &MarketArgs) -> Result<()> {
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
     let plots = market_plots::write_all(&args.out, &report, &inputs)?;
-    if table {
-        print!("{}", render(&report, &inputs));
-        for path in &plots {
-            println!("  plot: {}", path.display());
-        }
-        println!("total {:.0} s", started.elapsed().as_secs_f64());
-    } else {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    }
-    Ok(())
+    Ok(SimulatedMarket {
+        report,
+        inputs,
+        plots,
+    })
 }
 
 /// Net load where a site does not meter it: load minus PV (either absent counts as zero).
@@ -231,7 +244,8 @@ fn market_inputs(fleet: &GriddedFleet, args: &MarketArgs, table: bool) -> Result
                 forecasts: test
                     .iter()
                     .zip(&forecasts)
-                    .map(|(set, f)| day_forecasts(set, f, &days))
+                    .zip(prepared.iter())
+                    .map(|((set, f), site)| day_forecasts(set, f, &site.site, &days))
                     .collect::<Result<_>>()?,
             })
         })
@@ -305,10 +319,30 @@ fn agent_series(
     })
 }
 
-/// A source's forecasts of one site for the simulated days, in kW.
+/// What a site's net load can physically be at `unix_s` (one hour): never below minus its PV
+/// capacity, and not below zero at night or without PV; never above zero without load.
+fn physical_bounds(site: &SiteMetadata, unix_s: i64) -> (f64, f64) {
+    let generating = site.kind.has_pv()
+        && datasets::solar::is_daylight(site.latitude, site.longitude, unix_s, 3600);
+    let lo = if generating {
+        -site.export_limit_kw.unwrap_or(site.capacity_kw).max(0.0)
+    } else {
+        0.0
+    };
+    let hi = if site.kind.has_load() {
+        f64::INFINITY
+    } else {
+        0.0
+    };
+    (lo, hi)
+}
+
+/// A source's forecasts of one site for the simulated days, in kW, every level clamped to the
+/// site's [`physical_bounds`] (the same for every source, so no source gains from it alone).
 fn day_forecasts(
     set: &SampleSet,
     forecast: &QuantileForecast,
+    site: &SiteMetadata,
     days: &[i64],
 ) -> Result<Vec<Option<DayForecast>>> {
     forecast.check_matches(set)?;
@@ -320,7 +354,10 @@ fn day_forecasts(
             let values = (0..forecast.quantiles.len())
                 .map(|level| {
                     (0..forecast.horizon)
-                        .map(|h| f64::from(norm.denormalize(forecast.value(i, level, h))))
+                        .map(|h| {
+                            let (lo, hi) = physical_bounds(site, origin + 3600 * h as i64);
+                            f64::from(norm.denormalize(forecast.value(i, level, h))).clamp(lo, hi)
+                        })
                         .collect()
                 })
                 .collect();
@@ -411,4 +448,89 @@ fn render(report: &MarketReport, inputs: &MarketInputs) -> String {
         inputs.day_starts.first().copied().unwrap_or(0)
     );
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn small(out: &std::path::Path) -> MarketArgs {
+        MarketArgs {
+            fleet: None,
+            days: 6,
+            private: false,
+            scenario: Scenario::None,
+            config: None,
+            rounds: 3,
+            sites: 6,
+            fleet_days: 70,
+            profile: Profile::Clean,
+            seed: 3,
+            out: out.to_path_buf(),
+            format: Format::Json,
+        }
+    }
+
+    /// The whole command on a small synthetic fleet: every source, federated ones included,
+    /// goes through the market; private clearing agrees with plain; plots are real files.
+    #[test]
+    fn simulate_market_compares_every_source_and_draws_the_plots() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut args = small(dir.path());
+        args.private = true;
+        let simulated = simulate_market(&args, false).unwrap();
+        let report = &simulated.report;
+        let names: Vec<&str> = report.sources.iter().map(|s| s.source.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "persistence",
+                "seasonal naive (day)",
+                "local-only MLP",
+                "federated MLP",
+                "federated + fine-tuned",
+                "perfect foresight"
+            ]
+        );
+        assert_eq!(report.days, 6);
+        assert_eq!(report.agents.len(), 6);
+        let private = report.private.as_ref().unwrap();
+        assert_eq!((private.rounds, private.mismatches), (6 * 6, 0));
+        let perfect = report.sources.last().unwrap();
+        for source in &report.sources[..5] {
+            assert!(
+                source.imbalance_cost > 10.0 * perfect.imbalance_cost,
+                "{}",
+                source.source
+            );
+        }
+        assert_eq!(simulated.plots.len(), 6);
+        for path in &simulated.plots {
+            let bytes = std::fs::read(path).unwrap();
+            match path.extension().and_then(|e| e.to_str()) {
+                Some("svg") => assert!(String::from_utf8_lossy(&bytes).contains("<svg")),
+                _ => assert_eq!(&bytes[..4], b"\x89PNG"),
+            }
+        }
+        let table = render(report, &simulated.inputs);
+        assert!(
+            table.contains("federated + fine-tuned imbalance cost"),
+            "{table}"
+        );
+    }
+
+    #[test]
+    fn a_malformed_market_config_names_its_file_and_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("market.toml");
+        std::fs::write(&path, "[ladder]\nlevels = 1\n").unwrap();
+        let mut args = small(dir.path());
+        args.config = Some(path);
+        let err = format!("{:#}", simulate_market(&args, false).err().unwrap());
+        assert!(err.contains("market.toml"), "{err}");
+        assert!(
+            err.contains("tariff") || err.contains("ladder.levels"),
+            "{err}"
+        );
+    }
 }
