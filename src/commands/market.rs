@@ -46,9 +46,10 @@ pub struct MarketArgs {
     /// Clear every day through secure aggregation of the bids (checked against plain clearing).
     #[arg(long)]
     pub private: bool,
-    /// Stress scenario: none, cloud-front, heat-wave, forecast-outage, rogue-bidder.
-    #[arg(long, default_value = "none", value_parser = parse_scenario)]
-    pub scenario: Scenario,
+    /// Stress scenario: none, cloud-front, heat-wave, forecast-outage, rogue-bidder, or `all`
+    /// (every scenario on the same forecasts, with a summary table).
+    #[arg(long, default_value = "none", value_parser = parse_scenarios)]
+    pub scenario: Scenarios,
     /// Market configuration (TOML); the built-in microgrid when omitted.
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -71,14 +72,22 @@ pub struct MarketArgs {
     pub format: Format,
 }
 
-fn parse_scenario(name: &str) -> Result<Scenario, String> {
-    Scenario::from_name(name).ok_or_else(|| {
+/// The scenarios of one run.
+#[derive(Clone, Debug)]
+pub struct Scenarios(pub Vec<Scenario>);
+
+fn parse_scenarios(name: &str) -> Result<Scenarios, String> {
+    if name == "all" {
+        return Ok(Scenarios(Scenario::ALL.to_vec()));
+    }
+    let one = Scenario::from_name(name).ok_or_else(|| {
         let names: Vec<&str> = Scenario::ALL.iter().map(|s| s.name()).collect();
         format!(
-            "unknown scenario `{name}` (expected one of {})",
+            "unknown scenario `{name}` (expected one of {} or all)",
             names.join(", ")
         )
-    })
+    })?;
+    Ok(Scenarios(vec![one]))
 }
 
 pub fn run(cmd: SimulateCommand) -> Result<()> {
@@ -92,20 +101,26 @@ fn run_market(args: &MarketArgs) -> Result<()> {
     let table = args.format == Format::Table;
     let simulated = simulate_market(args, table)?;
     if table {
-        print!("{}", render(&simulated.report, &simulated.inputs));
+        for report in &simulated.reports {
+            print!("{}", render(report, &simulated.inputs));
+        }
+        if simulated.reports.len() > 1 {
+            print!("{}", render_scenarios(&simulated.reports));
+        }
         for path in &simulated.plots {
             println!("  plot: {}", path.display());
         }
         println!("total {:.0} s", started.elapsed().as_secs_f64());
     } else {
-        println!("{}", serde_json::to_string_pretty(&simulated.report)?);
+        println!("{}", serde_json::to_string_pretty(&simulated.reports)?);
     }
     Ok(())
 }
 
-/// A finished simulation: its report, what it ran on, and the plots written.
+/// A finished simulation: one report per scenario, what they ran on, and the plots written
+/// (of the first scenario).
 pub struct SimulatedMarket {
-    pub report: MarketReport,
+    pub reports: Vec<MarketReport>,
     pub inputs: MarketInputs,
     pub plots: Vec<PathBuf>,
 }
@@ -139,12 +154,18 @@ pub fn simulate_market(args: &MarketArgs, progress: bool) -> Result<SimulatedMar
     } else {
         ClearingMode::Plain
     };
-    let report = simulate(&inputs, &config, args.scenario, mode)?;
+    let reports = args
+        .scenario
+        .0
+        .iter()
+        .map(|&scenario| simulate(&inputs, &config, scenario, mode))
+        .collect::<Result<Vec<_>, _>>()?;
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
-    let plots = market_plots::write_all(&args.out, &report, &inputs)?;
+    let first = reports.first().context("no scenario to run")?;
+    let plots = market_plots::write_all(&args.out, first, &inputs)?;
     Ok(SimulatedMarket {
-        report,
+        reports,
         inputs,
         plots,
     })
@@ -369,6 +390,33 @@ fn day_forecasts(
         .collect())
 }
 
+/// Imbalance cost of every source under every scenario, and the change from calm days.
+fn render_scenarios(reports: &[MarketReport]) -> String {
+    use std::fmt::Write;
+    let mut out = String::from("\nimbalance cost by scenario (change from `none`)\n");
+    let _ = write!(out, "{:<26}", "forecast source");
+    for r in reports {
+        let _ = write!(out, " {:>20}", r.scenario.name());
+    }
+    out.push('\n');
+    let calm = reports.iter().find(|r| r.scenario == Scenario::None);
+    for (i, source) in reports[0].sources.iter().enumerate() {
+        let _ = write!(out, "{:<26}", source.source);
+        for r in reports {
+            let cost = r.sources[i].imbalance_cost;
+            let change = calm
+                .map(|c| c.sources[i].imbalance_cost)
+                .filter(|&c| c > 1.0 && r.scenario != Scenario::None)
+                .map_or(String::new(), |c| {
+                    format!(" ({:+.0}%)", 100.0 * (cost / c - 1.0))
+                });
+            let _ = write!(out, " {:>20}", format!("{cost:.0}{change}"));
+        }
+        out.push('\n');
+    }
+    out
+}
+
 /// The comparison table.
 fn render(report: &MarketReport, inputs: &MarketInputs) -> String {
     use std::fmt::Write;
@@ -459,7 +507,7 @@ mod tests {
             fleet: None,
             days: 6,
             private: false,
-            scenario: Scenario::None,
+            scenario: Scenarios(vec![Scenario::None]),
             config: None,
             rounds: 3,
             sites: 6,
@@ -479,7 +527,7 @@ mod tests {
         let mut args = small(dir.path());
         args.private = true;
         let simulated = simulate_market(&args, false).unwrap();
-        let report = &simulated.report;
+        let report = &simulated.reports[0];
         let names: Vec<&str> = report.sources.iter().map(|s| s.source.as_str()).collect();
         assert_eq!(
             names,
@@ -517,6 +565,22 @@ mod tests {
             table.contains("federated + fine-tuned imbalance cost"),
             "{table}"
         );
+    }
+
+    #[test]
+    fn all_scenarios_run_on_the_same_forecasts_with_a_summary() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut args = small(dir.path());
+        args.scenario = parse_scenarios("all").unwrap();
+        let simulated = simulate_market(&args, false).unwrap();
+        let names: Vec<Scenario> = simulated.reports.iter().map(|r| r.scenario).collect();
+        assert_eq!(names, Scenario::ALL);
+        let summary = render_scenarios(&simulated.reports);
+        assert!(
+            summary.contains("rogue-bidder") && summary.contains("perfect foresight"),
+            "{summary}"
+        );
+        assert!(parse_scenarios("hail").unwrap_err().contains("cloud-front"));
     }
 
     #[test]

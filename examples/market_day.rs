@@ -1,6 +1,6 @@
 //! One market day of 1,000 agents, cleared plainly and through secure aggregation.
 //!
-//! `cargo run --release -p market --example clear_day -- [AGENTS]`
+//! `cargo run --release --example market_day -- [AGENTS]`
 
 use std::time::Instant;
 
