@@ -44,7 +44,7 @@ enum Command {
     Simulate(commands::market::SimulateCommand),
     /// Benchmarks of the running system.
     #[command(subcommand)]
-    Bench(commands::federation::BenchCommand),
+    Bench(commands::bench::BenchCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -55,7 +55,7 @@ fn main() -> std::process::ExitCode {
         Command::Train(args) => commands::train::run(args),
         Command::Coordinator(cmd) => commands::federation::run_coordinator(cmd),
         Command::Participant(cmd) => commands::federation::run_participant(cmd),
-        Command::Bench(cmd) => commands::federation::run_bench(cmd),
+        Command::Bench(cmd) => commands::bench::run(cmd),
         Command::Models(cmd) => commands::models::run(cmd),
         Command::Forecast(args) => commands::forecast::run(args),
         Command::Simulate(cmd) => commands::market::run(cmd),

@@ -27,9 +27,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tonic::transport::Channel;
 
-use super::federation::{BenchTransport, loopback_transport};
-
-use super::federation::runtime;
+use super::runtime::{BenchTransport, loopback_transport, runtime};
 
 /// The served model: hourly residential load, one week of context, day-ahead, trained in one
 /// plain round by a single site (plain and one participant keep the setup short; serving does
@@ -125,6 +123,10 @@ pub struct BenchForecastReport {
     pub registry_lookup_us: RegistryLookupUs,
     /// throughput / bare_inference.single_core_throughput.
     pub ratio: f64,
+    /// Whether the served forecast equals, value for value, `ServingModel::forecast` of the
+    /// same version in process: what lets a market engine (`gridfed simulate market`) use the
+    /// in-process path for speed.
+    pub served_equals_in_process: bool,
 }
 
 pub fn run(args: BenchForecastArgs) -> Result<()> {
@@ -216,6 +218,10 @@ pub fn bench_forecast(args: &BenchForecastArgs) -> Result<BenchForecastReport> {
         &weights,
     )?;
     let bare = bare_inference(&model, &request)?;
+    let served_equals_in_process = match &load.served {
+        Some(served) => served_matches(served, &model, &request)?,
+        None => false,
+    };
     let registry_lookup_us = registry_lookup(dir.path(), &registry, &spec.name)?;
 
     let measured_s = load.elapsed.as_secs_f64();
@@ -241,13 +247,36 @@ pub fn bench_forecast(args: &BenchForecastArgs) -> Result<BenchForecastReport> {
         ratio: throughput / bare.single_core_throughput,
         bare_inference: bare,
         registry_lookup_us,
+        served_equals_in_process,
     })
+}
+
+/// Whether a gRPC answer carries exactly the in-process forecast of the same request.
+fn served_matches(
+    served: &ForecastResponse,
+    model: &ServingModel,
+    request: &ForecastRequest,
+) -> Result<bool> {
+    let spec = model.spec();
+    let domain =
+        coordinator::forecast::domain_request(request.clone(), spec.target, spec.resolution)
+            .map_err(status)?;
+    let local = model.forecast(&domain)?;
+    Ok(served.timestamps_unix_s == local.timestamps_unix_s
+        && served.quantiles.len() == local.levels.len()
+        && served
+            .quantiles
+            .iter()
+            .zip(local.levels.iter().zip(&local.values_kw))
+            .all(|(q, (level, values))| q.level == *level && q.values_kw == *values))
 }
 
 struct LoadResult {
     latencies_ms: Vec<f64>,
     errors: u64,
     elapsed: Duration,
+    /// The first answer the service gave.
+    served: Option<ForecastResponse>,
 }
 
 /// Starts the coordinator, trains and promotes the model, drives the Forecast service, stops.
@@ -347,16 +376,16 @@ async fn prepare_and_load(
 
     // Warm-up: the first request loads and verifies the version; every client connects.
     let mut clients = Vec::with_capacity(args.clients);
+    let mut served = None;
     for _ in 0..args.clients {
         let mut client = ForecastClient::new(connect(endpoint).await?);
-        check(
-            &client
-                .forecast(request.clone())
-                .await
-                .map_err(status)?
-                .into_inner(),
-            spec.horizon,
-        )?;
+        let response = client
+            .forecast(request.clone())
+            .await
+            .map_err(status)?
+            .into_inner();
+        check(&response, spec.horizon)?;
+        served.get_or_insert(response);
         clients.push(client);
     }
 
@@ -384,6 +413,7 @@ async fn prepare_and_load(
         latencies_ms: Vec::new(),
         errors: 0,
         elapsed: Duration::ZERO,
+        served,
     };
     for task in tasks {
         let (latencies, errors) = task.await.context("a client task panicked")?;
@@ -499,5 +529,6 @@ mod tests {
         assert!(report.latency_ms.p99 <= report.latency_ms.max, "{report:?}");
         assert!(report.bare_inference.iterations > 0, "{report:?}");
         assert!(report.throughput > 0.0 && report.ratio > 0.0, "{report:?}");
+        assert!(report.served_equals_in_process, "{report:?}");
     }
 }

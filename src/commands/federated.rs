@@ -225,8 +225,7 @@ async fn run_federation(
 ) -> Result<Vec<FederatedRound>> {
     let rounds = plan.rounds;
     let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let endpoint =
-        super::federation::loopback_transport(&mut config, listener.local_addr()?, true)?;
+    let endpoint = super::runtime::loopback_transport(&mut config, listener.local_addr()?, true)?;
     let (stop, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(coordinator::serve_with(
         listener,

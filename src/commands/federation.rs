@@ -13,12 +13,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail, ensure};
 use clap::{Args, Subcommand, ValueEnum};
 use coordinator::{CoordinatorConfig, FederationSpec, InitialWeights, Metrics, Protection};
-use participant::client::CoordinatorEndpoint;
 use participant::{Daemon, DaemonSettings, FixedUpdate, Limits, ParticipantConfig, SiteIdentity};
 use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
+use super::runtime::{BenchTransport, loopback_transport, runtime};
 use super::train::Format;
 
 /// `gridfed coordinator ...`
@@ -80,19 +80,6 @@ pub enum ParticipantCommand {
     },
 }
 
-/// `gridfed bench ...`
-#[derive(Subcommand, Debug)]
-pub enum BenchCommand {
-    /// Real federated rounds over loopback gRPC, training excluded; prints JSON.
-    Round(BenchRoundArgs),
-    /// The Forecast service under concurrent clients over loopback gRPC, beside the bare
-    /// inference of the same model; prints JSON.
-    Forecast(super::bench_forecast::BenchForecastArgs),
-    /// Clearing a day of the microgrid market, plain and with private bids (SecAgg+), in one
-    /// process; prints JSON.
-    Market(super::bench_market::BenchMarketArgs),
-}
-
 /// How the benchmarked rounds protect the updates.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -131,21 +118,6 @@ pub struct BenchRoundArgs {
     /// gRPC transport: TLS with an ephemeral CA (as deployed) or plaintext (the baseline).
     #[arg(long, value_enum, default_value = "tls")]
     pub transport: BenchTransport,
-}
-
-/// The transport of `gridfed bench round`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum BenchTransport {
-    Tls,
-    Plaintext,
-}
-
-pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the tokio runtime")
 }
 
 fn init_tracing() {
@@ -431,14 +403,6 @@ fn publish_forecast(path: &Path, model: &str, horizon: &str, at: Option<&str>) -
     Ok(())
 }
 
-pub fn run_bench(cmd: BenchCommand) -> Result<()> {
-    match cmd {
-        BenchCommand::Round(args) => run_bench_round(args),
-        BenchCommand::Forecast(args) => super::bench_forecast::run(args),
-        BenchCommand::Market(args) => super::bench_market::run(args),
-    }
-}
-
 /// What `gridfed bench round` prints.
 #[derive(Debug, Serialize)]
 pub struct BenchRoundReport {
@@ -640,29 +604,6 @@ async fn run_loopback(
     let _ = stop.send(());
     server.await.context("coordinator task")??;
     outcome
-}
-
-/// Sets up the transport of an in-process federation on `addr` and returns the participants'
-/// endpoint: TLS with a CA and server certificate generated in memory for this run (as
-/// deployed), or, for the benchmark baseline only, plaintext.
-pub fn loopback_transport(
-    config: &mut CoordinatorConfig,
-    addr: std::net::SocketAddr,
-    tls: bool,
-) -> Result<CoordinatorEndpoint> {
-    if !tls {
-        config.insecure_plaintext = true;
-        return Ok(CoordinatorEndpoint::insecure_plaintext(&format!(
-            "http://{addr}"
-        ))?);
-    }
-    let generated = coordinator::tls::generate(&[addr.ip().to_string()])?;
-    config.tls_identity = Some(generated.server);
-    Ok(CoordinatorEndpoint::tls(
-        &format!("https://{addr}"),
-        generated.ca_cert_pem.as_bytes(),
-        "ephemeral CA",
-    )?)
 }
 
 /// The aggregation of the benchmark's vectors in one process: returns (aggregation ms, masking

@@ -149,7 +149,7 @@ pub fn run(args: ForecastArgs) -> Result<()> {
         (MAX_HISTORY_STEPS, MAX_FUTURE_STEPS),
     )
     .map_err(anyhow::Error::msg)?;
-    let response = super::federation::runtime()?.block_on(async {
+    let response = super::runtime::runtime()?.block_on(async {
         let mut client = ForecastClient::new(args.remote.connect().await?)
             .max_decoding_message_size(proto::MAX_MESSAGE_BYTES);
         client

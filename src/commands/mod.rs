@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod bench;
 pub mod bench_forecast;
 pub mod bench_market;
 pub mod datasets;
@@ -12,4 +13,5 @@ pub mod market;
 pub mod market_plots;
 pub mod models;
 pub mod report;
+pub mod runtime;
 pub mod train;

@@ -118,7 +118,7 @@ pub enum ModelsCommand {
 }
 
 pub fn run(cmd: ModelsCommand) -> Result<()> {
-    super::federation::runtime()?.block_on(run_async(cmd))
+    super::runtime::runtime()?.block_on(run_async(cmd))
 }
 
 /// A registry client that adds the operator token to every call.

@@ -1,0 +1,25 @@
+//! `gridfed bench ...`: the benchmarks of the running system, each with its baseline measured
+//! in the same run.
+
+use anyhow::Result;
+use clap::Subcommand;
+
+#[derive(Subcommand, Debug)]
+pub enum BenchCommand {
+    /// Real federated rounds over loopback gRPC, training excluded; prints JSON.
+    Round(super::federation::BenchRoundArgs),
+    /// The Forecast service under concurrent clients over loopback gRPC, beside the bare
+    /// inference of the same model; prints JSON.
+    Forecast(super::bench_forecast::BenchForecastArgs),
+    /// Clearing a day of the microgrid market, plain and with private bids (SecAgg+), in one
+    /// process; prints JSON.
+    Market(super::bench_market::BenchMarketArgs),
+}
+
+pub fn run(cmd: BenchCommand) -> Result<()> {
+    match cmd {
+        BenchCommand::Round(args) => super::federation::run_bench_round(args),
+        BenchCommand::Forecast(args) => super::bench_forecast::run(args),
+        BenchCommand::Market(args) => super::bench_market::run(args),
+    }
+}
