@@ -5,7 +5,9 @@ mod common;
 
 use common::{Harness, params};
 use crypto::secagg::shamir::{random_coefficients, reconstruct, split};
-use crypto::secagg::simulation::{Dropout, SimulationConfig, run};
+use crypto::secagg::simulation::{
+    CHI2_255_Q, Dropout, SimulationConfig, byte_chi_square as chi_square, run,
+};
 use crypto::secagg::{
     KeyAdvertisement, KeyDirectory, MaskSeed, MaskedInput, Phase, RoundPlan, SecAggParams,
     ShareList, SignedMessage, UnmaskRequest, UnmaskResponse,
@@ -15,21 +17,8 @@ use proptest::prelude::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 
-/// Pearson's chi-square statistic of byte frequencies against the uniform distribution.
-fn chi_square(bytes: &[u8]) -> f64 {
-    let mut counts = [0u64; 256];
-    bytes.iter().for_each(|b| counts[usize::from(*b)] += 1);
-    let expected = bytes.len() as f64 / 256.0;
-    counts
-        .iter()
-        .map(|&c| (c as f64 - expected).powi(2) / expected)
-        .sum()
-}
-
-/// The 1 - 1e-6 quantile of chi-square with 255 degrees of freedom (Wilson-Hilferty): the masks
-/// come from fresh OS randomness, so a uniform vector fails this test once in a million runs,
-/// while the unmasked encoding scores more than 100 times higher.
-const CHI2_255_Q: f64 = 377.2;
+// The masks come from fresh OS randomness, so a uniform vector fails the chi-square test once
+// in a million runs, while the unmasked encoding scores more than 100 times higher.
 
 #[test]
 fn a_masked_vector_is_indistinguishable_from_uniform_bytes() {

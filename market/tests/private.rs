@@ -1,7 +1,9 @@
 //! Private clearing through secure aggregation: the same outcome as plain clearing, masked
 //! curves that look random, and agents that drop.
 
-use crypto::secagg::simulation::{Dropout, PreparedRound, SimulationConfig};
+use crypto::secagg::simulation::{
+    CHI2_255_Q, Dropout, PreparedRound, SimulationConfig, byte_chi_square as chi_square,
+};
 use crypto::secagg::{MaskedInput, SecAggParams};
 use market::private::encode_day;
 use market::{
@@ -173,20 +175,6 @@ fn too_few_agents_or_oversized_bids_are_refused_clearly() {
         .unwrap_err();
     assert!(err.to_string().contains("agent 5 for hour 1"), "{err}");
 }
-
-/// Pearson's chi-square statistic of byte frequencies against the uniform distribution.
-fn chi_square(bytes: &[u8]) -> f64 {
-    let mut counts = [0u64; 256];
-    bytes.iter().for_each(|b| counts[usize::from(*b)] += 1);
-    let expected = bytes.len() as f64 / 256.0;
-    counts
-        .iter()
-        .map(|&c| (c as f64 - expected).powi(2) / expected)
-        .sum()
-}
-
-/// The 1 - 1e-6 quantile of chi-square with 255 degrees of freedom.
-const CHI2_255_Q: f64 = 377.2;
 
 #[test]
 fn the_operator_sees_one_agents_masked_curve_as_uniform_bytes() {

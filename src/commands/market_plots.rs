@@ -33,24 +33,21 @@ pub fn write_all(dir: &Path, report: &MarketReport, inputs: &MarketInputs) -> Re
     /// Draws one picture into `name.svg` and `name.png` (the drawing is generic over backends).
     macro_rules! svg_and_png {
         ($name:expr, |$root:ident| $draw:expr) => {{
-            let svg = dir.join(format!("{}.svg", $name));
-            {
-                let $root = SVGBackend::new(&svg, SIZE).into_drawing_area();
-                $draw?;
-                $root
-                    .present()
-                    .map_err(|e| anyhow!("writing {}: {e}", svg.display()))?;
+            for extension in ["svg", "png"] {
+                let path = dir.join(format!("{}.{extension}", $name));
+                let written_ok =
+                    |e: &dyn std::fmt::Display| anyhow!("writing {}: {e}", path.display());
+                if extension == "svg" {
+                    let $root = SVGBackend::new(&path, SIZE).into_drawing_area();
+                    $draw?;
+                    $root.present().map_err(|e| written_ok(&e))?;
+                } else {
+                    let $root = BitMapBackend::new(&path, SIZE).into_drawing_area();
+                    $draw?;
+                    $root.present().map_err(|e| written_ok(&e))?;
+                }
+                written.push(path);
             }
-            let png = dir.join(format!("{}.png", $name));
-            {
-                let $root = BitMapBackend::new(&png, SIZE).into_drawing_area();
-                $draw?;
-                $root
-                    .present()
-                    .map_err(|e| anyhow!("writing {}: {e}", png.display()))?;
-            }
-            written.push(svg);
-            written.push(png);
         }};
     }
     svg_and_png!("cumulative_imbalance_cost", |root| cumulative_cost(

@@ -384,3 +384,20 @@ pub fn plain_sum(vectors: &[&[u32]]) -> Vec<u32> {
     }
     sum
 }
+
+/// Pearson's chi-square statistic of byte frequencies against the uniform distribution: how
+/// the tests tell a masked vector from its plaintext (see [`CHI2_255_Q`]).
+#[must_use]
+pub fn byte_chi_square(bytes: &[u8]) -> f64 {
+    let mut counts = [0u64; 256];
+    bytes.iter().for_each(|b| counts[usize::from(*b)] += 1);
+    let expected = bytes.len() as f64 / 256.0;
+    counts
+        .iter()
+        .map(|&c| (c as f64 - expected).powi(2) / expected)
+        .sum()
+}
+
+/// The 1 - 1e-6 quantile of chi-square with 255 degrees of freedom (Wilson-Hilferty): uniform
+/// bytes exceed it once in a million draws.
+pub const CHI2_255_Q: f64 = 377.2;
