@@ -4,7 +4,10 @@
 //!   both protection modes).
 //! - [`secagg`]: dropout-tolerant secure aggregation by pairwise and self masks (SecAgg+).
 //! - `he` (feature `he`): packed RLWE encryption under a collective key.
+//! - [`dp`]: differential privacy of the aggregate: RDP accountant, clipping, distributed
+//!   discrete Gaussian noise.
 
+pub mod dp;
 mod error;
 pub mod fixed_point;
 pub mod secagg;
