@@ -132,9 +132,54 @@ pub struct FederationSpec {
     /// in which participants score the new version on their own holdout.
     #[serde(default)]
     pub evaluate: bool,
+    /// Differential privacy of every version (site-level, distributed noise); `None` trains
+    /// without DP noise.
+    #[serde(default)]
+    pub dp: Option<DpSpec>,
+}
+
+/// `[federations.dp]`: site-level differential privacy with distributed discrete Gaussian noise
+/// (`crypto::dp`). In a DP federation every site's whole update is clipped to L2 norm
+/// `clip_l2` (which is then also the per-coordinate bound), every site weighs the same, and the
+/// aggregate carries noise of standard deviation `noise_multiplier` times the sensitivity as
+/// long as at least `min_participants` sites contribute.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DpSpec {
+    pub noise_multiplier: f64,
+    pub clip_l2: f32,
+    #[serde(default = "defaults::dp_delta")]
+    pub delta: f64,
+    /// The budget: no round starts that would take the federation's epsilon above it.
+    #[serde(default)]
+    pub max_epsilon: Option<f64>,
+}
+
+impl DpSpec {
+    pub fn validate(&self) -> Result<(), String> {
+        if !(self.noise_multiplier.is_finite() && self.noise_multiplier > 0.0) {
+            return Err(format!(
+                "dp.noise_multiplier must be positive, got {}",
+                self.noise_multiplier
+            ));
+        }
+        if !(self.clip_l2.is_finite() && self.clip_l2 > 0.0) {
+            return Err(format!("dp.clip_l2 must be positive, got {}", self.clip_l2));
+        }
+        if !(self.delta > 0.0 && self.delta < 0.01) {
+            return Err(format!("dp.delta must be in (0, 0.01), got {}", self.delta));
+        }
+        if let Some(e) = self.max_epsilon.filter(|e| !(e.is_finite() && *e > 0.0)) {
+            return Err(format!("dp.max_epsilon must be positive, got {e}"));
+        }
+        Ok(())
+    }
 }
 
 mod defaults {
+    pub fn dp_delta() -> f64 {
+        1e-5
+    }
     pub fn min_participants() -> usize {
         2
     }
@@ -204,6 +249,7 @@ impl FederationSpec {
             upload_timeout_ms: defaults::upload_ms(),
             unmask_timeout_ms: defaults::unmask_ms(),
             evaluate: false,
+            dp: None,
         }
     }
 
@@ -248,6 +294,14 @@ impl FederationSpec {
         }
         if self.max_weight == 0 {
             return fail("max_weight must be at least 1");
+        }
+        if let Some(dp) = &self.dp {
+            dp.validate().or_else(|why| fail(&why))?;
+            if self.protection == Protection::Plain {
+                return fail(
+                    "dp needs masked or encrypted rounds: plain updates reach the coordinator before any noise",
+                );
+            }
         }
         // Secure aggregation needs at least two neighbours per participant.
         if self.protection == Protection::Masked && self.min_participants < 3 {

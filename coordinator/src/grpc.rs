@@ -165,6 +165,8 @@ fn train_task(plan: &RoundPlan, opening: Option<Arc<Vec<u8>>>) -> pb::TrainTask 
             crate::round::RoundPurpose::Train => pb::RoundPurpose::Train,
             crate::round::RoundPurpose::Evaluate => pb::RoundPurpose::Evaluate,
         } as i32,
+        dp_noise_multiplier: plan.dp().map_or(0.0, |d| d.noise_multiplier),
+        dp_min_contributors: u32::try_from(plan.min_participants).unwrap_or(u32::MAX),
     }
 }
 

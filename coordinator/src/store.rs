@@ -30,7 +30,7 @@ pub struct ParticipantRecord {
 }
 
 /// A federation's durable progress.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FederationRecord {
     pub name: String,
     pub latest_version: u64,
@@ -39,6 +39,10 @@ pub struct FederationRecord {
     /// Artifact holding the server-momentum velocity after `latest_version` (FedAvgM only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub velocity_sha256: Option<String>,
+    /// Differential privacy spent by the committed versions (DP federations only), committed
+    /// with each version so that a restart never forgets it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub privacy_spent: Option<crypto::dp::RdpAccountant>,
 }
 
 /// Where a version's federated evaluation stands (the only part of a version that changes
@@ -84,7 +88,31 @@ pub struct ModelVersion {
     pub created_unix_ms: u64,
     #[serde(default)]
     pub evaluation: VersionEvaluation,
+    /// The differential privacy spent up to and including this version (DP federations).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dp: Option<DpAccounting>,
 }
+
+/// What a DP federation has spent when a version is released: the `(epsilon, delta)` of every
+/// version up to it together, and the mechanism behind the number.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DpAccounting {
+    pub epsilon: f64,
+    pub delta: f64,
+    pub noise_multiplier: f64,
+    /// L2 bound of each site's update.
+    pub clip_l2: f32,
+    /// DP training rounds composed.
+    pub rounds: u64,
+    /// Fraction of the sites each round is accounted as sampling (1: no amplification).
+    pub sampling_rate: f64,
+    /// How the number was computed.
+    pub accountant: String,
+}
+
+/// Names the accountant of [`DpAccounting`].
+pub const DP_ACCOUNTANT: &str = "RDP of the sampled Gaussian (Mironov, Talwar, Zhang 2019), \
+     site-level, distributed discrete Gaussian; (eps, delta) by Canonne, Kamath, Steinke 2020";
 
 /// What was running when the coordinator last wrote its state.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -329,6 +357,7 @@ mod tests {
             latest_version: 0,
             next_round: 1,
             velocity_sha256: None,
+            privacy_spent: None,
         };
         let v = |n: u64| ModelVersion {
             federation: "f".into(),
@@ -341,6 +370,7 @@ mod tests {
             protection: Protection::Masked,
             created_unix_ms: 1,
             evaluation: VersionEvaluation::NotRequested,
+            dp: None,
         };
         {
             let store = StateStore::open(&path).unwrap();

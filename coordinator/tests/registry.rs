@@ -91,8 +91,18 @@ fn spec_errors_name_the_field() {
         ),
         (
             "min_participants = 2",
-            "min_participants = 2\n[privacy]\nnoise_multiplier = 1.1",
+            "min_participants = 2\n[privacy]\nnoise_multiplier = -1.1",
             "`privacy.noise_multiplier`",
+        ),
+        (
+            "min_participants = 2",
+            "min_participants = 2\n[privacy]\nepsilon = 4.0",
+            "`privacy.noise_multiplier`",
+        ),
+        (
+            "min_participants = 2",
+            "min_participants = 2\n[privacy]\nnoise_multiplier = 1.1\ndelta = 0.5",
+            "`privacy.delta`",
         ),
         ("rounds = 3", "rounds = 3\ncolour = 1", "colour"),
     ];
@@ -140,6 +150,7 @@ fn fake_versions(dir: &Path, model: &str, parameters: usize, n: u64) -> Vec<Mode
                 protection: Protection::Plain,
                 created_unix_ms: 1_000 + v,
                 evaluation: VersionEvaluation::NotRequested,
+                dp: None,
             }
         })
         .collect()

@@ -37,8 +37,11 @@ pub struct FixedPointCodec {
     max_participants: u32,
     /// Largest sample weight of [`Self::encode_weighted`]; 1 for plain sums.
     max_weight: u32,
-    /// Largest `|q|` of one unweighted value: `floor((2^31-1) / (max_participants * max_weight))`.
+    /// Largest `|q|` of one unweighted value: `floor((2^31-1) / (max_participants * max_weight
+    /// + headroom))`.
     unit: u32,
+    /// Extra room, in units, for noise added to the words (differential privacy, `crate::dp`).
+    headroom: u32,
 }
 
 /// A decoded sample-weighted mean and the total weight behind it.
@@ -60,6 +63,17 @@ impl FixedPointCodec {
         max_participants: u32,
         max_weight: u32,
     ) -> Result<Self, CryptoError> {
+        Self::with_headroom(clip, max_participants, max_weight, 0)
+    }
+
+    /// A codec whose sums also hold noise of up to `headroom` units in magnitude per value
+    /// (see `crate::dp::headroom_units`): the precision given up for differential privacy.
+    pub fn with_headroom(
+        clip: f32,
+        max_participants: u32,
+        max_weight: u32,
+        headroom: u32,
+    ) -> Result<Self, CryptoError> {
         if !(clip.is_finite() && clip > 0.0) {
             return Err(CryptoError::InvalidCodec(
                 "clip must be finite and positive",
@@ -70,7 +84,7 @@ impl FixedPointCodec {
                 "participants and weight must be at least 1",
             ));
         }
-        let capacity = u64::from(max_participants) * u64::from(max_weight);
+        let capacity = u64::from(max_participants) * u64::from(max_weight) + u64::from(headroom);
         let unit = SUM_CAPACITY / capacity;
         if unit == 0 {
             return Err(CryptoError::InvalidCodec(
@@ -82,7 +96,14 @@ impl FixedPointCodec {
             max_participants,
             max_weight,
             unit: u32::try_from(unit).map_err(|_| CryptoError::InvalidCodec("unit overflow"))?,
+            headroom,
         })
+    }
+
+    /// Largest `|q|` of one unweighted value: the grid units of `clip`.
+    #[must_use]
+    pub fn unit(&self) -> u32 {
+        self.unit
     }
 
     #[must_use]
@@ -208,7 +229,10 @@ impl FixedPointCodec {
                 max: self.max_participants,
             });
         }
-        Ok(u64::from(participants) * u64::from(self.max_weight) * u64::from(self.unit))
+        Ok(
+            (u64::from(participants) * u64::from(self.max_weight) + u64::from(self.headroom))
+                * u64::from(self.unit),
+        )
     }
 
     /// Largest absolute error of each coordinate of [`Self::decode_sum`] over `participants`

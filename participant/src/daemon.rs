@@ -250,6 +250,7 @@ impl Daemon {
         };
         let (trainer, pool) = (self.trainer.clone(), self.pool.clone());
         let (clip, max_weight) = (task.clip, task.max_weight);
+        let dp = contribution::round_dp(task);
         if contribution::is_evaluation(task) {
             return tokio::task::spawn_blocking(move || {
                 // A site that cannot score abstains rather than leaving the round to time out.
@@ -264,7 +265,7 @@ impl Daemon {
         }
         tokio::task::spawn_blocking(move || {
             let result = pool.install(|| trainer.train(&spec, &global))?;
-            contribution::from_training(result, &global, clip, max_weight)
+            contribution::from_training(result, &global, clip, max_weight, dp)
         })
     }
 
@@ -340,10 +341,7 @@ impl Daemon {
                     self.identity.signing_key(),
                     secagg_id,
                     &joined.coordinator_key,
-                    &task.secagg_plan,
-                    task.clip,
-                    task.roster.len(),
-                    task.max_weight,
+                    &task,
                 )?;
                 let (federation, round) = (task.federation.clone(), task.round);
                 self.active = Some(ActiveRound {

@@ -45,6 +45,7 @@ pub struct EncryptedSession {
     codec: LimbCodec,
     values: usize,
     noise: NoiseSource,
+    dp: Option<crate::contribution::RoundDp>,
 }
 
 impl std::fmt::Debug for EncryptedSession {
@@ -86,8 +87,11 @@ impl EncryptedSession {
             ));
         }
         let values = crate::contribution::vector_len(task)?;
+        let dp = crate::contribution::round_dp(task);
+        let headroom = dp.map_or(0, crate::contribution::RoundDp::headroom);
         let codec =
-            LimbCodec::new(committee.plan(), task.clip, task.max_weight).map_err(he_err("plan"))?;
+            LimbCodec::with_headroom(committee.plan(), task.clip, task.max_weight, headroom)
+                .map_err(he_err("plan"))?;
         let mut noise = NoiseSource::from_os().map_err(he_err("randomness"))?;
         let participant = ParticipantId(participant);
         let (seat, commitment) = match committee.member_index(participant) {
@@ -122,6 +126,7 @@ impl EncryptedSession {
                 codec,
                 values,
                 noise,
+                dp,
             },
             commitment,
         ))
@@ -279,12 +284,17 @@ impl EncryptedSession {
                 self.values
             )));
         }
-        let words = self
+        let mut words = self
             .codec
+            .codec()
             .encode_weighted(update, weight)
-            .map_err(he_err("encode"))?;
+            .map_err(|e| ParticipantError::Crypto(format!("encode: {e}")))?;
+        if let Some(dp) = self.dp {
+            dp.add_noise(self.codec.codec(), &mut words, update.len())?;
+        }
+        let slots = self.codec.split_words(&words);
         let ciphertext = key
-            .encrypt(&words, &mut self.noise)
+            .encrypt(&slots, &mut self.noise)
             .map_err(he_err("encrypt"))?;
         Ok(ciphertext.seal(&self.signing))
     }

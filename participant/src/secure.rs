@@ -7,6 +7,7 @@ use ed25519_dalek::{SigningKey, VerifyingKey};
 use rand::SeedableRng;
 
 use crate::ParticipantError;
+use crate::contribution::RoundDp;
 
 fn crypto_err(e: crypto::CryptoError) -> ParticipantError {
     ParticipantError::Crypto(e.to_string())
@@ -19,19 +20,21 @@ const MESSAGE_LIMIT: usize = proto::MAX_MESSAGE_BYTES;
 pub struct SecureRound {
     state: ParticipantRound,
     codec: FixedPointCodec,
+    dp: Option<RoundDp>,
 }
 
 impl SecureRound {
-    /// Answers the coordinator's signed plan; returns the round and the key advertisement.
+    /// Answers the coordinator's signed plan (`task.secagg_plan`); returns the round and the
+    /// key advertisement. The task also fixes the encoding: clip, roster, weights and DP noise.
     pub fn join(
         signing: &SigningKey,
         secagg_id: u32,
         coordinator_key: &[u8],
-        plan: &[u8],
-        clip: f32,
-        roster: usize,
-        max_weight: u32,
+        task: &proto::v1::TrainTask,
     ) -> Result<(Self, Vec<u8>), ParticipantError> {
+        let (clip, roster, max_weight) = (task.clip, task.roster.len(), task.max_weight);
+        let dp = crate::contribution::round_dp(task);
+        let plan = task.secagg_plan.as_slice();
         let key: [u8; 32] = coordinator_key
             .try_into()
             .map_err(|_| ParticipantError::Protocol("coordinator key must be 32 bytes".into()))?;
@@ -47,9 +50,10 @@ impl SecureRound {
             ParticipantRound::join(identity, coordinator, &plan, &mut rng).map_err(crypto_err)?;
         let roster = u32::try_from(roster)
             .map_err(|_| ParticipantError::Protocol("roster too large".into()))?;
-        let codec =
-            FixedPointCodec::weighted(clip, roster.max(1), max_weight).map_err(crypto_err)?;
-        Ok((Self { state, codec }, advert.to_bytes()))
+        let headroom = dp.map_or(0, RoundDp::headroom);
+        let codec = FixedPointCodec::with_headroom(clip, roster.max(1), max_weight, headroom)
+            .map_err(crypto_err)?;
+        Ok((Self { state, codec, dp }, advert.to_bytes()))
     }
 
     /// Handles a key directory, share relay or unmask request; returns the reply, if any.
@@ -69,10 +73,13 @@ impl SecureRound {
 
     /// Encodes `update` weighted by `weight` and masks it; returns the masked input message.
     pub fn mask(&mut self, update: &[f32], weight: u32) -> Result<Vec<u8>, ParticipantError> {
-        let words = self
+        let mut words = self
             .codec
             .encode_weighted(update, weight)
             .map_err(crypto_err)?;
+        if let Some(dp) = self.dp {
+            dp.add_noise(&self.codec, &mut words, update.len())?;
+        }
         Ok(self.state.mask(&words).map_err(crypto_err)?.to_bytes())
     }
 }

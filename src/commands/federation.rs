@@ -715,7 +715,7 @@ fn encrypted_aggregation_only(
     let d = deltas.first().map_or(0, |v| v.len());
     let m = n.min(MAX_COMMITTEE_MEMBERS);
     let t = m / 2 + 1;
-    let (plan, codec) = plan_for(n, m, t, d, spec.clip, spec.max_weight)?;
+    let (plan, codec) = plan_for(n, m, t, d, spec.clip, spec.max_weight, 0)?;
     let mut noise = NoiseSource::from_os()?;
     let identities: Vec<SigningKey> = (0..n)
         .map(|i| SigningKey::from_bytes(&[i as u8 + 1; 32]))

@@ -499,10 +499,19 @@ fn print_manifest(m: &VersionManifest, aliases: &[String]) {
             ))
             .unwrap_or_else(|| "none".into())
     );
-    println!(
-        "privacy      differential privacy: {}",
-        l.privacy.differential_privacy.as_deref().unwrap_or("none")
-    );
+    match &l.privacy.differential_privacy {
+        Some(dp) => println!(
+            "privacy      differential privacy: epsilon {:.3} at delta {:e} over {} rounds (noise multiplier {}, L2 clip {}, sampling rate {}); {}",
+            dp.epsilon,
+            dp.delta,
+            dp.rounds,
+            dp.noise_multiplier,
+            dp.clip_l2,
+            dp.sampling_rate,
+            dp.accountant
+        ),
+        None => println!("privacy      differential privacy: none"),
+    }
     println!(
         "weights      {} parameters, sha256 {}",
         c.weights.parameters, c.weights.sha256

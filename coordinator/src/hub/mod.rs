@@ -223,6 +223,7 @@ impl Hub {
                     latest_version: 0,
                     next_round: 1,
                     velocity_sha256: None,
+                    privacy_spent: None,
                 };
                 let v0 = ModelVersion {
                     federation: spec.name.clone(),
@@ -235,6 +236,7 @@ impl Hub {
                     protection: spec.protection,
                     created_unix_ms: now_ms,
                     evaluation: VersionEvaluation::NotRequested,
+                    dp: None,
                 };
                 self.store.create_federation(&record, &v0)?;
                 info!(federation = %spec.name, parameters = weights.len(), "federation created");
@@ -268,7 +270,7 @@ impl Hub {
             .filter(|p| p.federations.contains(&spec.name))
             .map(|p| p.id.clone())
             .collect();
-        let round = next_round_state(spec, &latest, now_ms);
+        let round = next_round_state(spec, &record, &latest, now_ms);
         Ok(Federation {
             spec: spec.clone(),
             record,

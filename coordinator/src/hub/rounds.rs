@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use crypto::dp::RdpAccountant;
 use tracing::{info, warn};
 
 use super::{AVAILABLE_WINDOW_MS, Hub, RoundState, random_seed};
@@ -12,7 +13,8 @@ use crate::round::{
     Aggregated, Deadlines, PlainCollecting, RoundError, RoundPlan, RoundPurpose, WeightsRef,
 };
 use crate::store::{
-    FederationRecord, InFlightRound, ModelVersion, ParticipantRecord, VersionEvaluation,
+    DP_ACCOUNTANT, DpAccounting, FederationRecord, InFlightRound, ModelVersion, ParticipantRecord,
+    VersionEvaluation,
 };
 use crate::{CoordinatorError, round};
 
@@ -135,6 +137,10 @@ impl Hub {
             .cloned()
             .collect();
         let spec = &f.spec;
+        if !f.latest.evaluation.is_pending() && budget_exhausted(spec, &f.record).is_some() {
+            // Restarts and reconfigurations land here too: the budget is never overrun.
+            return Ok(None);
+        }
         // "Every member" means those enrolled so far; an explicit per-round count waits (up to
         // the selection timeout) for members that have not enrolled or polled yet.
         let target = if spec.participants_per_round == 0 {
@@ -298,7 +304,7 @@ impl Hub {
         };
         let bytes = proto::chunk::f32_to_bytes(&weights);
         let sha256 = self.artifacts.put(&bytes)?;
-        let version = ModelVersion {
+        let mut version = ModelVersion {
             federation: name.to_string(),
             version: f.latest.version + 1,
             round: plan.round,
@@ -313,10 +319,24 @@ impl Hub {
             } else {
                 VersionEvaluation::NotRequested
             },
+            dp: None,
         };
+        let privacy_spent = spend_round(spec, &f.record).or_else(|| f.record.privacy_spent.clone());
+        if let (Some(dp), Some(spent)) = (&spec.dp, &privacy_spent) {
+            version.dp = Some(DpAccounting {
+                epsilon: spent.epsilon(dp.delta).0,
+                delta: dp.delta,
+                noise_multiplier: dp.noise_multiplier,
+                clip_l2: dp.clip_l2,
+                rounds: spent.rounds,
+                sampling_rate: 1.0,
+                accountant: DP_ACCOUNTANT.into(),
+            });
+        }
         let record = FederationRecord {
             latest_version: version.version,
             velocity_sha256,
+            privacy_spent,
             ..f.record.clone()
         };
         self.store.commit_version(&record, &version)?;
@@ -326,6 +346,11 @@ impl Hub {
             round = plan.round,
             version = version.version,
             participants = aggregated.participants,
+            epsilon = record
+                .privacy_spent
+                .as_ref()
+                .zip(spec.dp.as_ref())
+                .map(|(a, d)| a.epsilon(d.delta).0),
             "round aggregated; version committed"
         );
         // Applying the update and committing the version are part of the round.
@@ -338,7 +363,7 @@ impl Hub {
         f.global_bytes = Arc::new(bytes);
         f.velocity = velocity;
         f.latest = version;
-        Ok(next_round_state(&f.spec, &f.latest, now_ms))
+        Ok(next_round_state(&f.spec, &f.record, &f.latest, now_ms))
     }
 
     /// Stores the fleet scores of an evaluation round with the version they score; a failed
@@ -398,7 +423,7 @@ impl Hub {
         self.store.record_evaluation(&version)?;
         self.settled += 1;
         f.latest = version;
-        Ok(next_round_state(&f.spec, &f.latest, now_ms))
+        Ok(next_round_state(&f.spec, &f.record, &f.latest, now_ms))
     }
 }
 
@@ -407,16 +432,54 @@ const EVALUATION_ATTEMPTS: u32 = 3;
 
 /// What follows a settled round: another round (training, or the latest version's pending
 /// evaluation), or nothing once the last version is trained and evaluated.
+/// A DP federation that has spent its budget also stops (after its pending evaluation).
 pub(super) fn next_round_state(
     spec: &FederationSpec,
+    record: &FederationRecord,
     latest: &ModelVersion,
     now_ms: u64,
 ) -> RoundState {
-    if latest.version >= spec.rounds && !latest.evaluation.is_pending() {
+    let exhausted = budget_exhausted(spec, record);
+    if let Some(next) = exhausted {
+        warn!(
+            federation = %spec.name,
+            version = latest.version,
+            epsilon_after_next_round = next,
+            max_epsilon = spec.dp.as_ref().and_then(|d| d.max_epsilon),
+            "privacy budget spent: no further training round starts"
+        );
+    }
+    let trained = latest.version >= spec.rounds || exhausted.is_some();
+    if trained && !latest.evaluation.is_pending() {
         RoundState::Done
     } else {
         RoundState::Idle { since_ms: now_ms }
     }
+}
+
+/// The epsilon one more training round would bring a DP federation to, when that exceeds its
+/// budget (`dp.max_epsilon`).
+pub(super) fn budget_exhausted(spec: &FederationSpec, record: &FederationRecord) -> Option<f64> {
+    let dp = spec.dp.as_ref()?;
+    let max = dp.max_epsilon?;
+    let next = record
+        .privacy_spent
+        .clone()
+        .unwrap_or_default()
+        .epsilon_after(1.0, dp.noise_multiplier, 1, dp.delta);
+    (next > max).then_some(next)
+}
+
+/// The RDP accountant after one more committed round of a DP federation. Sites are not
+/// Poisson-sampled by the coordinator, so no amplification by sampling is claimed (q = 1).
+pub(super) fn spend_round(
+    spec: &FederationSpec,
+    record: &FederationRecord,
+) -> Option<RdpAccountant> {
+    let dp = spec.dp.as_ref()?;
+    let mut spent = record.privacy_spent.clone().unwrap_or_default();
+    spent.compose(1.0, dp.noise_multiplier, 1);
+    Some(spent)
 }
 
 /// The Ed25519 keys of the selected participants.

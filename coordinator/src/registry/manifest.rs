@@ -34,13 +34,13 @@ pub struct Lineage {
     pub parent: Option<ParentRef>,
 }
 
-/// What bounded each participant's influence. `differential_privacy` stays `None` until DP
-/// noise exists: a manifest never claims an epsilon that was not spent.
+/// What bounded each participant's influence. `differential_privacy` is `None` for versions
+/// trained without DP noise: a manifest never claims an epsilon that was not spent.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PrivacyAccounting {
     pub clip: f32,
     pub max_weight: u32,
-    pub differential_privacy: Option<String>,
+    pub differential_privacy: Option<crate::store::DpAccounting>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

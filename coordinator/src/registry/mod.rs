@@ -244,7 +244,7 @@ impl Registry {
                 privacy: PrivacyAccounting {
                     clip: spec.privacy.clip,
                     max_weight: spec.privacy.max_weight,
-                    differential_privacy: None,
+                    differential_privacy: v.dp.clone(),
                 },
                 parent,
             },

@@ -149,11 +149,30 @@ impl Default for Training {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Privacy {
+    /// Per-coordinate bound of an update; with `noise_multiplier`, the L2 bound of the whole
+    /// update (site-level differential privacy).
     pub clip: f32,
     pub max_weight: u32,
-    /// Differential privacy noise multiplier. Refused when set: no DP noise is added in this
-    /// build, and a manifest must never claim an accounting that did not happen.
+    /// Differential privacy: the noise standard deviation over the sensitivity. Every version's
+    /// manifest then records the `(epsilon, delta)` spent (see `crate::config::DpSpec`).
     pub noise_multiplier: Option<f64>,
+    /// DP `delta` (default 1e-5).
+    pub delta: Option<f64>,
+    /// DP budget: no round starts that would spend more than this epsilon.
+    pub epsilon: Option<f64>,
+}
+
+impl ModelSpec {
+    /// The federation's differential privacy, when the spec asks for it.
+    pub fn dp(&self) -> Option<crate::config::DpSpec> {
+        let p = &self.privacy;
+        Some(crate::config::DpSpec {
+            noise_multiplier: p.noise_multiplier?,
+            clip_l2: p.clip,
+            delta: p.delta.unwrap_or(1e-5),
+            max_epsilon: p.epsilon,
+        })
+    }
 }
 
 impl Default for Privacy {
@@ -163,6 +182,8 @@ impl Default for Privacy {
             clip: f.clip,
             max_weight: f.max_weight,
             noise_multiplier: None,
+            delta: None,
+            epsilon: None,
         }
     }
 }
@@ -286,10 +307,24 @@ impl ModelSpec {
         if p.max_weight == 0 {
             return Err(RegistryError::spec("privacy.max_weight", "must be >= 1"));
         }
-        if p.noise_multiplier.is_some() {
+        if let Some(dp) = self.dp() {
+            dp.validate().map_err(|why| {
+                let field = why
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or("dp")
+                    .trim_start_matches("dp.");
+                let field = match field {
+                    "clip_l2" => "clip",
+                    "max_epsilon" => "epsilon",
+                    other => other,
+                };
+                RegistryError::spec(format!("privacy.{field}"), why)
+            })?;
+        } else if p.delta.is_some() || p.epsilon.is_some() {
             return Err(RegistryError::spec(
                 "privacy.noise_multiplier",
-                "differential privacy noise is not implemented in this build; remove the field",
+                "`delta` and `epsilon` need a noise multiplier",
             ));
         }
         let config = self.forecaster_config();
@@ -403,6 +438,7 @@ impl ModelSpec {
         f.server_learning_rate = self.training.server_learning_rate;
         f.clip = self.privacy.clip;
         f.max_weight = self.privacy.max_weight;
+        f.dp = self.dp();
         // Every registered version gets federated metrics before its manifest is signed.
         f.evaluate = true;
         Ok(f)

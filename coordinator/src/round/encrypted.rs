@@ -84,6 +84,7 @@ pub fn plan_for(
     values: usize,
     clip: f32,
     max_weight: u32,
+    noise_headroom: u32,
 ) -> Result<(AggregationPlan, LimbCodec), HeError> {
     let summands = u32::try_from(contributors).map_err(|_| HeError::InvalidPlan("roster"))?;
     let size = |n: usize| u16::try_from(n).map_err(|_| HeError::InvalidPlan("committee"));
@@ -97,7 +98,7 @@ pub fn plan_for(
             Threshold(size(threshold)?),
             SlotCount(budget),
         )?;
-        let codec = LimbCodec::new(&plan, clip, max_weight)?;
+        let codec = LimbCodec::with_headroom(&plan, clip, max_weight, noise_headroom)?;
         if codec.slots(values) as u64 <= (values as u64 + 1) * limbs {
             return Ok((plan, codec));
         }
@@ -191,6 +192,7 @@ impl EncryptedRound {
             values,
             plan.clip(),
             plan.max_weight(),
+            plan.noise_headroom(),
         )
         .map_err(he_error)?;
         let seats = members

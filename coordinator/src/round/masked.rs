@@ -212,9 +212,13 @@ impl MaskedRound {
         let vector_len = u32::try_from(plan.vector_len() + 1)
             .map_err(|_| CoordinatorError::Config("model too large for masking".into()))?;
         let params = params_for(&plan, vector_len)?;
-        let codec =
-            FixedPointCodec::weighted(plan.clip(), plan.selected.len() as u32, plan.max_weight())
-                .map_err(|e| CoordinatorError::Config(e.to_string()))?;
+        let codec = FixedPointCodec::with_headroom(
+            plan.clip(),
+            plan.selected.len() as u32,
+            plan.max_weight(),
+            plan.noise_headroom(),
+        )
+        .map_err(|e| CoordinatorError::Config(e.to_string()))?;
         let round = RoundId {
             federation: FederationId::from_name(&plan.federation),
             round: plan.round,

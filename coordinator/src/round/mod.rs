@@ -105,20 +105,38 @@ impl RoundPlan {
         }
     }
 
-    /// Every sent value lies in `[-clip, clip]`.
+    /// Every sent value lies in `[-clip, clip]` (in a DP round the L2 bound, which bounds
+    /// every coordinate too).
     pub fn clip(&self) -> f32 {
-        match self.purpose {
-            RoundPurpose::Train => self.spec.clip,
-            RoundPurpose::Evaluate => models::holdout::SCORE_CLIP,
+        match (self.purpose, self.dp()) {
+            (RoundPurpose::Train, Some(dp)) => dp.clip_l2,
+            (RoundPurpose::Train, None) => self.spec.clip,
+            (RoundPurpose::Evaluate, _) => models::holdout::SCORE_CLIP,
         }
     }
 
-    /// Largest weight (training samples, or holdout windows) a contribution may claim.
+    /// Largest weight (training samples, or holdout windows) a contribution may claim; 1 in a
+    /// DP round, where every site counts the same.
     pub fn max_weight(&self) -> u32 {
-        match self.purpose {
-            RoundPurpose::Train => self.spec.max_weight,
-            RoundPurpose::Evaluate => models::holdout::MAX_SCORE_WEIGHT,
+        match (self.purpose, self.dp()) {
+            (RoundPurpose::Train, Some(_)) => 1,
+            (RoundPurpose::Train, None) => self.spec.max_weight,
+            (RoundPurpose::Evaluate, _) => models::holdout::MAX_SCORE_WEIGHT,
         }
+    }
+
+    /// The differential privacy of a training round of a DP federation.
+    pub fn dp(&self) -> Option<&crate::config::DpSpec> {
+        match self.purpose {
+            RoundPurpose::Train => self.spec.dp.as_ref(),
+            RoundPurpose::Evaluate => None,
+        }
+    }
+
+    /// Units of headroom the fixed-point sums keep for the DP noise (0 without DP).
+    pub fn noise_headroom(&self) -> u32 {
+        self.dp()
+            .map_or(0, |d| crypto::dp::headroom_units(d.noise_multiplier))
     }
 
     pub fn is_selected(&self, participant: &str) -> bool {

@@ -6,4 +6,4 @@ pub mod accountant;
 pub mod noise;
 
 pub use accountant::{RdpAccountant, noise_multiplier_for, sampled_gaussian_rdp};
-pub use noise::{NoiseShares, clip_l2, discrete_gaussian};
+pub use noise::{NoiseShares, clip_l2, discrete_gaussian, headroom_units, round_noise};

@@ -125,3 +125,23 @@ impl NoiseShares {
         }
     }
 }
+
+/// Headroom (in units of the codec's clip) that a sum needs for noise of multiplier
+/// `noise_multiplier`: eight standard deviations (a wrap then needs an 8-sigma draw, probability
+/// below 1e-15 per value), plus one for the rounding slack in the sensitivity.
+pub fn headroom_units(noise_multiplier: f64) -> u32 {
+    (8.0 * noise_multiplier * 1.001).ceil() as u32 + 1
+}
+
+/// The noise shares of a DP round: L2 sensitivity of one site's encoded update of `values`
+/// words (its clip in grid units plus the rounding slack `sqrt(values) / 2`), times
+/// `noise_multiplier`, split among at least `min_contributors`.
+pub fn round_noise(
+    codec: &crate::fixed_point::FixedPointCodec,
+    values: usize,
+    noise_multiplier: f64,
+    min_contributors: u32,
+) -> Result<NoiseShares, CryptoError> {
+    let sensitivity = f64::from(codec.unit()) + (values as f64).sqrt() / 2.0;
+    NoiseShares::new(noise_multiplier * sensitivity, min_contributors)
+}

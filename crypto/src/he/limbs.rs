@@ -25,8 +25,19 @@ impl LimbCodec {
     /// A codec for values clipped to `[-clip, clip]`, weights in `1..=max_weight`, and up to
     /// the plan's maximum number of summands.
     pub fn new(plan: &AggregationPlan, clip: f32, max_weight: u32) -> Result<Self, HeError> {
+        Self::with_headroom(plan, clip, max_weight, 0)
+    }
+
+    /// As [`Self::new`], with words that also hold noise of up to `headroom` units
+    /// ([`FixedPointCodec::with_headroom`]); limbs carry any word, noisy or not.
+    pub fn with_headroom(
+        plan: &AggregationPlan,
+        clip: f32,
+        max_weight: u32,
+        headroom: u32,
+    ) -> Result<Self, HeError> {
         let summands = plan.max_summands().0;
-        let codec = FixedPointCodec::weighted(clip, summands, max_weight)?;
+        let codec = FixedPointCodec::with_headroom(clip, summands, max_weight, headroom)?;
         let carry = u32::BITS - (summands - 1).leading_zeros();
         let limb_bits = plan.plaintext_bits().0.saturating_sub(carry).min(32);
         if limb_bits == 0 {
@@ -47,6 +58,18 @@ impl LimbCodec {
         &self.codec
     }
 
+    /// Splits already encoded words (e.g. with noise added) into limb slots, limb-major.
+    #[must_use]
+    pub fn split_words(&self, words: &[u32]) -> Vec<u32> {
+        let mask = low_mask(self.limb_bits);
+        let mut slots = Vec::with_capacity(words.len() * self.limbs);
+        for limb in 0..self.limbs {
+            let shift = limb as u32 * self.limb_bits;
+            slots.extend(words.iter().map(|w| (w >> shift) & mask));
+        }
+        slots
+    }
+
     /// Slots of a vector of `values` values (plus the weight word).
     #[must_use]
     pub fn slots(&self, values: usize) -> usize {
@@ -55,14 +78,7 @@ impl LimbCodec {
 
     /// Plaintext slots of `weight * values` and `weight`, limb-major.
     pub fn encode_weighted(&self, values: &[f32], weight: u32) -> Result<Vec<u32>, HeError> {
-        let words = self.codec.encode_weighted(values, weight)?;
-        let mask = low_mask(self.limb_bits);
-        let mut slots = Vec::with_capacity(words.len() * self.limbs);
-        for limb in 0..self.limbs {
-            let shift = limb as u32 * self.limb_bits;
-            slots.extend(words.iter().map(|w| (w >> shift) & mask));
-        }
-        Ok(slots)
+        Ok(self.split_words(&self.codec.encode_weighted(values, weight)?))
     }
 
     /// The weighted mean of `participants` updates from the decrypted slot sums.
