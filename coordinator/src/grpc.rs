@@ -276,8 +276,11 @@ impl Federation for FederationService {
         Ok(Response::new(pb::JoinResponse {
             federation: spec.name,
             protection: protection_to_pb(spec.protection) as i32,
-            model_spec_json: spec.model_spec_json,
             coordinator_key: self.coordinator_key.to_vec(),
+            dp_noise_multiplier: spec.dp.as_ref().map_or(0.0, |d| d.noise_multiplier),
+            dp_delta: spec.dp.as_ref().map_or(0.0, |d| d.delta),
+            dp_max_epsilon: spec.dp.as_ref().and_then(|d| d.max_epsilon).unwrap_or(0.0),
+            model_spec_json: spec.model_spec_json,
         }))
     }
 

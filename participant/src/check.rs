@@ -22,6 +22,8 @@ pub struct CheckReport {
     pub horizon: usize,
     /// Parameters of the default quantile MLP for this layout (the federation's spec decides).
     pub default_model_parameters: usize,
+    /// The differential privacy this site requires of a federation before it joins.
+    pub privacy: String,
     /// One line per message kind the daemon sends.
     pub shared: Vec<String>,
     pub never_shared: Vec<String>,
@@ -47,6 +49,12 @@ pub fn check(config: &ParticipantConfig) -> Result<CheckReport, ParticipantError
         context: train.context,
         horizon: train.horizon,
         default_model_parameters: d,
+        privacy: match config.limits.max_epsilon {
+            Some(max) => format!(
+                "joins only a federation with site-level differential privacy and an epsilon budget <= {max} (limits.max_epsilon); in its rounds the update is clipped to the round's L2 bound and carries this site's share of discrete Gaussian noise"
+            ),
+            None => "no minimum: joins a federation with or without differential privacy (set limits.max_epsilon to require it)".into(),
+        },
         shared: vec![
             "Enroll: operator token, Ed25519 public key (32 bytes), site label".into(),
             "Join / GetTask / DownloadWeights: federation tag or name, signed request envelope"
@@ -94,6 +102,7 @@ impl fmt::Display for CheckReport {
             "model: {} parameters with the default MLP for this layout",
             self.default_model_parameters
         )?;
+        writeln!(f, "privacy: {}", self.privacy)?;
         writeln!(f, "shared with the coordinator:")?;
         for line in &self.shared {
             writeln!(f, "  - {line}")?;

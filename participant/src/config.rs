@@ -65,6 +65,10 @@ pub struct Limits {
     pub backoff_initial_ms: u64,
     #[serde(default = "defaults::backoff_max_ms")]
     pub backoff_max_ms: u64,
+    /// The weakest differential privacy this site accepts: it refuses to join a federation
+    /// without a DP budget at or below this epsilon. `None` accepts any federation.
+    #[serde(default)]
+    pub max_epsilon: Option<f64>,
 }
 
 impl Default for Limits {
@@ -75,6 +79,7 @@ impl Default for Limits {
             long_poll_ms: defaults::long_poll_ms(),
             backoff_initial_ms: defaults::backoff_initial_ms(),
             backoff_max_ms: defaults::backoff_max_ms(),
+            max_epsilon: None,
         }
     }
 }

@@ -64,6 +64,32 @@ enum Outcome {
     Finished,
 }
 
+/// Refuses a federation whose differential privacy is weaker than the site's `max_epsilon`
+/// (none at all, no budget, or a larger budget). A permanent refusal: the daemon stops.
+pub fn check_privacy(
+    max_epsilon: Option<f64>,
+    joined: &pb::JoinResponse,
+) -> Result<(), ParticipantError> {
+    let Some(max) = max_epsilon else {
+        return Ok(());
+    };
+    let promised = (joined.dp_noise_multiplier > 0.0 && joined.dp_max_epsilon > 0.0)
+        .then_some(joined.dp_max_epsilon);
+    match promised {
+        Some(eps) if eps <= max => Ok(()),
+        Some(eps) => Err(ParticipantError::Config(format!(
+            "federation `{}` allows epsilon up to {eps} (delta {}), more than this site's \
+             limits.max_epsilon = {max}: not joining",
+            joined.federation, joined.dp_delta
+        ))),
+        None => Err(ParticipantError::Config(format!(
+            "federation `{}` has no differential-privacy budget and this site requires \
+             epsilon <= {max} (limits.max_epsilon): not joining",
+            joined.federation
+        ))),
+    }
+}
+
 impl Daemon {
     pub fn new(
         settings: DaemonSettings,
@@ -138,6 +164,7 @@ impl Daemon {
         )
         .await?;
         let joined = link.join(&s.federation_tag).await?;
+        check_privacy(s.limits.max_epsilon, &joined)?;
         summary.participant_id = link.participant_id().to_string();
         summary.federation = joined.federation.clone();
         info!(participant = %summary.participant_id, federation = %joined.federation, "joined");

@@ -157,3 +157,81 @@ async fn the_budget_stops_training_and_survives_a_restart() {
         "no round beyond the budget after a restart"
     );
 }
+
+/// A site with `limits.max_epsilon` joins only a federation whose budget is at or below it,
+/// and stops with a clear error (not a retry loop) otherwise.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_site_refuses_a_federation_weaker_than_its_max_epsilon() {
+    use std::sync::Arc;
+
+    use participant::{Daemon, SiteIdentity};
+    let dir = tempfile::tempdir().unwrap();
+    let d = 500;
+    let budgeted = |name: &str, max_epsilon: Option<f64>| {
+        dp_spec(
+            name,
+            d,
+            1,
+            Protection::Masked,
+            DpSpec {
+                noise_multiplier: 4.0,
+                clip_l2: 100.0,
+                delta: 1e-5,
+                max_epsilon,
+            },
+        )
+    };
+    let plain = FederationSpec {
+        min_participants: 3,
+        ..FederationSpec::vector("open", d as u64, Protection::Masked, 1)
+    };
+    let coord = RunningCoordinator::start(
+        dir.path(),
+        vec![
+            budgeted("strict", Some(2.0)),
+            budgeted("loose", Some(20.0)),
+            budgeted("unbounded", None),
+            plain,
+        ],
+    )
+    .await;
+    let run = |tag: &str| {
+        let mut settings = settings_at(
+            participant::client::CoordinatorEndpoint::insecure_plaintext(&coord.url()).unwrap(),
+            "careful-site",
+            tag,
+        );
+        settings.limits.max_epsilon = Some(4.0);
+        let daemon = Daemon::new(
+            settings,
+            Arc::new(SiteIdentity::generate().unwrap()),
+            fixed(0, d, 10),
+        )
+        .unwrap();
+        tokio::spawn(daemon.run(std::future::pending()))
+    };
+    for (tag, needle) in [
+        ("loose", "allows epsilon up to 20"),
+        ("unbounded", "no differential-privacy budget"),
+        ("open", "no differential-privacy budget"),
+    ] {
+        let outcome = tokio::time::timeout(Duration::from_secs(20), run(tag))
+            .await
+            .unwrap()
+            .unwrap();
+        let err = outcome.expect_err("the site must refuse").to_string();
+        assert!(
+            err.contains(needle) && err.contains("max_epsilon"),
+            "{tag}: {err}"
+        );
+    }
+    // A federation within the limit is joined: the daemon is still running a while later.
+    let strict = run("strict");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        !strict.is_finished(),
+        "the site stays in a federation within its limit"
+    );
+    strict.abort();
+    coord.stop().await;
+}
