@@ -56,6 +56,15 @@ pub struct DemoArgs {
     pub data: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
+    /// Also train the federated MLP under site-level differential privacy at these epsilons
+    /// (comma-separated; `inf` is the non-private run), with delta `--dp-delta`.
+    #[arg(long, value_delimiter = ',')]
+    pub epsilon: Vec<f64>,
+    #[arg(long, default_value_t = 1e-5)]
+    pub dp_delta: f64,
+    /// L2 bound of each site's update in the private runs.
+    #[arg(long, default_value_t = 1.0)]
+    pub dp_clip: f32,
 }
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -114,6 +123,8 @@ struct DemoReport {
     accuracy: Vec<DemoRow>,
     median_site: Vec<MedianSite>,
     federated_evaluation: Vec<FederatedEvaluationRow>,
+    /// `--epsilon`: the federated MLP under site-level differential privacy.
+    differential_privacy: Vec<super::demo_privacy::PrivacyRow>,
 }
 
 /// The statistic a federated evaluation reports, from per-site rows: the nMAE of each site
@@ -144,15 +155,15 @@ fn pooled(report: &EvaluationReport, model: ModelKind) -> Result<EvaluationRow> 
 }
 
 /// Pooled and per-site accuracy of one federated variant.
-struct Scored {
-    pooled: EvaluationRow,
-    sites: Vec<EvaluationRow>,
+pub(super) struct Scored {
+    pub(super) pooled: EvaluationRow,
+    pub(super) sites: Vec<EvaluationRow>,
     /// Per-site seasonal guard decisions, where the variant applies the guard.
     guard: Vec<GuardDecision>,
 }
 
 /// Scores `forecasts` (one per site) like the other models.
-fn score(
+pub(super) fn score(
     kind: ModelKind,
     target: Target,
     test: &[SampleSet],
@@ -198,14 +209,10 @@ fn federated(
         server_momentum: args.server_momentum,
         personalize: Some(target),
         evaluate: Some(target),
+        dp: None,
     };
     let progress = round_progress(format!("{target:?}"));
-    let quiet = args.format != Format::Table;
-    let forecasts = federated_forecasts(&prepared, &test, &config, &plan, |done, all| {
-        if quiet {
-            progress(done, all);
-        }
-    })?;
+    let forecasts = federated_forecasts(&prepared, &test, &config, &plan, progress)?;
     let global = score(ModelKind::FederatedMlp, target, &test, &forecasts.global)?;
     let mut tuned = score(
         ModelKind::FederatedFineTuned,
@@ -228,12 +235,12 @@ fn federated(
 }
 
 /// The score a site is compared on: nMAE, on daylight steps for PV.
-fn site_nmae(row: &EvaluationRow) -> f64 {
+pub(super) fn site_nmae(row: &EvaluationRow) -> f64 {
     row.daylight.unwrap_or(row.metrics).nmae
 }
 
 /// Median over sites of the nMAE (daylight nMAE for PV) of `model`'s per-site rows.
-fn median_site_nmae<'a>(rows: impl Iterator<Item = &'a EvaluationRow>) -> f64 {
+pub(super) fn median_site_nmae<'a>(rows: impl Iterator<Item = &'a EvaluationRow>) -> f64 {
     let mut values: Vec<f64> = rows.filter(|r| r.site.is_some()).map(site_nmae).collect();
     values.sort_by(f64::total_cmp);
     match values.len() {
@@ -279,6 +286,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
     let mut rows = Vec::new();
     let mut medians = Vec::new();
     let mut evaluations = Vec::new();
+    let mut privacy = Vec::new();
     for target in Target::ALL {
         // Net load only where a fleet has net meters (the realistic profile, real fleets).
         let measured = fleet
@@ -338,6 +346,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
             sites: tuned.sites.len(),
             skipped_sites: centralized.skipped_sites.clone(),
         });
+        let reference = (site_nmae(&global.pooled), site_nmae(&tuned.pooled));
         let mut methods = vec![
             (
                 "seasonal naive (day)".to_string(),
@@ -426,6 +435,19 @@ pub fn run(args: DemoArgs) -> Result<()> {
                 );
             }
         }
+        if args.epsilon.iter().any(|e| e.is_finite()) {
+            let rows =
+                super::demo_privacy::sweep(&fleet, target, split, &args, protection, &local_sites)?;
+            if table {
+                let last = medians.last().context("median row")?;
+                let reference = (reference.0, reference.1, last.federated_fine_tuned_nmae);
+                print!(
+                    "{}",
+                    super::demo_privacy::render(&rows, reference, last.local_mlp_nmae, args.rounds)
+                );
+            }
+            privacy.extend(rows);
+        }
         evaluations.extend(evaluation);
         rows.extend(methods.drain(..).map(|(method, row)| DemoRow {
             target,
@@ -440,6 +462,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
             accuracy: rows,
             median_site: medians,
             federated_evaluation: evaluations,
+            differential_privacy: privacy,
         };
         println!("{}", serde_json::to_string_pretty(&report)?);
     }

@@ -57,7 +57,7 @@ pub struct FederatedOutcome {
 }
 
 /// How a federated training run is organised.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct FederatedPlan {
     pub rounds: usize,
     pub local_epochs: usize,
@@ -70,6 +70,8 @@ pub struct FederatedPlan {
     /// Run a federated evaluation round after each training round: every daemon scores the
     /// new version on its own `test` samples (for this target).
     pub evaluate: Option<datasets::Target>,
+    /// Site-level differential privacy of every round (distributed noise, `crypto::dp`).
+    pub dp: Option<coordinator::config::DpSpec>,
 }
 
 /// Trains `config`'s MLP by federated averaging across `sites` (one participant each, using
@@ -89,6 +91,7 @@ pub fn federated_training(
         server_momentum,
         personalize,
         evaluate,
+        ref dp,
     } = *plan;
     ensure!(rounds >= 1, "federated training needs at least one round");
     ensure!(
@@ -139,6 +142,7 @@ pub fn federated_training(
         // FedAvg weights are the true sample counts.
         max_weight: u32::try_from(max_samples.max(1)).context("too many samples")?,
         evaluate: evaluate.is_some(),
+        dp: dp.clone(),
         ..FederationSpec::vector(FEDERATION, 0, mode, rounds as u64)
     };
     let dir = tempfile::tempdir().context("creating a temporary coordinator directory")?;
@@ -361,13 +365,24 @@ pub fn federated_forecasts(
     })
 }
 
-/// A one-line progress bar on stderr for [`federated_training`]'s rounds.
+/// Progress of [`federated_training`]'s rounds on stderr: a redrawn bar on a terminal, a line
+/// per quarter otherwise (a log file gets four lines, not one `\r` frame per round).
 pub fn round_progress(label: String) -> impl Fn(usize, usize) + Send + Sync {
+    use std::io::IsTerminal;
+    let terminal = std::io::stderr().is_terminal();
     move |done, all| {
-        let bar = "#".repeat(done) + &".".repeat(all.saturating_sub(done));
-        eprint!("\r  federated {label}: round {done}/{all} [{bar}]");
-        if done == all {
-            eprintln!();
+        if terminal {
+            let width = 40;
+            let filled = (done * width).checked_div(all).unwrap_or(width);
+            let bar = "#".repeat(filled) + &".".repeat(width - filled);
+            eprint!("\r  federated {label}: round {done}/{all} [{bar}]");
+            if done == all {
+                eprintln!();
+            }
+        } else if (done * 4).checked_div(all) != (done.saturating_sub(1) * 4).checked_div(all)
+            || done == all
+        {
+            eprintln!("  federated {label}: round {done}/{all}");
         }
     }
 }
@@ -457,6 +472,7 @@ mod tests {
             server_momentum: 0.0,
             personalize: None,
             evaluate: None,
+            dp: None,
         };
         let outcome = federated_training(&prepared, &config, &plan, |_, _| {}).unwrap();
         let fed = nmae(&config, &outcome.params, &test);

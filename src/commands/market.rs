@@ -234,6 +234,7 @@ fn market_inputs(fleet: &GriddedFleet, args: &MarketArgs, table: bool) -> Result
         server_momentum: 0.0,
         personalize: Some(target),
         evaluate: None,
+        dp: None,
     };
     let progress = round_progress("net load".into());
     let federated = federated_forecasts(&prepared, &test, &model_config, &plan, |d, a| {

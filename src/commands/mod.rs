@@ -5,6 +5,7 @@ pub mod bench_forecast;
 pub mod bench_market;
 pub mod datasets;
 pub mod demo;
+pub mod demo_privacy;
 pub mod federated;
 pub mod federation;
 pub mod fleet;
