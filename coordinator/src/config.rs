@@ -138,7 +138,7 @@ pub struct FederationSpec {
     pub dp: Option<DpSpec>,
 }
 
-/// `[federations.dp]`: site-level differential privacy with distributed discrete Gaussian noise
+/// `[federation.dp]`: site-level differential privacy with distributed discrete Gaussian noise
 /// (`crypto::dp`). In a DP federation every site's whole update is clipped to L2 norm
 /// `clip_l2` (which is then also the per-coordinate bound), every site weighs the same, and the
 /// aggregate carries noise of standard deviation `noise_multiplier` times the sensitivity as
