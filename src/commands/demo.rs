@@ -234,6 +234,18 @@ fn federated(
     Ok((global, tuned, outcome, evaluation))
 }
 
+/// Sites whose row in `rows` beats the same site's row in `others` (lower nMAE).
+pub(super) fn wins_over(rows: &[EvaluationRow], others: &[&EvaluationRow]) -> usize {
+    rows.iter()
+        .filter(|t| {
+            others
+                .iter()
+                .find(|l| l.site == t.site)
+                .is_some_and(|l| site_nmae(t) < site_nmae(l))
+        })
+        .count()
+}
+
 /// The score a site is compared on: nMAE, on daylight steps for PV.
 pub(super) fn site_nmae(row: &EvaluationRow) -> f64 {
     row.daylight.unwrap_or(row.metrics).nmae
@@ -313,16 +325,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
             .iter()
             .filter(|r| r.model == ModelKind::Mlp && r.site.is_some())
             .collect();
-        let fine_tuned_wins = tuned
-            .sites
-            .iter()
-            .filter(|t| {
-                local_sites
-                    .iter()
-                    .find(|l| l.site == t.site)
-                    .is_some_and(|l| site_nmae(t) < site_nmae(l))
-            })
-            .count();
+        let fine_tuned_wins = wins_over(&tuned.sites, &local_sites);
         let naive_median =
             |kind: ModelKind| median_site_nmae(centralized.rows.iter().filter(|r| r.model == kind));
         let (naive_day, naive_week) = (

@@ -11,7 +11,7 @@ use datasets::{SplitSpec, Target};
 use models::{EvaluationRow, ForecasterConfig, ModelKind};
 use serde::Serialize;
 
-use super::demo::{DemoArgs, median_site_nmae, score, site_nmae};
+use super::demo::{DemoArgs, median_site_nmae, score, site_nmae, wins_over};
 use super::federated::{FederatedPlan, federated_forecasts, round_progress};
 use super::fleet::GriddedFleet;
 use super::train::{Format, prepared_sets};
@@ -85,16 +85,7 @@ pub fn sweep(
             &test,
             &forecasts.tuned,
         )?;
-        let fine_tuned_wins = tuned
-            .sites
-            .iter()
-            .filter(|t| {
-                local_sites
-                    .iter()
-                    .find(|l| l.site == t.site)
-                    .is_some_and(|l| site_nmae(t) < site_nmae(l))
-            })
-            .count();
+        let fine_tuned_wins = wins_over(&tuned.sites, local_sites);
         let mut spent = crypto::dp::RdpAccountant::default();
         spent.compose(1.0, noise_multiplier, forecasts.outcome.rounds.len() as u64);
         rows.push(PrivacyRow {
