@@ -251,6 +251,19 @@ impl Forecast for ForecastService {
                     coverage: e.scores.coverage,
                     skill: e.scores.skill,
                 }),
+            privacy: manifest
+                .content
+                .lineage
+                .privacy
+                .differential_privacy
+                .as_ref()
+                .map(|dp| pb::DifferentialPrivacy {
+                    epsilon: dp.epsilon,
+                    delta: dp.delta,
+                    noise_multiplier: dp.noise_multiplier,
+                    clip_l2: dp.clip_l2,
+                    rounds: dp.rounds,
+                }),
         }))
     }
 

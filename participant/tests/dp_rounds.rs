@@ -235,3 +235,59 @@ async fn a_site_refuses_a_federation_weaker_than_its_max_epsilon() {
     strict.abort();
     coord.stop().await;
 }
+
+/// A registry spec with `[privacy]` noise and budget: every signed manifest records what its
+/// version spent, and the federation stops at the budget before its `rounds`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registered_versions_sign_their_epsilon_and_respect_the_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let coord = RunningCoordinator::start_registry(dir.path()).await;
+    let z = 3.0;
+    let epsilon_after = |rounds: u64| {
+        let mut a = RdpAccountant::default();
+        a.compose(1.0, z, rounds);
+        a.epsilon(1e-5).0
+    };
+    let budget = 0.5 * (epsilon_after(2) + epsilon_after(3));
+    let spec = format!(
+        r#"
+name = "dp-load"
+target = "load"
+sector = "residential"
+context = 24
+horizon = 24
+protection = "masked"
+rounds = 6
+
+[architecture]
+hidden = [4]
+
+[training]
+min_participants = 3
+
+[privacy]
+clip = 50.0
+noise_multiplier = {z}
+epsilon = {budget}
+"#
+    );
+    let model = coord.run_fixed(&spec, 3).await;
+    coord.stop().await;
+    let registry = coordinator::registry::Registry::open(dir.path()).unwrap();
+    let manifests = registry.versions(&model).unwrap();
+    assert_eq!(manifests.len(), 2, "the budget allows two rounds of six");
+    for (i, m) in manifests.iter().enumerate() {
+        m.verify(&registry.public_key()).unwrap();
+        let dp = m
+            .content
+            .lineage
+            .privacy
+            .differential_privacy
+            .as_ref()
+            .unwrap();
+        assert_eq!(dp.rounds, i as u64 + 1);
+        assert!((dp.epsilon - epsilon_after(i as u64 + 1)).abs() < 1e-12);
+        assert_eq!((dp.noise_multiplier, dp.clip_l2, dp.delta), (z, 50.0, 1e-5));
+        assert!(dp.epsilon <= budget);
+    }
+}

@@ -195,10 +195,14 @@ fn print(r: &proto::forecast::ForecastResponse, format: ForecastFormat) -> Resul
                 serde_json::json!({"sector": a.sector, "sites": a.sites, "nmae": a.nmae,
                     "nrmse": a.nrmse, "coverage": a.coverage, "skill": a.skill})
             });
+            let privacy = r.privacy.as_ref().map(|p| {
+                serde_json::json!({"epsilon": p.epsilon, "delta": p.delta,
+                    "noise_multiplier": p.noise_multiplier, "clip_l2": p.clip_l2, "rounds": p.rounds})
+            });
             println!(
                 "{}",
                 serde_json::json!({"model": r.model, "version": r.version, "version_id": r.version_id,
-                    "federated_accuracy": accuracy, "steps": steps})
+                    "federated_accuracy": accuracy, "differential_privacy": privacy, "steps": steps})
             );
         }
         ForecastFormat::Csv | ForecastFormat::Table => {
@@ -220,6 +224,13 @@ fn print(r: &proto::forecast::ForecastResponse, format: ForecastFormat) -> Resul
                         100.0 * a.nmae,
                         100.0 * a.coverage
                     );
+                }
+                match &r.privacy {
+                    Some(p) => println!(
+                        "differential privacy: epsilon {:.2} at delta {:e} over {} rounds (site-level)",
+                        p.epsilon, p.delta, p.rounds
+                    ),
+                    None => println!("differential privacy: none"),
                 }
                 print!("{:<22}", "timestamp (UTC)");
                 for name in &levels {
