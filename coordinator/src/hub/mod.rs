@@ -13,7 +13,7 @@ use crate::artifacts::{ArtifactStore, LocalArtifacts};
 use crate::auth::{NonceBook, parse_key};
 use crate::config::{CoordinatorConfig, FederationSpec, InitialWeights};
 use crate::metrics::Metrics;
-use crate::round::{PlainCollecting, RoundError, RoundPlan, WeightsRef};
+use crate::round::{PlainCollecting, RoundError, WeightsRef};
 use crate::store::{
     FederationRecord, ModelVersion, ParticipantRecord, StateStore, VersionEvaluation,
 };
@@ -61,28 +61,7 @@ struct Federation {
     round: RoundState,
 }
 
-/// What a participant should do next (domain form of `proto::v1::RoundTask`).
-#[derive(Debug, Clone, PartialEq)]
-pub enum Task {
-    Idle {
-        reason: &'static str,
-    },
-    /// Train from the plan's global weights; masked rounds add the signed secure-aggregation
-    /// plan to answer with key advertisements, encrypted rounds the committee roster.
-    Train {
-        plan: Box<RoundPlan>,
-        secagg_plan: Option<Arc<Vec<u8>>>,
-    },
-    /// A secure-aggregation step: the coordinator's broadcast for `phase`.
-    Step {
-        round: u64,
-        phase: round::masked::StepPhase,
-        payload: Arc<Vec<u8>>,
-    },
-    Done {
-        final_weights: WeightsRef,
-    },
-}
+pub use crate::round::Task;
 
 /// What an upload must look like before its bytes are read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -19,10 +19,10 @@ use crypto::secagg::{FederationId, ParticipantId};
 use prost::Message;
 use proto::v1 as pb;
 
+use super::Task;
 use super::masked::{CoordinatorIdentity, Finished, StepPhase, secagg_id};
 use super::{Aggregated, RoundError, RoundPlan};
 use crate::CoordinatorError;
-use crate::hub::Task;
 
 /// Largest committee: each member receives one 128 KiB fragment per member in one message,
 /// which must stay under `proto::MAX_MESSAGE_BYTES`.

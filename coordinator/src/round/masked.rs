@@ -11,9 +11,9 @@ use crypto::secagg::{
     FederationId, ParticipantId, Party, RosterEntry, RoundId, SecAggParams, SignedMessage,
 };
 
+use super::Task;
 use super::{Aggregated, RoundError, RoundPlan};
 use crate::CoordinatorError;
-use crate::hub::Task;
 
 /// What a participant is asked to answer with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -11,6 +11,8 @@ pub mod encrypted;
 pub mod masked;
 mod plain;
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 pub use plain::PlainCollecting;
@@ -171,4 +173,27 @@ pub struct Aggregated {
     pub total_weight: u64,
     /// Number of contributions in the mean.
     pub participants: usize,
+}
+
+/// What a participant should do next (domain form of `proto::v1::RoundTask`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Task {
+    Idle {
+        reason: &'static str,
+    },
+    /// Train from the plan's global weights; masked rounds add the signed secure-aggregation
+    /// plan to answer with key advertisements, encrypted rounds the committee roster.
+    Train {
+        plan: Box<RoundPlan>,
+        secagg_plan: Option<Arc<Vec<u8>>>,
+    },
+    /// A secure-aggregation step: the coordinator's broadcast for `phase`.
+    Step {
+        round: u64,
+        phase: masked::StepPhase,
+        payload: Arc<Vec<u8>>,
+    },
+    Done {
+        final_weights: WeightsRef,
+    },
 }
