@@ -202,15 +202,7 @@ fn federated(
     let first = &prepared[0].train;
     let config =
         ForecasterConfig::day_ahead(target, first.n_features, first.horizon).with_seed(args.seed);
-    let plan = FederatedPlan {
-        rounds: args.rounds,
-        local_epochs: args.local_epochs,
-        protection,
-        server_momentum: args.server_momentum,
-        personalize: Some(target),
-        evaluate: Some(target),
-        dp: None,
-    };
+    let plan = demo_plan(args, target, protection);
     let progress = round_progress(format!("{target:?}"));
     let forecasts = federated_forecasts(&prepared, &test, &config, &plan, progress)?;
     let global = score(ModelKind::FederatedMlp, target, &test, &forecasts.global)?;
@@ -232,6 +224,19 @@ fn federated(
             nmae_in_the_clear: window_weighted_nmae(&global.sites, &test),
         });
     Ok((global, tuned, outcome, evaluation))
+}
+
+/// The demo's federation for `target`: personalized, evaluated after every round, no DP.
+pub(super) fn demo_plan(args: &DemoArgs, target: Target, protection: Protection) -> FederatedPlan {
+    FederatedPlan {
+        rounds: args.rounds,
+        local_epochs: args.local_epochs,
+        protection,
+        server_momentum: args.server_momentum,
+        personalize: Some(target),
+        evaluate: Some(target),
+        dp: None,
+    }
 }
 
 /// Sites whose row in `rows` beats the same site's row in `others` (lower nMAE).

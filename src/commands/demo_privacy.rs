@@ -11,7 +11,7 @@ use datasets::{SplitSpec, Target};
 use models::{EvaluationRow, ForecasterConfig, ModelKind};
 use serde::Serialize;
 
-use super::demo::{DemoArgs, median_site_nmae, score, site_nmae, wins_over};
+use super::demo::{DemoArgs, demo_plan, median_site_nmae, score, site_nmae, wins_over};
 use super::federated::{FederatedPlan, federated_forecasts, round_progress};
 use super::fleet::GriddedFleet;
 use super::train::{Format, prepared_sets};
@@ -62,14 +62,11 @@ pub fn sweep(
             delta: args.dp_delta,
             max_epsilon: Some(epsilon),
         };
+        // Evaluation rounds are left out: their scores would be released without DP noise.
         let plan = FederatedPlan {
-            rounds: args.rounds,
-            local_epochs: args.local_epochs,
-            protection,
-            server_momentum: args.server_momentum,
-            personalize: Some(target),
             evaluate: None,
             dp: Some(dp),
+            ..demo_plan(args, target, protection)
         };
         let progress = round_progress(format!("{target:?} at epsilon {epsilon}"));
         let show = args.format == Format::Table;
