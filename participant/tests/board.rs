@@ -120,7 +120,9 @@ async fn participants_publish_and_market_engines_query_the_board() {
     let bob = enroll(&coord, "bob", None).await;
 
     let issued = now_s();
-    let t0 = (issued / HOUR + 1) * HOUR;
+    // The first step at least an hour ahead: the re-publications below bump `issued` by a few
+    // seconds, which must stay before the first step even when the test starts at hh:59:59.
+    let t0 = (issued / HOUR + 2) * HOUR;
     let roof_a = site_forecast(
         &entry("roof-a", "residential", issued, &res[0]),
         &local_forecast(t0, 3.0),

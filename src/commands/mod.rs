@@ -12,6 +12,7 @@ pub mod fleet;
 pub mod forecast;
 pub mod market;
 pub mod market_plots;
+pub mod market_report;
 pub mod models;
 pub mod report;
 pub mod runtime;
