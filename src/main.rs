@@ -47,7 +47,21 @@ enum Command {
     Bench(commands::bench::BenchCommand),
 }
 
+/// Rust ignores SIGPIPE, so printing into a closed pipe (`gridfed ... | head`) is an error that
+/// `println!` turns into a panic; a command-line tool should just stop, as `cat` does.
+#[cfg(unix)]
+fn restore_sigpipe() {
+    // SAFETY: called first thing in `main`, before any thread exists; SIG_DFL is always valid.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+#[cfg(not(unix))]
+fn restore_sigpipe() {}
+
 fn main() -> std::process::ExitCode {
+    restore_sigpipe();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo(args) => commands::demo::run(args),
