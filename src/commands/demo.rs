@@ -226,6 +226,27 @@ fn federated(
     Ok((global, tuned, outcome, evaluation))
 }
 
+/// Why a target cannot be federated under `protection` (masking needs neighbours, the
+/// encrypted committee a quorum): fewer than 3 sites measure it.
+fn too_few_to_protect(
+    fleet: &GriddedFleet,
+    target: Target,
+    split: datasets::SplitSpec,
+    protection: Protection,
+) -> Result<Option<String>> {
+    if protection == Protection::Plain {
+        return Ok(None);
+    }
+    let sites = datasets::prepare_fleet(&fleet.sites, &fleet.series, target, split)?.len();
+    Ok((sites < 3).then(|| {
+        format!(
+            "{sites} site(s) can train `{}`; {} aggregation needs at least 3 (use more --participants)",
+            target.column(),
+            protection.name()
+        )
+    }))
+}
+
 /// The demo's federation for `target`: personalized, evaluated after every round, no DP.
 pub(super) fn demo_plan(args: &DemoArgs, target: Target, protection: Protection) -> FederatedPlan {
     FederatedPlan {
@@ -311,6 +332,10 @@ pub fn run(args: DemoArgs) -> Result<()> {
             .iter()
             .any(|s| target.values(&s.telemetry).is_some());
         if !measured {
+            continue;
+        }
+        if let Some(why) = too_few_to_protect(&fleet, target, split, protection)? {
+            eprintln!("{target:?}: skipped: {why}");
             continue;
         }
         let step = Instant::now();
@@ -475,4 +500,31 @@ pub fn run(args: DemoArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&report)?);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Three sites hold one or two PV sites: the demo skips PV with a reason instead of failing
+    /// after load has trained.
+    #[test]
+    fn a_target_with_too_few_sites_is_skipped_with_a_reason() {
+        let fleet = from_synthetic(generate_fleet(&FleetConfig {
+            sites: 3,
+            days: 40,
+            resolution: Resolution::Hour,
+            ..FleetConfig::default()
+        }));
+        let split = split_spec(fleet.resolution, None, None, 0.2);
+        let why = too_few_to_protect(&fleet, Target::Pv, split, Protection::Masked)
+            .unwrap()
+            .expect("PV has fewer than 3 sites here");
+        assert!(why.contains("pv_kw") && why.contains("at least 3"), "{why}");
+        assert!(
+            too_few_to_protect(&fleet, Target::Pv, split, Protection::Plain)
+                .unwrap()
+                .is_none()
+        );
+    }
 }
