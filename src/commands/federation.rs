@@ -120,12 +120,16 @@ pub struct BenchRoundArgs {
     pub transport: BenchTransport,
 }
 
+/// Logs on stderr at `RUST_LOG` (default `info`); colours only on a terminal, so a log file
+/// carries no ANSI escape codes.
 fn init_tracing() {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .try_init();
 }
 
