@@ -211,8 +211,8 @@ pub fn evaluate_fleet(
 
 /// Per-site and pooled rows for one model's forecasts of `test_sets` (e.g. a federated model
 /// scored beside the others), with skill against the given persistence forecasts. PV
-/// forecasts are floored at 0 kW first: generation is never negative, and the baselines
-/// already respect that while learned models may not.
+/// forecasts are floored at 0 kW and zero at night first: generation is never negative nor
+/// there without sun, and the baselines already respect that while learned models may not.
 pub fn score_forecasts(
     kind: ModelKind,
     target: Target,
@@ -232,6 +232,7 @@ pub fn score_forecasts(
     if target == Target::Pv {
         for (forecast, test) in forecasts.iter_mut().zip(test_sets) {
             forecast.clamp_min_kw(test, 0.0)?;
+            forecast.zero_at_night(test)?;
         }
     }
     let selections: &[StepSelection] = match target {

@@ -86,6 +86,22 @@ impl QuantileForecast {
     /// Raises every value below `min_kw` to it, per sample in its site's units. For PV,
     /// `min_kw = 0` removes impossible negative output; since the floor is the same for all
     /// levels, ordered quantiles stay ordered.
+    /// Sets every level to 0 kW where the sun is down at the step (`data.daylight`): PV
+    /// generation at night is a known zero, as the served forecasts make it too.
+    pub fn zero_at_night(&mut self, data: &SampleSet) -> Result<(), ModelError> {
+        self.check_matches(data)?;
+        let (levels, horizon) = (self.quantiles.len(), self.horizon);
+        for i in 0..data.origins.len() {
+            let zero = data.normalizations[data.sites[i] as usize].normalize(0.0);
+            for step in (0..horizon).filter(|&h| !data.daylight[i * horizon + h]) {
+                for level in 0..levels {
+                    self.values[(i * levels + level) * horizon + step] = zero;
+                }
+            }
+        }
+        Ok(())
+    }
+
     pub fn clamp_min_kw(&mut self, data: &SampleSet, min_kw: f32) -> Result<(), ModelError> {
         self.check_matches(data)?;
         let per_sample = self.quantiles.len() * self.horizon;

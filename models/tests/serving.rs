@@ -132,6 +132,7 @@ fn evaluated(s: &Served, set: &datasets::SampleSet, i: usize) -> Vec<Vec<f32>> {
         .map(|level| {
             (0..kw.horizon)
                 .map(|step| match s.model.spec().target {
+                    Target::Pv if !set.daylight[i * kw.horizon + step] => 0.0,
                     Target::Pv => kw.value(i, level, step).clamp(0.0, capacity),
                     Target::Load | Target::NetLoad => kw.value(i, level, step),
                 })
@@ -193,6 +194,17 @@ fn pv_forecast_equals_the_evaluation_path_and_stays_within_capacity() {
                 .flatten()
                 .all(|&v| (0.0..=capacity).contains(&v))
         );
+        // Night steps are exactly zero at every level, and there are some in a day.
+        let night: Vec<usize> = (0..test.horizon)
+            .filter(|&h| !test.daylight[i * test.horizon + h])
+            .collect();
+        assert!(!night.is_empty());
+        for h in night {
+            assert!(
+                forecast.values_kw.iter().all(|row| row[h] == 0.0),
+                "step {h}"
+            );
+        }
     }
 }
 

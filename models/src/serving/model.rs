@@ -63,7 +63,8 @@ impl ServingModel {
     }
 
     /// Forecasts `request.horizon_steps` steps from its origin, every quantile level in kW.
-    /// PV is clipped to `[0, capacity_kw]`; the clip is monotone, so levels stay ordered.
+    /// PV is clipped to `[0, capacity_kw]`, and to 0 where the sun is down; the clip is
+    /// monotone, so levels stay ordered.
     pub fn forecast(&self, request: &ForecastRequest) -> Result<QuantileForecast, ServingError> {
         let series = self.check(request)?;
         let spec = &self.spec;
@@ -95,10 +96,22 @@ impl ServingModel {
             Target::Load | Target::NetLoad => (f32::NEG_INFINITY, f32::INFINITY),
         };
         let steps = request.horizon_steps;
+        // PV is zero where the sun is down at the step, as the evaluation path scores it.
+        let step_hi: Vec<f32> = (0..steps as i64)
+            .map(|s| {
+                let t = request.origin_unix_s + s * step;
+                let night = spec.target == Target::Pv
+                    && !datasets::solar::is_daylight(meta.latitude, meta.longitude, t, step);
+                if night { 0.0 } else { hi }
+            })
+            .collect();
         let values_kw = (0..raw.quantiles.len())
             .map(|level| {
                 (0..steps)
-                    .map(|s| norm.denormalize(raw.value(0, level, s)).clamp(lo, hi))
+                    .map(|s| {
+                        norm.denormalize(raw.value(0, level, s))
+                            .clamp(lo, step_hi[s])
+                    })
                     .collect()
             })
             .collect();
