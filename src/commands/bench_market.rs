@@ -17,6 +17,7 @@ use serde::Serialize;
 
 #[derive(Args, Debug, Clone)]
 pub struct BenchMarketArgs {
+    /// Agents bidding in the day cleared.
     #[arg(long, default_value_t = 1000)]
     pub agents: usize,
     /// Price levels of the ladder (bids are two words per level and hour).

@@ -57,18 +57,22 @@ pub struct MarketArgs {
     /// Federated rounds.
     #[arg(long, default_value_t = 120)]
     pub rounds: usize,
-    /// Sites and days of the synthetic fleet (without --fleet).
+    /// Sites of the synthetic fleet (without --fleet).
     #[arg(long, default_value_t = 10)]
     pub sites: usize,
+    /// Days of history per site of the synthetic fleet (the last 20% are held out).
     #[arg(long, default_value_t = 365)]
     pub fleet_days: usize,
+    /// Profile of the synthetic fleet: `clean` or `realistic`.
     #[arg(long, default_value = "clean")]
     pub profile: Profile,
+    /// Seed of the synthetic fleet and of the models (the market's own seed is in --config).
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
     /// Where the plots go (SVG and PNG).
     #[arg(long, default_value = "market-report")]
     pub out: PathBuf,
+    /// `table` (comparison tables and plot paths) or `json` (one report per scenario).
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
 }
