@@ -4,20 +4,14 @@
 
 use std::time::Instant;
 
-use market::{HourBook, MarketConfig, PrivateRound, clear_day_private, clear_hour, workload};
+use market::{MarketConfig, PrivateRound, clear_day, clear_day_private, workload};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let agents: usize = std::env::args().nth(1).map_or(Ok(1000), |a| a.parse())?;
     let config = MarketConfig::default();
     let day = workload::random_day(agents, &config, 1)?;
     let started = Instant::now();
-    let mut plain = Vec::new();
-    for h in 0..market::HOURS {
-        let book = HourBook {
-            bids: day.iter().map(|d| d[h].clone()).collect(),
-        };
-        plain.push(clear_hour(&book, &config.ladder, config.pricing)?);
-    }
+    let plain = clear_day(&day, &config.ladder, config.pricing)?;
     let plain_time = started.elapsed();
     let private = clear_day_private(
         &day,
@@ -25,12 +19,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         config.pricing,
         &PrivateRound::default(),
     )?;
-    let same = plain.iter().enumerate().all(|(h, (c, a))| {
-        private.clearings[h] == *c
-            && a.iter()
-                .zip(&private.allocations)
-                .all(|(x, p)| p.as_ref().is_some_and(|p| p[h] == *x))
-    });
+    let same = private.equals(&plain);
     let t = private.timings;
     println!(
         "{agents} agents x 24 h, ladder of {} levels",
@@ -59,7 +48,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     println!("private equals plain: {same}");
     for h in [6, 12, 19] {
-        let (c, _) = &plain[h];
+        let c = &plain.clearings[h];
         println!(
             "hour {h:2}: price {:?} per kWh, {:.1} kWh traded locally",
             c.price,

@@ -237,3 +237,43 @@ pub fn clear_hour(
         .collect();
     Ok((clearing, allocations))
 }
+
+/// A day cleared plainly: every hour's clearing and each agent's allocations.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClearedDay {
+    pub clearings: Vec<HourClearing>,
+    /// `[agent][hour]`.
+    pub allocations: Vec<Vec<Allocation>>,
+}
+
+/// Plain clearing of a day of bids (`days[agent][hour]`, every agent the same hours), summing
+/// the curves straight from the agents' bids.
+pub fn clear_day(
+    days: &[Vec<HourBids>],
+    ladder: &PriceLadder,
+    pricing: Pricing,
+) -> Result<ClearedDay, MarketError> {
+    let hours = days.first().map_or(0, Vec::len);
+    if let Some(a) = days.iter().position(|d| d.len() != hours) {
+        return Err(MarketError::Inputs(format!(
+            "agent {a} bids for {} hours, agent 0 for {hours}",
+            days[a].len()
+        )));
+    }
+    let mut out = ClearedDay {
+        clearings: Vec::with_capacity(hours),
+        allocations: vec![Vec::with_capacity(hours); days.len()],
+    };
+    for h in 0..hours {
+        let mut curves = AggregateCurves::zero(ladder.len());
+        for day in days {
+            curves.add(&day[h]);
+        }
+        let clearing = HourClearing::clear(&curves, ladder)?;
+        for (allocations, day) in out.allocations.iter_mut().zip(days) {
+            allocations.push(clearing.allocate(&day[h], ladder, pricing));
+        }
+        out.clearings.push(clearing);
+    }
+    Ok(out)
+}

@@ -31,7 +31,9 @@ pub mod workload;
 pub use agent::{Agent, DayPlan};
 pub use battery::{BatterySchedule, BatterySpec};
 pub use book::{HourBids, HourBook, Order, Side};
-pub use clearing::{AggregateCurves, Allocation, HourClearing, Pricing, clear_hour};
+pub use clearing::{
+    AggregateCurves, Allocation, ClearedDay, HourClearing, Pricing, clear_day, clear_hour,
+};
 pub use config::{BidStrategy, HOURS, MarketConfig};
 pub use error::MarketError;
 pub use forecast::DayForecast;

@@ -24,7 +24,7 @@ use crypto::secagg::{ParticipantId, SecAggParams};
 use serde::Serialize;
 
 use crate::book::{HourBids, Side};
-use crate::clearing::{AggregateCurves, Allocation, HourClearing, Pricing};
+use crate::clearing::{AggregateCurves, Allocation, ClearedDay, HourClearing, Pricing};
 use crate::error::MarketError;
 use crate::ladder::PriceLadder;
 
@@ -64,6 +64,20 @@ pub struct PrivateDay {
     pub timings: PrivateTimings,
     /// Words of one masked vector.
     pub vector_words: usize,
+}
+
+impl PrivateDay {
+    /// Whether this day gives exactly the prices and allocations of `plain` (every agent in the
+    /// book).
+    pub fn equals(&self, plain: &ClearedDay) -> bool {
+        self.clearings == plain.clearings
+            && self.allocations.len() == plain.allocations.len()
+            && self
+                .allocations
+                .iter()
+                .zip(&plain.allocations)
+                .all(|(private, plain)| private.as_ref() == Some(plain))
+    }
 }
 
 /// The vector one agent masks: its marginal quantities, `[hour][side][level]`.

@@ -6,8 +6,8 @@ use rand_chacha::ChaCha20Rng;
 use serde::Serialize;
 
 use crate::agent::Agent;
-use crate::book::{HourBids, HourBook};
-use crate::clearing::{Allocation, HourClearing, clear_hour};
+use crate::book::HourBids;
+use crate::clearing::{Allocation, HourClearing, clear_day};
 use crate::config::{HOURS, MarketConfig};
 use crate::error::MarketError;
 use crate::forecast::DayForecast;
@@ -261,20 +261,7 @@ impl Run<'_> {
         d: usize,
         private: Option<&mut PrivateSummary>,
     ) -> Result<(Vec<HourClearing>, Vec<Vec<Allocation>>), MarketError> {
-        let n = bids.len();
-        let mut clearings = Vec::with_capacity(HOURS);
-        let mut allocations = vec![Vec::with_capacity(HOURS); n];
-        for h in 0..HOURS {
-            let book = HourBook {
-                bids: bids.iter().map(|b| b[h].clone()).collect(),
-            };
-            let (clearing, per_agent) =
-                clear_hour(&book, &self.config.ladder, self.config.pricing)?;
-            clearings.push(clearing);
-            for (a, allocation) in per_agent.into_iter().enumerate() {
-                allocations[a].push(allocation);
-            }
-        }
+        let plain = clear_day(bids, &self.config.ladder, self.config.pricing)?;
         if let Some(summary) = private {
             let round = PrivateRound {
                 seed: self.config.seed ^ (d as u64) << 20,
@@ -288,13 +275,7 @@ impl Run<'_> {
             t.single_masking += day.timings.single_masking;
             t.unmasking += day.timings.unmasking;
             t.clearing += day.timings.clearing;
-            let same = day.clearings == clearings
-                && day
-                    .allocations
-                    .iter()
-                    .zip(&allocations)
-                    .all(|(p, a)| p.as_ref() == Some(a));
-            summary.mismatches += usize::from(!same);
+            summary.mismatches += usize::from(!day.equals(&plain));
             let private_allocations = day
                 .allocations
                 .into_iter()
@@ -302,7 +283,7 @@ impl Run<'_> {
                 .collect();
             return Ok((day.clearings, private_allocations));
         }
-        Ok((clearings, allocations))
+        Ok((plain.clearings, plain.allocations))
     }
 
     /// Settles agent `a`'s day: local fills, the rest with the grid at the tariffs, and the

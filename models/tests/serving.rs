@@ -212,13 +212,19 @@ fn pv_forecast_equals_the_evaluation_path_and_stays_within_capacity() {
 fn load_forecast_with_the_site_normalization_equals_the_evaluation_path() {
     let s = served(Target::Load);
     let test = &s.prepared.test;
-    let i = test.len() - 1;
-    let origin = index_of(&s, test.origins[i]);
-    let mut req = request(&s, origin, CONTEXT);
+    assert_served_with_site_normalization(&s, test.len() - 1);
+}
+
+/// Sample `i` of the test set served with the site's own normalization: well formed and equal
+/// to the evaluation path.
+fn assert_served_with_site_normalization(s: &Served, i: usize) {
+    let test = &s.prepared.test;
+    let origin = index_of(s, test.origins[i]);
+    let mut req = request(s, origin, CONTEXT);
     req.site_normalization = Some(test.normalizations[0]);
     let forecast = s.model.forecast(&req).unwrap();
     assert_well_formed(&forecast, &req);
-    assert_close(&forecast.values_kw, &evaluated(&s, test, i));
+    assert_close(&forecast.values_kw, &evaluated(s, test, i));
 }
 
 #[test]
@@ -229,12 +235,7 @@ fn net_load_forecast_equals_the_unclamped_evaluation_path() {
     let net = s.series.telemetry.net_load_kw.as_ref().unwrap();
     assert!(net.iter().flatten().any(|&v| v < 0.0));
     for i in 0..test.len() {
-        let origin = index_of(&s, test.origins[i]);
-        let mut req = request(&s, origin, CONTEXT);
-        req.site_normalization = Some(test.normalizations[0]);
-        let forecast = s.model.forecast(&req).unwrap();
-        assert_well_formed(&forecast, &req);
-        assert_close(&forecast.values_kw, &evaluated(&s, test, i));
+        assert_served_with_site_normalization(&s, i);
     }
 }
 

@@ -9,8 +9,8 @@ use clap::Args;
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use market::wire::{decode_day_bids, encode_day_bids};
 use market::{
-    HOURS, HourBids, HourBook, MarketConfig, PriceLadder, PrivateRound, clear_day_private,
-    clear_hour, workload,
+    HOURS, HourBids, MarketConfig, PriceLadder, PrivateRound, clear_day, clear_day_private,
+    workload,
 };
 use rayon::prelude::*;
 use serde::Serialize;
@@ -87,11 +87,11 @@ pub fn bench(args: &BenchMarketArgs) -> Result<BenchMarketReport> {
     let mut same = true;
     for r in 0..args.repeat {
         let started = Instant::now();
-        let plain = clear_all(&day, &config)?;
+        let plain = clear_day(&day, &config.ladder, config.pricing)?;
         samples[0].push(ms(started.elapsed()));
         let started = Instant::now();
         let received = receive_signed(&signed, config.ladder.levels)?;
-        clear_all(&received, &config)?;
+        clear_day(&received, &config.ladder, config.pricing)?;
         samples[6].push(ms(started.elapsed()));
         let round = PrivateRound {
             seed: r as u64,
@@ -111,12 +111,7 @@ pub fn bench(args: &BenchMarketArgs) -> Result<BenchMarketReport> {
         {
             samples[i + 1].push(ms(d));
         }
-        same &= plain.iter().enumerate().all(|(h, (c, a))| {
-            private.clearings[h] == *c
-                && a.iter()
-                    .zip(&private.allocations)
-                    .all(|(x, p)| p.as_ref().is_some_and(|p| p[h] == *x))
-        });
+        same &= private.equals(&plain);
     }
     let [plain, setup, one, all, unmask, clear, plain_signed] = samples.map(median);
     let gate = one + unmask + clear;
@@ -140,20 +135,6 @@ pub fn bench(args: &BenchMarketArgs) -> Result<BenchMarketReport> {
         in_process_vs_plain: in_process / plain,
         private_equals_plain: same,
     })
-}
-
-type Cleared = Vec<(market::HourClearing, Vec<market::Allocation>)>;
-
-/// Plain clearing of every hour of `day[agent][hour]`.
-fn clear_all(day: &[Vec<HourBids>], config: &MarketConfig) -> Result<Cleared> {
-    Ok((0..HOURS)
-        .map(|h| {
-            let book = HourBook {
-                bids: day.iter().map(|d| d[h].clone()).collect(),
-            };
-            clear_hour(&book, &config.ladder, config.pricing)
-        })
-        .collect::<Result<Vec<_>, _>>()?)
 }
 
 /// Each agent's signed bid message: (key, bytes, signature).
