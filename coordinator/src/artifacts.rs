@@ -2,8 +2,8 @@
 //!
 //! An artifact is a byte string named by its SHA-256. [`LocalArtifacts`] keeps them as files,
 //! written to a temporary name, synced, then renamed into place, so a crash leaves either the
-//! complete artifact or none; reads verify the digest. An object store can implement
-//! [`ArtifactStore`] later.
+//! complete artifact or none; [`crate::storage::PgArtifacts`] keeps them in PostgreSQL. Every
+//! read verifies the digest.
 
 use std::fs;
 use std::io::Write;
@@ -36,13 +36,19 @@ impl LocalArtifacts {
     }
 
     fn path_of(&self, digest: &str) -> Result<PathBuf, CoordinatorError> {
-        if digest.len() != 64 || !digest.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(CoordinatorError::Invalid(format!(
-                "`{digest}` is not a sha256 digest"
-            )));
-        }
+        check_digest(digest)?;
         Ok(self.dir.join(format!("{digest}.bin")))
     }
+}
+
+/// Refuses anything but 64 hex digits (a digest also names a file: no path tricks).
+pub(crate) fn check_digest(digest: &str) -> Result<(), CoordinatorError> {
+    if digest.len() != 64 || !digest.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(CoordinatorError::Invalid(format!(
+            "`{digest}` is not a sha256 digest"
+        )));
+    }
+    Ok(())
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> CoordinatorError + '_ {
@@ -76,7 +82,10 @@ impl ArtifactStore for LocalArtifacts {
 
     fn get(&self, digest: &str) -> Result<Vec<u8>, CoordinatorError> {
         let path = self.path_of(digest)?;
-        let bytes = fs::read(&path).map_err(io_err(&path))?;
+        let bytes = fs::read(&path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => CoordinatorError::MissingArtifact(digest.to_string()),
+            _ => io_err(&path)(e),
+        })?;
         if hex::encode(proto::chunk::sha256(&bytes)) != digest {
             return Err(CoordinatorError::CorruptArtifact(digest.to_string()));
         }

@@ -27,6 +27,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::CoordinatorError;
+use crate::storage::StorageConfig;
 use crate::tls::{ServerIdentity, Transport};
 
 /// How updates are protected in a federation.
@@ -355,6 +356,9 @@ pub struct CoordinatorConfig {
     /// disables those calls. At least 16 characters each.
     #[serde(default)]
     pub operator_tokens: Vec<String>,
+    /// Where state and weights live (`[storage]`; embedded redb when omitted).
+    #[serde(default)]
+    pub storage: StorageConfig,
 }
 
 const NO_TRANSPORT: &str = "no [tls] section: set tls.cert and tls.key (see `gridfed coordinator \
@@ -370,14 +374,18 @@ fn default_long_poll() -> u32 {
 }
 
 impl CoordinatorConfig {
-    /// A config for tests and in-process runs.
+    /// A config for tests and in-process runs: embedded redb under `data_dir`, or PostgreSQL
+    /// when [`crate::storage::TEST_POSTGRES_ENV`] names one (see
+    /// [`StorageConfig::for_in_process`]).
     pub fn new(
         data_dir: impl Into<PathBuf>,
         token: &str,
         federations: Vec<FederationSpec>,
     ) -> Self {
+        let data_dir = data_dir.into();
         Self {
-            data_dir: data_dir.into(),
+            storage: StorageConfig::for_in_process(&data_dir),
+            data_dir,
             listen: default_listen(),
             metrics_listen: None,
             enrollment_tokens: vec![token.into()],
@@ -433,6 +441,7 @@ impl CoordinatorConfig {
                 "operator tokens must be at least 16 characters".into(),
             ));
         }
+        self.storage.validate()?;
         let mut names = std::collections::BTreeSet::new();
         let mut tags = std::collections::BTreeSet::new();
         for f in &self.federations {

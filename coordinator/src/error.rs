@@ -59,25 +59,18 @@ pub enum CoordinatorError {
     },
     #[error("artifact {0} is corrupt (digest mismatch)")]
     CorruptArtifact(String),
+    #[error("artifact {0} is missing")]
+    MissingArtifact(String),
     #[error("configuration: {0}")]
     Config(String),
+    /// Another coordinator on the same database moved the state first (see
+    /// [`crate::store::StateStore::commit_version`]).
+    #[error("conflict: {0}")]
+    Conflict(String),
 }
 
-macro_rules! store_error {
-    ($($t:ty),*) => {$(
-        impl From<$t> for CoordinatorError {
-            fn from(e: $t) -> Self {
-                CoordinatorError::Store(e.to_string())
-            }
-        }
-    )*};
+impl From<serde_json::Error> for CoordinatorError {
+    fn from(e: serde_json::Error) -> Self {
+        CoordinatorError::Store(e.to_string())
+    }
 }
-store_error!(
-    redb::Error,
-    redb::DatabaseError,
-    redb::TransactionError,
-    redb::TableError,
-    redb::StorageError,
-    redb::CommitError,
-    serde_json::Error
-);

@@ -43,7 +43,13 @@ pub fn status_of(error: &CoordinatorError) -> Status {
             RoundError::Malformed { .. } | RoundError::SecAgg(_) => Code::InvalidArgument,
             RoundError::TooFew { .. } => Code::Aborted,
         },
-        E::Store(_) | E::Artifact { .. } | E::CorruptArtifact(_) | E::Config(_) => Code::Internal,
+        // The round moved on under another coordinator: the caller asks again.
+        E::Conflict(_) => Code::Aborted,
+        E::Store(_)
+        | E::Artifact { .. }
+        | E::CorruptArtifact(_)
+        | E::MissingArtifact(_)
+        | E::Config(_) => Code::Internal,
     };
     // Internal details stay in our logs.
     let message = if code == Code::Internal {

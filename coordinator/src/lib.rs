@@ -3,9 +3,10 @@
 //! - [`hub::Hub`]: the synchronous core. Enrollment, signed-call verification, federations and
 //!   their rounds ([`round`]: plan -> collecting -> (unmasking) -> aggregated, as types),
 //!   FedAvg weighted by sample counts, versions committed atomically.
-//! - [`store::StateStore`] (redb) and [`artifacts::ArtifactStore`] (weights as content-addressed
-//!   files) under the data directory: a coordinator killed at any moment restarts, aborts the
-//!   interrupted round cleanly and loses no completed version.
+//! - [`store::StateStore`] and [`artifacts::ArtifactStore`] (weights as content-addressed
+//!   blobs) on [`storage`]: embedded redb under the data directory, or a shared PostgreSQL. A
+//!   coordinator killed at any moment restarts, aborts the interrupted round cleanly and loses
+//!   no completed version.
 //! - [`board`]: the forecast board (participants' published site forecasts, sector totals),
 //!   served by the forecast service.
 //! - [`grpc`]: the thin tonic service; [`metrics`]: Prometheus text over a tiny HTTP endpoint.
@@ -25,6 +26,7 @@ pub mod registry;
 pub mod round;
 mod routes;
 pub mod server_momentum;
+pub mod storage;
 pub mod store;
 pub mod tls;
 
@@ -41,14 +43,16 @@ pub use hub::Hub;
 pub use metrics::Metrics;
 pub use store::{ModelVersion, VersionEvaluation};
 
-/// The latest committed version of `federation` under `data_dir` and its weights (for a
-/// stopped coordinator: the demo and tests read results this way).
+/// The latest committed version of `federation` in the state of a stopped coordinator that ran
+/// on `data_dir` with its in-process storage ([`storage::StorageConfig::for_in_process`]): the
+/// demo and tests read results this way.
 pub fn load_latest(
     data_dir: &std::path::Path,
     federation: &str,
 ) -> Result<(ModelVersion, Vec<f32>), CoordinatorError> {
-    use artifacts::ArtifactStore as _;
-    let store = store::StateStore::open(&data_dir.join("state.redb"))?;
+    let storage =
+        storage::Storage::open(&storage::StorageConfig::for_in_process(data_dir), data_dir)?;
+    let store = store::StateStore::in_storage(&storage)?;
     let record = store
         .federation(federation)?
         .ok_or_else(|| CoordinatorError::UnknownFederation(federation.into()))?;
@@ -58,8 +62,7 @@ pub fn load_latest(
             federation: federation.into(),
             version: record.latest_version,
         })?;
-    let bytes =
-        artifacts::LocalArtifacts::open(data_dir.join("artifacts"))?.get(&version.sha256)?;
+    let bytes = storage.artifacts()?.get(&version.sha256)?;
     Ok((version, proto::chunk::bytes_to_f32(&bytes)?))
 }
 
@@ -68,7 +71,9 @@ pub fn load_versions(
     data_dir: &std::path::Path,
     federation: &str,
 ) -> Result<Vec<ModelVersion>, CoordinatorError> {
-    store::StateStore::open(&data_dir.join("state.redb"))?.versions(federation)
+    let storage =
+        storage::Storage::open(&storage::StorageConfig::for_in_process(data_dir), data_dir)?;
+    store::StateStore::in_storage(&storage)?.versions(federation)
 }
 
 /// How often deadlines are checked when no request arrives.
@@ -128,12 +133,12 @@ pub async fn serve_with(
     let hub = tokio::task::spawn_blocking(move || Hub::open(config, grpc::now_ms(), metrics))
         .await
         .map_err(|e| CoordinatorError::Store(format!("opening state: {e}")))??;
-    let (hub, registry) = registry::grpc::attach(hub, data_dir.clone()).await?;
-    let board_path = data_dir.join("board.redb");
-    let board = tokio::task::spawn_blocking(move || board::Board::open(&board_path))
+    let (hub, registry) = registry::grpc::attach(hub).await?;
+    let storage = hub.storage().clone();
+    let board = tokio::task::spawn_blocking(move || board::Board::in_storage(&storage))
         .await
-        .map_err(|e| CoordinatorError::Store(format!("opening board: {e}")))?
-        .map_err(|e| CoordinatorError::Store(format!("board.redb: {e}")))?;
+        .map_err(|e| CoordinatorError::Store(format!("opening the board: {e}")))?
+        .map_err(|e| CoordinatorError::Store(format!("opening the board: {e}")))?;
     let coordinator_key = hub.coordinator_key();
     let metrics = hub.metrics().clone();
     let hub = Arc::new(Mutex::new(hub));

@@ -1,20 +1,16 @@
-//! Crash-safe coordinator state in redb: participants, federations, model versions and the
-//! in-flight round of each federation. Values are JSON; every multi-record change is one
-//! transaction, so a crash leaves the previous or the next state, never a mix.
+//! Crash-safe coordinator state: participants, federations, model versions and the in-flight
+//! round of each federation, on either storage engine ([`crate::storage`]). Values are JSON;
+//! every multi-record change is one transaction, so a crash leaves the previous or the next
+//! state, never a mix, and a round's start and commit are compare-and-sets against other
+//! coordinators on the same database.
 
 use std::path::Path;
 
-use redb::{Database, ReadableDatabase, TableDefinition};
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::CoordinatorError;
 use crate::config::Protection;
-
-const PARTICIPANTS: TableDefinition<&str, &[u8]> = TableDefinition::new("participants");
-const FEDERATIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("federations");
-const VERSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("versions");
-const ROUNDS: TableDefinition<&str, &[u8]> = TableDefinition::new("rounds");
+use crate::storage::{Kv, Storage, StoreFile, Table, encode, redb_kv};
 
 /// An enrolled participant.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -123,9 +119,9 @@ pub struct InFlightRound {
     pub started_unix_ms: u64,
 }
 
-/// The redb database under the data directory.
+/// The coordinator's durable state, on either storage engine.
 pub struct StateStore {
-    db: Database,
+    kv: Kv,
 }
 
 fn version_key(federation: &str, version: u64) -> String {
@@ -133,68 +129,36 @@ fn version_key(federation: &str, version: u64) -> String {
 }
 
 impl StateStore {
+    /// The embedded store: a redb file at `path`.
     pub fn open(path: &Path) -> Result<Self, CoordinatorError> {
-        let db = Database::create(path)?;
-        let tx = db.begin_write()?;
-        for table in [PARTICIPANTS, FEDERATIONS, VERSIONS, ROUNDS] {
-            tx.open_table(table)?;
-        }
-        tx.commit()?;
-        Ok(Self { db })
+        Ok(Self::new(redb_kv(path, StoreFile::State.tables())?))
     }
 
-    fn scan<T: DeserializeOwned>(
-        &self,
-        table: TableDefinition<&str, &[u8]>,
-        prefix: &str,
-    ) -> Result<Vec<T>, CoordinatorError> {
-        scan_json(&self.db, table, prefix)
+    /// The state store of an opened [`Storage`].
+    pub fn in_storage(storage: &Storage) -> Result<Self, CoordinatorError> {
+        Ok(Self::new(storage.kv(StoreFile::State)?))
     }
 
-    fn get<T: DeserializeOwned>(
-        &self,
-        table: TableDefinition<&str, &[u8]>,
-        key: &str,
-    ) -> Result<Option<T>, CoordinatorError> {
-        get_json(&self.db, table, key)
-    }
-
-    /// Applies a batch of puts and deletes in one transaction.
-    fn write(&self, batch: &[Write<'_>]) -> Result<(), CoordinatorError> {
-        let tx = self.db.begin_write()?;
-        for op in batch {
-            match op {
-                Write::Put(table, key, value) => {
-                    tx.open_table(*table)?
-                        .insert(key.as_str(), value.as_slice())?;
-                }
-                Write::Delete(table, key) => {
-                    tx.open_table(*table)?.remove(*key)?;
-                }
-            }
-        }
-        tx.commit()?;
-        Ok(())
+    pub fn new(kv: Kv) -> Self {
+        Self { kv }
     }
 
     pub fn participants(&self) -> Result<Vec<ParticipantRecord>, CoordinatorError> {
-        self.scan(PARTICIPANTS, "")
+        Ok(self.kv.scan(Table::Participants, "")?)
     }
 
     pub fn put_participant(&self, p: &ParticipantRecord) -> Result<(), CoordinatorError> {
-        self.write(&[Write::Put(
-            PARTICIPANTS,
-            p.id.clone(),
-            serde_json::to_vec(p)?,
-        )])
+        Ok(self
+            .kv
+            .write(&[(Table::Participants, &p.id, encode(p)?)], &[])?)
     }
 
     pub fn federation(&self, name: &str) -> Result<Option<FederationRecord>, CoordinatorError> {
-        self.get(FEDERATIONS, name)
+        Ok(self.kv.get(Table::Federations, name)?)
     }
 
     pub fn versions(&self, federation: &str) -> Result<Vec<ModelVersion>, CoordinatorError> {
-        self.scan(VERSIONS, &format!("{federation}/"))
+        Ok(self.kv.scan(Table::Versions, &format!("{federation}/"))?)
     }
 
     pub fn version(
@@ -202,47 +166,62 @@ impl StateStore {
         federation: &str,
         version: u64,
     ) -> Result<Option<ModelVersion>, CoordinatorError> {
-        self.get(VERSIONS, &version_key(federation, version))
+        Ok(self
+            .kv
+            .get(Table::Versions, &version_key(federation, version))?)
     }
 
     pub fn in_flight(&self, federation: &str) -> Result<Option<InFlightRound>, CoordinatorError> {
-        self.get(ROUNDS, federation)
+        Ok(self.kv.get(Table::Rounds, federation)?)
     }
 
-    /// Records a federation with its initial version (version 0).
+    /// Records a federation with its initial version (version 0), unless another process
+    /// recorded it first: then its record is returned and nothing is written.
     pub fn create_federation(
         &self,
         record: &FederationRecord,
         v0: &ModelVersion,
-    ) -> Result<(), CoordinatorError> {
-        self.write(&[
-            Write::Put(
-                FEDERATIONS,
-                record.name.clone(),
-                serde_json::to_vec(record)?,
-            ),
-            Write::Put(
-                VERSIONS,
-                version_key(&v0.federation, v0.version),
-                serde_json::to_vec(v0)?,
-            ),
-        ])
+    ) -> Result<Option<FederationRecord>, CoordinatorError> {
+        self.kv.transact(|txn| {
+            if let Some(existing) = txn.get::<FederationRecord>(Table::Federations, &record.name)? {
+                return Ok(Some(existing));
+            }
+            txn.put(Table::Federations, &record.name, record)?;
+            txn.put(
+                Table::Versions,
+                &version_key(&v0.federation, v0.version),
+                v0,
+            )?;
+            Ok::<_, CoordinatorError>(None)
+        })
     }
 
-    /// Marks a round as in flight (and bumps the federation's next round number).
+    /// Marks a round as in flight (and bumps the federation's next round number). Refused with
+    /// [`CoordinatorError::Conflict`] when the stored federation already numbered this round or
+    /// has one in flight: another coordinator is driving it.
     pub fn begin_round(
         &self,
         record: &FederationRecord,
         round: &InFlightRound,
     ) -> Result<(), CoordinatorError> {
-        self.write(&[
-            Write::Put(
-                FEDERATIONS,
-                record.name.clone(),
-                serde_json::to_vec(record)?,
-            ),
-            Write::Put(ROUNDS, record.name.clone(), serde_json::to_vec(round)?),
-        ])
+        self.kv.transact(|txn| {
+            let stored: Option<FederationRecord> = txn.get(Table::Federations, &record.name)?;
+            if let Some(stored) = &stored
+                && stored.next_round > round.round
+            {
+                return Err(conflict(&record.name, round.round, "its number is taken"));
+            }
+            if let Some(other) = txn.get::<InFlightRound>(Table::Rounds, &record.name)? {
+                return Err(conflict(
+                    &record.name,
+                    round.round,
+                    &format!("round {} is in flight", other.round),
+                ));
+            }
+            txn.put(Table::Federations, &record.name, record)?;
+            txn.put(Table::Rounds, &record.name, round)?;
+            Ok(())
+        })
     }
 
     /// Updates the phase of the in-flight round.
@@ -251,97 +230,75 @@ impl StateStore {
         federation: &str,
         round: &InFlightRound,
     ) -> Result<(), CoordinatorError> {
-        self.write(&[Write::Put(
-            ROUNDS,
-            federation.to_string(),
-            serde_json::to_vec(round)?,
-        )])
+        Ok(self
+            .kv
+            .write(&[(Table::Rounds, federation, encode(round)?)], &[])?)
     }
 
     /// Ends the in-flight round without a version (failed or aborted).
     pub fn end_round(&self, federation: &str) -> Result<(), CoordinatorError> {
-        self.write(&[Write::Delete(ROUNDS, federation)])
+        Ok(self.kv.write(&[], &[(Table::Rounds, federation)])?)
     }
 
     /// Records a version's evaluation (and ends the evaluation round), atomically.
     pub fn record_evaluation(&self, version: &ModelVersion) -> Result<(), CoordinatorError> {
-        self.write(&[
-            Write::Put(
-                VERSIONS,
-                version_key(&version.federation, version.version),
-                serde_json::to_vec(version)?,
-            ),
-            Write::Delete(ROUNDS, &version.federation),
-        ])
+        Ok(self.kv.write(
+            &[(
+                Table::Versions,
+                &version_key(&version.federation, version.version),
+                encode(version)?,
+            )],
+            &[(Table::Rounds, &version.federation)],
+        )?)
     }
 
-    /// Commits a completed version and ends its round, atomically. The artifact must already
-    /// be stored.
+    /// Commits a completed version and ends its round, atomically, if the round is still the
+    /// one in flight and the version number is free (compare-and-set: a coordinator whose
+    /// round was taken over never commits over its successor). The artifact must already be
+    /// stored.
     pub fn commit_version(
         &self,
         record: &FederationRecord,
         version: &ModelVersion,
     ) -> Result<(), CoordinatorError> {
-        self.write(&[
-            Write::Put(
-                VERSIONS,
-                version_key(&version.federation, version.version),
-                serde_json::to_vec(version)?,
-            ),
-            Write::Put(
-                FEDERATIONS,
-                record.name.clone(),
-                serde_json::to_vec(record)?,
-            ),
-            Write::Delete(ROUNDS, &record.name),
-        ])
+        let key = version_key(&version.federation, version.version);
+        self.kv.transact(|txn| {
+            match txn.get::<InFlightRound>(Table::Rounds, &record.name)? {
+                Some(flying) if flying.round == version.round => {}
+                Some(flying) => {
+                    return Err(conflict(
+                        &record.name,
+                        version.round,
+                        &format!("round {} is in flight instead", flying.round),
+                    ));
+                }
+                None => {
+                    return Err(conflict(
+                        &record.name,
+                        version.round,
+                        "no round is in flight (ended elsewhere)",
+                    ));
+                }
+            }
+            if txn.get::<ModelVersion>(Table::Versions, &key)?.is_some() {
+                return Err(conflict(
+                    &record.name,
+                    version.round,
+                    &format!("version {} exists", version.version),
+                ));
+            }
+            txn.put(Table::Versions, &key, version)?;
+            txn.put(Table::Federations, &record.name, record)?;
+            txn.delete(Table::Rounds, &record.name)?;
+            Ok(())
+        })
     }
 }
 
-/// The JSON values of `table` whose keys start with `prefix`, in key order (shared by the
-/// coordinator's and the registry's databases).
-pub(crate) fn scan_json<T: DeserializeOwned>(
-    db: &Database,
-    table: TableDefinition<&str, &[u8]>,
-    prefix: &str,
-) -> Result<Vec<T>, CoordinatorError> {
-    let tx = db.begin_read()?;
-    let table = tx.open_table(table)?;
-    let mut out = Vec::new();
-    for entry in table.range(prefix..)? {
-        let (key, value) = entry?;
-        if !key.value().starts_with(prefix) {
-            break;
-        }
-        out.push(serde_json::from_slice(value.value())?);
-    }
-    Ok(out)
-}
-
-/// The JSON value at `key` in `table`, if any.
-pub(crate) fn get_json<T: DeserializeOwned>(
-    db: &Database,
-    table: TableDefinition<&str, &[u8]>,
-    key: &str,
-) -> Result<Option<T>, CoordinatorError> {
-    let tx = db.begin_read()?;
-    let table = tx.open_table(table)?;
-    match table.get(key)? {
-        Some(v) => Ok(Some(serde_json::from_slice(v.value())?)),
-        None => Ok(None),
-    }
-}
-
-enum Write<'a> {
-    Put(
-        TableDefinition<'static, &'static str, &'static [u8]>,
-        String,
-        Vec<u8>,
-    ),
-    Delete(
-        TableDefinition<'static, &'static str, &'static [u8]>,
-        &'a str,
-    ),
+fn conflict(federation: &str, round: u64, why: &str) -> CoordinatorError {
+    CoordinatorError::Conflict(format!(
+        "federation `{federation}` round {round}: {why}; another coordinator is driving it"
+    ))
 }
 
 #[cfg(test)]

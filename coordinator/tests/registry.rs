@@ -4,10 +4,10 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use coordinator::artifacts::{ArtifactStore, LocalArtifacts};
 use coordinator::registry::{
     AliasAction, ModelRef, ModelSpec, Registry, RegistryError, Selector, VersionManifest,
 };
+use coordinator::storage::Storage;
 use coordinator::{CoordinatorConfig, Hub, Metrics, ModelVersion, Protection, VersionEvaluation};
 use models::FleetScores;
 
@@ -130,7 +130,7 @@ fn spec_errors_name_the_field() {
 
 /// Commits `n` fake versions of `model` (weights in the artifact store) and returns them.
 fn fake_versions(dir: &Path, model: &str, parameters: usize, n: u64) -> Vec<ModelVersion> {
-    let artifacts = LocalArtifacts::open(dir.join("artifacts")).unwrap();
+    let artifacts = Storage::in_process(dir).unwrap().artifacts().unwrap();
     (0..=n)
         .map(|v| {
             let weights: Vec<f32> = (0..parameters)
@@ -291,21 +291,19 @@ fn publish_sync_sign_verify_and_tamper() {
         Err(RegistryError::Tampered { .. })
     ));
 
-    // A flipped byte in the artifact file is refused at load.
-    let path = dir
-        .path()
-        .join("artifacts")
-        .join(format!("{}.bin", v2.content.weights.sha256));
-    let mut bytes = std::fs::read(&path).unwrap();
+    // A flipped byte in the stored artifact is refused at load.
+    let digest = &v2.content.weights.sha256;
+    let storage = Storage::in_process(dir.path()).unwrap();
+    let mut bytes = storage.raw_artifact(digest).unwrap();
     bytes[5] ^= 0x40;
-    std::fs::write(&path, bytes).unwrap();
+    storage.overwrite_artifact(digest, &bytes).unwrap();
     let err = registry.load_weights(v2).unwrap_err();
     assert!(
         matches!(err, RegistryError::Tampered { version: 2, .. }),
         "{err}"
     );
     assert!(err.to_string().contains("sha256"), "{err}");
-    std::fs::remove_file(&path).unwrap();
+    storage.remove_artifact(digest).unwrap();
     assert!(
         registry
             .load_weights(v2)

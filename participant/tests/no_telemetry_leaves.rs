@@ -128,11 +128,8 @@ async fn no_outgoing_message_carries_telemetry() {
                 matches!(v.evaluation, coordinator::VersionEvaluation::Scored { .. }),
                 "{v:?}"
             );
-            let path = dir
-                .path()
-                .join("artifacts")
-                .join(format!("{}.bin", v.sha256));
-            proto::chunk::bytes_to_f32(&std::fs::read(path).unwrap()).unwrap()
+            let storage = coordinator::storage::Storage::in_process(dir.path()).unwrap();
+            proto::chunk::bytes_to_f32(&storage.raw_artifact(&v.sha256).unwrap()).unwrap()
         })
         .collect();
     let (_, trained) = coordinator::load_latest(dir.path(), "load").unwrap();

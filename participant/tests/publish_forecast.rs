@@ -281,12 +281,9 @@ async fn participant_forecasts_its_site_with_the_production_model_and_publishes_
         "{err:?}"
     );
     // Weights altered in transit: the participant's own check refuses them.
-    let artifact = |m: &VersionManifest| {
-        coord_dir
-            .join("artifacts")
-            .join(format!("{}.bin", m.content.weights.sha256))
-    };
-    let mut bytes = std::fs::read(artifact(&manifests[0])).unwrap();
+    let storage = coordinator::storage::Storage::in_process(&coord_dir).unwrap();
+    let artifact = |m: &VersionManifest| m.content.weights.sha256.clone();
+    let mut bytes = storage.raw_artifact(&artifact(&manifests[0])).unwrap();
     verify_fetched(&listed.versions[0].manifest_json, &bytes, &key).unwrap();
     bytes[40] ^= 0x01;
     let err = verify_fetched(&listed.versions[0].manifest_json, &bytes, &key)
@@ -297,9 +294,11 @@ async fn participant_forecasts_its_site_with_the_production_model_and_publishes_
         "{err:?}"
     );
     // A tampered artifact on the coordinator: it refuses to hand it out.
-    let mut stored = std::fs::read(artifact(&manifests[1])).unwrap();
+    let mut stored = storage.raw_artifact(&artifact(&manifests[1])).unwrap();
     stored[100] ^= 0x01;
-    std::fs::write(artifact(&manifests[1]), stored).unwrap();
+    storage
+        .overwrite_artifact(&artifact(&manifests[1]), &stored)
+        .unwrap();
     let status = status_of(
         fetch_model(&link, channel.clone(), "site-load@2", &key)
             .await

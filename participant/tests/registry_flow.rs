@@ -413,13 +413,11 @@ async fn publish_train_promote_forecast_rollback_over_grpc() {
     );
 
     // A tampered artifact is refused at load: version 3 was never loaded.
-    let path = dir
-        .path()
-        .join("artifacts")
-        .join(format!("{}.bin", manifests[2].content.weights.sha256));
-    let mut weights = std::fs::read(&path).unwrap();
+    let storage = coordinator::storage::Storage::in_process(dir.path()).unwrap();
+    let digest = &manifests[2].content.weights.sha256;
+    let mut weights = storage.raw_artifact(digest).unwrap();
     weights[100] ^= 0x01;
-    std::fs::write(&path, weights).unwrap();
+    storage.overwrite_artifact(digest, &weights).unwrap();
     let mut tampered = request.clone();
     tampered.model = "res-load@3".into();
     assert_status(

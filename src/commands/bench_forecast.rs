@@ -476,7 +476,9 @@ fn registry_lookup(
     registry: &Registry,
     model: &str,
 ) -> Result<RegistryLookupUs> {
-    let store = coordinator::store::StateStore::open(&data_dir.join("state.redb"))?;
+    let store = coordinator::store::StateStore::in_storage(
+        &coordinator::storage::Storage::in_process(data_dir)?,
+    )?;
     let reference = model.parse()?;
     let mean_us = |work: &mut dyn FnMut() -> Result<()>| -> Result<f64> {
         let mut iterations = 0u32;

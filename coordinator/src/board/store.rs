@@ -1,42 +1,31 @@
-//! The board's redb database (`board.redb` beside `state.redb`): one JSON [`SiteForecast`]
+//! The board's store (`board.redb` beside `state.redb`, or the shared PostgreSQL): one JSON [`SiteForecast`]
 //! per key `participant/site`, so a site's newer issue replaces the older one and a
 //! participant's sites are one prefix.
 
 use std::path::Path;
 
-use redb::{Database, ReadableTable, TableDefinition};
-
 use super::{BoardError, BoardQuery, MAX_SITES_PER_PARTICIPANT, SiteForecast};
-use crate::store::{get_json, scan_json};
-
-const FORECASTS: TableDefinition<&str, &[u8]> = TableDefinition::new("site_forecasts");
+use crate::storage::{Kv, Storage, StorageError, StoreFile, Table, redb_kv};
 
 fn key(participant: &str, site: &str) -> String {
     format!("{participant}/{site}")
 }
 
-macro_rules! store_error {
-    ($($t:ty),*) => {$(
-        impl From<$t> for BoardError {
-            fn from(e: $t) -> Self {
-                BoardError::Store(e.to_string())
-            }
-        }
-    )*};
+impl From<StorageError> for BoardError {
+    fn from(e: StorageError) -> Self {
+        BoardError::Store(e.to_string())
+    }
 }
-store_error!(
-    redb::DatabaseError,
-    redb::TransactionError,
-    redb::TableError,
-    redb::StorageError,
-    redb::CommitError,
-    serde_json::Error,
-    crate::CoordinatorError
-);
+
+impl From<crate::CoordinatorError> for BoardError {
+    fn from(e: crate::CoordinatorError) -> Self {
+        BoardError::Store(e.to_string())
+    }
+}
 
 /// Published site forecasts.
 pub struct Board {
-    db: Database,
+    kv: Kv,
 }
 
 /// What a publish did.
@@ -48,12 +37,18 @@ pub enum Published {
 }
 
 impl Board {
+    /// The embedded board: a redb file at `path`.
     pub fn open(path: &Path) -> Result<Self, BoardError> {
-        let db = Database::create(path)?;
-        let tx = db.begin_write()?;
-        tx.open_table(FORECASTS)?;
-        tx.commit()?;
-        Ok(Self { db })
+        Ok(Self::new(redb_kv(path, StoreFile::Board.tables())?))
+    }
+
+    /// The board of an opened [`Storage`].
+    pub fn in_storage(storage: &Storage) -> Result<Self, BoardError> {
+        Ok(Self::new(storage.kv(StoreFile::Board)?))
+    }
+
+    pub fn new(kv: Kv) -> Self {
+        Self { kv }
     }
 
     /// Validates and stores `forecast`, replacing the site's stored issue unless that one is
@@ -65,14 +60,8 @@ impl Board {
     ) -> Result<Published, BoardError> {
         forecast.validate(now_unix_s)?;
         let key = key(&forecast.participant_id, &forecast.site);
-        let value = serde_json::to_vec(forecast)?;
-        let tx = self.db.begin_write()?;
-        let outcome = {
-            let mut table = tx.open_table(FORECASTS)?;
-            let stored: Option<SiteForecast> = match table.get(key.as_str())? {
-                Some(v) => Some(serde_json::from_slice(v.value())?),
-                None => None,
-            };
+        self.kv.transact(|txn| {
+            let stored: Option<SiteForecast> = txn.get(Table::SiteForecasts, &key)?;
             let outcome = match stored {
                 Some(s) if s.issued_unix_s > forecast.issued_unix_s => {
                     return Err(BoardError::Stale {
@@ -84,29 +73,20 @@ impl Board {
                 Some(_) => Published::Replaced,
                 None => {
                     let prefix = format!("{}/", forecast.participant_id);
-                    let mut sites = 0;
-                    for entry in table.range(prefix.as_str()..)? {
-                        if !entry?.0.value().starts_with(&prefix) {
-                            break;
-                        }
-                        sites += 1;
-                    }
-                    if sites >= MAX_SITES_PER_PARTICIPANT {
+                    if txn.count(Table::SiteForecasts, &prefix)? >= MAX_SITES_PER_PARTICIPANT {
                         return Err(BoardError::TooManySites(forecast.participant_id.clone()));
                     }
                     Published::New
                 }
             };
-            table.insert(key.as_str(), value.as_slice())?;
-            outcome
-        };
-        tx.commit()?;
-        Ok(outcome)
+            txn.put(Table::SiteForecasts, &key, forecast)?;
+            Ok(outcome)
+        })
     }
 
     /// The stored forecast of `participant`'s `site`, unclipped.
     pub fn get(&self, participant: &str, site: &str) -> Result<Option<SiteForecast>, BoardError> {
-        Ok(get_json(&self.db, FORECASTS, &key(participant, site))?)
+        Ok(self.kv.get(Table::SiteForecasts, &key(participant, site))?)
     }
 
     /// Forecasts matching `query`, clipped to its range, in key order; those with no step in
@@ -119,7 +99,7 @@ impl Board {
             .as_ref()
             .map(|p| format!("{p}/"))
             .unwrap_or_default();
-        let all: Vec<SiteForecast> = scan_json(&self.db, FORECASTS, &prefix)?;
+        let all: Vec<SiteForecast> = self.kv.scan(Table::SiteForecasts, &prefix)?;
         Ok(all
             .iter()
             .filter(|f| query.matches(f))

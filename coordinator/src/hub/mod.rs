@@ -9,11 +9,12 @@ use proto::auth::SignedContext;
 use proto::v1::RequestAuth;
 use tracing::{info, warn};
 
-use crate::artifacts::{ArtifactStore, LocalArtifacts};
+use crate::artifacts::ArtifactStore;
 use crate::auth::{NonceBook, parse_key};
 use crate::config::{CoordinatorConfig, FederationSpec, InitialWeights};
 use crate::metrics::Metrics;
 use crate::round::{PlainCollecting, RoundError, WeightsRef};
+use crate::storage::Storage;
 use crate::store::{
     FederationRecord, ModelVersion, ParticipantRecord, StateStore, VersionEvaluation,
 };
@@ -103,6 +104,7 @@ pub struct UploadMeta {
 /// The coordinator's whole state.
 pub struct Hub {
     config: CoordinatorConfig,
+    storage: Storage,
     store: StateStore,
     artifacts: Arc<dyn ArtifactStore>,
     participants: BTreeMap<String, ParticipantRecord>,
@@ -137,9 +139,9 @@ impl Hub {
             path: config.data_dir.clone(),
             source,
         })?;
-        let store = StateStore::open(&config.data_dir.join("state.redb"))?;
-        let artifacts: Arc<dyn ArtifactStore> =
-            Arc::new(LocalArtifacts::open(config.data_dir.join("artifacts"))?);
+        let storage = Storage::open(&config.storage, &config.data_dir)?;
+        let store = StateStore::in_storage(&storage)?;
+        let artifacts = storage.artifacts()?;
         let identity = round::masked::CoordinatorIdentity::load_or_create(&config.data_dir)?;
         let mut participants = BTreeMap::new();
         for mut p in store.participants()? {
@@ -151,6 +153,7 @@ impl Hub {
         }
         let mut hub = Self {
             nonces: NonceBook::new(now_ms.saturating_mul(1000)),
+            storage,
             store,
             artifacts,
             participants,
@@ -217,9 +220,14 @@ impl Hub {
                     evaluation: VersionEvaluation::NotRequested,
                     dp: None,
                 };
-                self.store.create_federation(&record, &v0)?;
-                info!(federation = %spec.name, parameters = weights.len(), "federation created");
-                record
+                match self.store.create_federation(&record, &v0)? {
+                    // Another coordinator on the same database created it first.
+                    Some(existing) => existing,
+                    None => {
+                        info!(federation = %spec.name, parameters = weights.len(), "federation created");
+                        record
+                    }
+                }
             }
         };
         let latest = self
@@ -270,6 +278,11 @@ impl Hub {
 
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
+    }
+
+    /// The opened storage (the registry and the board open their stores in it).
+    pub fn storage(&self) -> &Storage {
+        &self.storage
     }
 
     /// Changes whenever any round changes phase.

@@ -56,12 +56,6 @@ impl RegistryError {
     }
 }
 
-impl From<redb::Error> for RegistryError {
-    fn from(e: redb::Error) -> Self {
-        CoordinatorError::from(e).into()
-    }
-}
-
 macro_rules! via_coordinator {
     ($($t:ty),*) => {$(
         impl From<$t> for RegistryError {
@@ -71,11 +65,4 @@ macro_rules! via_coordinator {
         }
     )*};
 }
-via_coordinator!(
-    redb::DatabaseError,
-    redb::TransactionError,
-    redb::TableError,
-    redb::StorageError,
-    redb::CommitError,
-    serde_json::Error
-);
+via_coordinator!(crate::storage::StorageError, serde_json::Error);

@@ -67,14 +67,12 @@ pub(crate) fn sync_all(registry: &Registry, hub: &Mutex<Hub>) -> Result<(), Regi
     Ok(())
 }
 
-/// Opens the registry under `data_dir` and adds the federations of published models to `hub`.
-pub async fn attach(
-    hub: Hub,
-    data_dir: std::path::PathBuf,
-) -> Result<(Hub, Arc<Registry>), crate::CoordinatorError> {
+/// Opens the registry in the hub's storage and adds the federations of published models to
+/// `hub`.
+pub async fn attach(hub: Hub) -> Result<(Hub, Arc<Registry>), crate::CoordinatorError> {
     tokio::task::spawn_blocking(move || {
         let mut hub = hub;
-        let registry = Registry::open(&data_dir)
+        let registry = Registry::in_storage(hub.storage())
             .and_then(|r| r.restore(&mut hub, crate::grpc::now_ms()).map(|()| r))
             .map_err(|e| crate::CoordinatorError::Config(format!("model registry: {e}")))?;
         Ok((hub, Arc::new(registry)))

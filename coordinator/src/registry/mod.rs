@@ -16,6 +16,7 @@ mod store;
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 
 pub use error::RegistryError;
 pub use export::{VERSION_FILE, write_export};
@@ -30,9 +31,10 @@ pub use spec::{
 pub use store::{AliasAction, AliasEvent, AliasRecord, PublishedModel};
 
 use crate::CoordinatorError;
-use crate::artifacts::{ArtifactStore, LocalArtifacts};
+use crate::artifacts::ArtifactStore;
 use crate::hub::Hub;
 use crate::round::masked::CoordinatorIdentity;
+use crate::storage::{Storage, StoreFile};
 use crate::store::{ModelVersion, VersionEvaluation};
 use store::RegistryStore;
 
@@ -86,22 +88,29 @@ impl std::str::FromStr for ModelRef {
 /// Registry state under the coordinator's data directory.
 pub struct Registry {
     store: RegistryStore,
-    artifacts: LocalArtifacts,
+    artifacts: Arc<dyn ArtifactStore>,
     key: ed25519_dalek::SigningKey,
 }
 
 impl Registry {
-    /// Opens `registry.redb` and the artifact directory under `data_dir`; manifests are signed
-    /// with the coordinator's key (`coordinator.key`, created on first use).
+    /// Opens the registry of an in-process coordinator on `data_dir` (its storage is
+    /// [`crate::storage::StorageConfig::for_in_process`]: tests, the demo, benchmarks); see
+    /// [`Registry::in_storage`].
     pub fn open(data_dir: &Path) -> Result<Self, RegistryError> {
         std::fs::create_dir_all(data_dir).map_err(|source| CoordinatorError::Artifact {
             path: data_dir.to_path_buf(),
             source,
         })?;
+        Self::in_storage(&Storage::in_process(data_dir)?)
+    }
+
+    /// Opens the registry in `storage`; manifests are signed with the coordinator's key
+    /// (`coordinator.key` under the data directory, created on first use).
+    pub fn in_storage(storage: &Storage) -> Result<Self, RegistryError> {
         Ok(Self {
-            store: RegistryStore::open(&data_dir.join("registry.redb"))?,
-            artifacts: LocalArtifacts::open(data_dir.join("artifacts"))?,
-            key: CoordinatorIdentity::load_or_create(data_dir)?.signing_key(),
+            store: RegistryStore::new(storage.kv(StoreFile::Registry)?),
+            artifacts: storage.artifacts()?,
+            key: CoordinatorIdentity::load_or_create(storage.data_dir())?.signing_key(),
         })
     }
 
@@ -129,7 +138,7 @@ impl Registry {
             spec,
             published_unix_ms: now_ms,
         };
-        self.store.put_model(&model)?;
+        self.store.insert_model(&model)?;
         Ok(model)
     }
 
@@ -330,22 +339,22 @@ impl Registry {
             version,
             at_unix_ms: now_ms,
         };
-        let record = match self.store.alias(&reference.model, alias)? {
-            Some(mut r) => {
-                r.previous.push(r.version);
-                r.version = version;
-                r.history.push(event);
-                r
-            }
-            None => AliasRecord {
-                alias: alias.to_string(),
-                version,
-                previous: Vec::new(),
-                history: vec![event],
-            },
-        };
-        self.store.put_alias(&reference.model, &record)?;
-        Ok(record)
+        self.store.update_alias(&reference.model, alias, |stored| {
+            Ok(match stored {
+                Some(mut r) => {
+                    r.previous.push(r.version);
+                    r.version = version;
+                    r.history.push(event.clone());
+                    r
+                }
+                None => AliasRecord {
+                    alias: alias.to_string(),
+                    version,
+                    previous: Vec::new(),
+                    history: vec![event.clone()],
+                },
+            })
+        })
     }
 
     /// Points `alias` back at the version it named before its last promotion.
@@ -356,28 +365,27 @@ impl Registry {
         now_ms: u64,
     ) -> Result<AliasRecord, RegistryError> {
         self.model(model)?;
-        let mut record =
-            self.store
-                .alias(model, alias)?
-                .ok_or_else(|| RegistryError::UnknownAlias {
-                    model: model.to_string(),
-                    alias: alias.to_string(),
-                })?;
-        let previous = record
-            .previous
-            .pop()
-            .ok_or_else(|| RegistryError::NothingToRollBack {
+        self.store.update_alias(model, alias, |stored| {
+            let mut record = stored.ok_or_else(|| RegistryError::UnknownAlias {
                 model: model.to_string(),
                 alias: alias.to_string(),
             })?;
-        record.version = previous;
-        record.history.push(AliasEvent {
-            action: AliasAction::Rollback,
-            version: previous,
-            at_unix_ms: now_ms,
-        });
-        self.store.put_alias(model, &record)?;
-        Ok(record)
+            let previous =
+                record
+                    .previous
+                    .pop()
+                    .ok_or_else(|| RegistryError::NothingToRollBack {
+                        model: model.to_string(),
+                        alias: alias.to_string(),
+                    })?;
+            record.version = previous;
+            record.history.push(AliasEvent {
+                action: AliasAction::Rollback,
+                version: previous,
+                at_unix_ms: now_ms,
+            });
+            Ok(record)
+        })
     }
 
     /// The weights of a manifest, after checking the manifest's signature under this
@@ -399,9 +407,7 @@ impl Registry {
                     "the weight artifact's sha256 differs from the signed manifest's".into(),
                 ));
             }
-            Err(CoordinatorError::Artifact { source, .. })
-                if source.kind() == std::io::ErrorKind::NotFound =>
-            {
+            Err(CoordinatorError::MissingArtifact(_)) => {
                 return Err(tampered("the weight artifact is missing".into()));
             }
             Err(e) => return Err(e.into()),

@@ -1,19 +1,13 @@
-//! The registry's redb database (`registry.redb` beside `state.redb`): published models,
-//! version manifests and aliases. Values are JSON. Manifests are derived deterministically
+//! The registry's store (`registry.redb` beside `state.redb`, or the shared PostgreSQL):
+//! published models, version manifests and aliases. Values are JSON. Manifests are derived deterministically
 //! from committed versions, so a crash between a version commit and its manifest is repaired
 //! by the next sync, never by guessing.
 
-use std::path::Path;
-
-use redb::{Database, TableDefinition};
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::{ModelSpec, RegistryError, VersionManifest};
-
-const MODELS: TableDefinition<&str, &[u8]> = TableDefinition::new("models");
-const MANIFESTS: TableDefinition<&str, &[u8]> = TableDefinition::new("manifests");
-const ALIASES: TableDefinition<&str, &[u8]> = TableDefinition::new("aliases");
+use crate::CoordinatorError;
+use crate::storage::{Kv, Table, encode};
 
 /// A published model: its spec as validated and when it was published.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -49,7 +43,7 @@ pub struct AliasRecord {
 }
 
 pub(crate) struct RegistryStore {
-    db: Database,
+    kv: Kv,
 }
 
 fn manifest_key(model: &str, version: u64) -> String {
@@ -61,55 +55,40 @@ fn alias_key(model: &str, alias: &str) -> String {
 }
 
 impl RegistryStore {
-    pub fn open(path: &Path) -> Result<Self, RegistryError> {
-        let db = Database::create(path)?;
-        let tx = db.begin_write()?;
-        for table in [MODELS, MANIFESTS, ALIASES] {
-            tx.open_table(table)?;
-        }
-        tx.commit()?;
-        Ok(Self { db })
-    }
-
-    fn get<T: DeserializeOwned>(
-        &self,
-        table: TableDefinition<&str, &[u8]>,
-        key: &str,
-    ) -> Result<Option<T>, RegistryError> {
-        Ok(crate::store::get_json(&self.db, table, key)?)
-    }
-
-    fn scan<T: DeserializeOwned>(
-        &self,
-        table: TableDefinition<&str, &[u8]>,
-        prefix: &str,
-    ) -> Result<Vec<T>, RegistryError> {
-        Ok(crate::store::scan_json(&self.db, table, prefix)?)
-    }
-
-    fn put<T: Serialize>(
-        &self,
-        table: TableDefinition<&str, &[u8]>,
-        key: &str,
-        value: &T,
-    ) -> Result<(), RegistryError> {
-        let bytes = serde_json::to_vec(value)?;
-        let tx = self.db.begin_write()?;
-        tx.open_table(table)?.insert(key, bytes.as_slice())?;
-        tx.commit()?;
-        Ok(())
+    pub fn new(kv: Kv) -> Self {
+        Self { kv }
     }
 
     pub fn model(&self, name: &str) -> Result<Option<PublishedModel>, RegistryError> {
-        self.get(MODELS, name)
+        Ok(self
+            .kv
+            .get(Table::Models, name)
+            .map_err(CoordinatorError::from)?)
     }
 
     pub fn models(&self) -> Result<Vec<PublishedModel>, RegistryError> {
-        self.scan(MODELS, "")
+        Ok(self
+            .kv
+            .scan(Table::Models, "")
+            .map_err(CoordinatorError::from)?)
     }
 
-    pub fn put_model(&self, model: &PublishedModel) -> Result<(), RegistryError> {
-        self.put(MODELS, &model.spec.name, model)
+    /// Stores a newly published model unless the name is taken (checked in the same
+    /// transaction, so two processes cannot both publish one name).
+    pub fn insert_model(&self, model: &PublishedModel) -> Result<(), RegistryError> {
+        let name = &model.spec.name;
+        self.kv.transact(|txn| {
+            if txn
+                .get::<PublishedModel>(Table::Models, name)
+                .map_err(CoordinatorError::from)?
+                .is_some()
+            {
+                return Err(RegistryError::AlreadyPublished(name.clone()));
+            }
+            txn.put(Table::Models, name, model)
+                .map_err(CoordinatorError::from)?;
+            Ok(())
+        })
     }
 
     pub fn manifest(
@@ -117,28 +96,69 @@ impl RegistryStore {
         model: &str,
         version: u64,
     ) -> Result<Option<VersionManifest>, RegistryError> {
-        self.get(MANIFESTS, &manifest_key(model, version))
+        Ok(self
+            .kv
+            .get(Table::Manifests, &manifest_key(model, version))
+            .map_err(CoordinatorError::from)?)
     }
 
     /// Manifests of `model`, oldest first.
     pub fn manifests(&self, model: &str) -> Result<Vec<VersionManifest>, RegistryError> {
-        self.scan(MANIFESTS, &format!("{model}/"))
+        Ok(self
+            .kv
+            .scan(Table::Manifests, &format!("{model}/"))
+            .map_err(CoordinatorError::from)?)
     }
 
     pub fn put_manifest(&self, manifest: &VersionManifest) -> Result<(), RegistryError> {
         let c = &manifest.content;
-        self.put(MANIFESTS, &manifest_key(&c.model, c.version), manifest)
+        self.put(
+            Table::Manifests,
+            &manifest_key(&c.model, c.version),
+            manifest,
+        )
     }
 
     pub fn alias(&self, model: &str, alias: &str) -> Result<Option<AliasRecord>, RegistryError> {
-        self.get(ALIASES, &alias_key(model, alias))
+        Ok(self
+            .kv
+            .get(Table::Aliases, &alias_key(model, alias))
+            .map_err(CoordinatorError::from)?)
     }
 
     pub fn aliases(&self, model: &str) -> Result<Vec<AliasRecord>, RegistryError> {
-        self.scan(ALIASES, &format!("{model}/"))
+        Ok(self
+            .kv
+            .scan(Table::Aliases, &format!("{model}/"))
+            .map_err(CoordinatorError::from)?)
     }
 
-    pub fn put_alias(&self, model: &str, record: &AliasRecord) -> Result<(), RegistryError> {
-        self.put(ALIASES, &alias_key(model, &record.alias), record)
+    /// Moves an alias: `change` sees the stored record (if any) and returns the new one, in
+    /// one transaction, so concurrent promotes from two processes serialize and neither's
+    /// history entry is lost.
+    pub fn update_alias(
+        &self,
+        model: &str,
+        alias: &str,
+        mut change: impl FnMut(Option<AliasRecord>) -> Result<AliasRecord, RegistryError> + Send,
+    ) -> Result<AliasRecord, RegistryError> {
+        let key = alias_key(model, alias);
+        self.kv.transact(|txn| {
+            let stored = txn
+                .get::<AliasRecord>(Table::Aliases, &key)
+                .map_err(CoordinatorError::from)?;
+            let record = change(stored)?;
+            txn.put(Table::Aliases, &key, &record)
+                .map_err(CoordinatorError::from)?;
+            Ok(record)
+        })
+    }
+
+    fn put<T: Serialize>(&self, table: Table, key: &str, value: &T) -> Result<(), RegistryError> {
+        let bytes = encode(value).map_err(CoordinatorError::from)?;
+        self.kv
+            .write(&[(table, key, bytes)], &[])
+            .map_err(CoordinatorError::from)?;
+        Ok(())
     }
 }
