@@ -14,6 +14,10 @@ pub enum BenchCommand {
     /// Clearing a day of the microgrid market, plain and with private bids (SecAgg+), in one
     /// process; prints JSON.
     Market(super::bench_market::BenchMarketArgs),
+    /// One hierarchical secure-aggregation round over a simulated fleet (feeder aggregators
+    /// running SecAgg+, a root adding their sums), beside plain sums and a flat round; prints
+    /// JSON.
+    Fleet(super::bench_fleet::BenchFleetArgs),
 }
 
 pub fn run(cmd: BenchCommand) -> Result<()> {
@@ -21,5 +25,6 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
         BenchCommand::Round(args) => super::federation::run_bench_round(args),
         BenchCommand::Forecast(args) => super::bench_forecast::run(args),
         BenchCommand::Market(args) => super::bench_market::run(args),
+        BenchCommand::Fleet(args) => super::bench_fleet::run(args),
     }
 }

@@ -9,6 +9,7 @@
 mod coordinator;
 mod envelope;
 mod graph;
+pub mod hierarchy;
 mod identity;
 mod ids;
 mod kdf;
