@@ -320,6 +320,27 @@ pub struct TlsFiles {
     pub key: PathBuf,
 }
 
+/// How a server is reached: an identity in memory, else the `[tls]` files (read and checked
+/// now), else plaintext when explicitly asked for (coordinators and forecast replicas alike).
+pub fn transport_of(
+    identity: Option<&ServerIdentity>,
+    files: Option<&TlsFiles>,
+    insecure_plaintext: bool,
+) -> Result<Transport, CoordinatorError> {
+    if let Some(identity) = identity {
+        return Ok(Transport::Tls(identity.clone()));
+    }
+    match (files, insecure_plaintext) {
+        (Some(files), false) => Ok(Transport::Tls(ServerIdentity::load(
+            &files.cert,
+            &files.key,
+        )?)),
+        (None, true) => Ok(Transport::InsecurePlaintext),
+        (Some(_), true) => Err(CoordinatorError::Config(BOTH_TRANSPORTS.into())),
+        (None, false) => Err(CoordinatorError::Config(NO_TRANSPORT.into())),
+    }
+}
+
 /// The whole coordinator configuration.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -413,18 +434,11 @@ impl CoordinatorConfig {
     /// How to serve: TLS from `tls_identity` or the `[tls]` files (read and checked now), or
     /// plaintext when `insecure_plaintext` is set.
     pub fn transport(&self) -> Result<Transport, CoordinatorError> {
-        if let Some(identity) = &self.tls_identity {
-            return Ok(Transport::Tls(identity.clone()));
-        }
-        match (&self.tls, self.insecure_plaintext) {
-            (Some(files), false) => Ok(Transport::Tls(ServerIdentity::load(
-                &files.cert,
-                &files.key,
-            )?)),
-            (None, true) => Ok(Transport::InsecurePlaintext),
-            (Some(_), true) => Err(CoordinatorError::Config(BOTH_TRANSPORTS.into())),
-            (None, false) => Err(CoordinatorError::Config(NO_TRANSPORT.into())),
-        }
+        transport_of(
+            self.tls_identity.as_ref(),
+            self.tls.as_ref(),
+            self.insecure_plaintext,
+        )
     }
 
     pub fn validate(&self) -> Result<(), CoordinatorError> {

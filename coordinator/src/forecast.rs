@@ -78,7 +78,8 @@ pub fn fetch(
 
 #[derive(Clone)]
 pub struct ForecastService {
-    hub: Arc<Mutex<Hub>>,
+    /// The coordinator's state; none on a read-only forecast replica.
+    hub: Option<Arc<Mutex<Hub>>>,
     registry: Arc<Registry>,
     /// Loaded models by manifest id.
     cache: Arc<Mutex<HashMap<String, Arc<ServingModel>>>>,
@@ -89,27 +90,51 @@ pub struct ForecastService {
 impl ForecastService {
     pub fn new(hub: Arc<Mutex<Hub>>, registry: Arc<Registry>, board: Arc<Board>) -> Self {
         Self {
-            hub,
+            hub: Some(hub),
             registry,
             cache: Arc::new(Mutex::new(HashMap::new())),
             board,
         }
+    }
+
+    /// A read-only forecast replica: forecasts and board queries from the shared storage, for
+    /// versions the coordinator has signed; publishing and model downloads go to the
+    /// coordinator.
+    pub fn replica(registry: Arc<Registry>, board: Arc<Board>) -> Self {
+        Self {
+            hub: None,
+            registry,
+            cache: Arc::new(Mutex::new(HashMap::new())),
+            board,
+        }
+    }
+
+    fn coordinator(&self, call: &str) -> Result<Arc<Mutex<Hub>>, Status> {
+        self.hub.clone().ok_or_else(|| {
+            Status::failed_precondition(format!(
+                "this is a read-only forecast replica: send {call} to the coordinator"
+            ))
+        })
     }
 }
 
 /// The version a reference names and its model, loaded and verified on first use.
 fn load(
     registry: &Registry,
-    hub: &Mutex<Hub>,
+    hub: Option<&Mutex<Hub>>,
     cache: &Mutex<HashMap<String, Arc<ServingModel>>>,
     reference: &ModelRef,
 ) -> Result<(VersionManifest, Result<Arc<ServingModel>, ServingError>), RegistryError> {
     // An alias or version number that resolves names a manifest signed earlier (promotion
     // resolves too), so the hub's versions need not be read again on every request; anything
-    // else (a new version, an id prefix that may match one not yet signed) syncs first.
-    let manifest = match (&reference.selector, registry.resolve(reference)) {
-        (Selector::Alias(_) | Selector::Version(_), Ok(manifest)) => manifest,
-        _ => {
+    // else (a new version, an id prefix that may match one not yet signed) syncs first. A
+    // replica cannot sign: it serves what the coordinator has signed.
+    let manifest = match (&reference.selector, registry.resolve(reference), hub) {
+        (Selector::Alias(_) | Selector::Version(_), Ok(manifest), _) | (_, Ok(manifest), None) => {
+            manifest
+        }
+        (_, Err(e), None) => return Err(e),
+        (_, _, Some(hub)) => {
             sync(registry, hub, &reference.model)?;
             registry.resolve(reference)?
         }
@@ -213,8 +238,8 @@ impl Forecast for ForecastService {
         // Lookup and forecast on one blocking thread: each hop to the pool and back costs
         // two thread wake-ups, a large share of a ~100 us forecast on a busy machine.
         let (manifest, forecast) = tokio::task::spawn_blocking(move || {
-            let (manifest, model) =
-                load(&registry, &hub, &cache, &reference).map_err(|e| registry_status(&e))?;
+            let (manifest, model) = load(&registry, hub.as_deref(), &cache, &reference)
+                .map_err(|e| registry_status(&e))?;
             let model = model.map_err(|e| {
                 tracing::error!(model = %manifest.content.model, version = manifest.content.version,
                     error = %e, "model version cannot be served");
@@ -271,7 +296,8 @@ impl Forecast for ForecastService {
         &self,
         request: Request<pb::PublishSiteForecastRequest>,
     ) -> Result<Response<pb::PublishSiteForecastResponse>, Status> {
-        let (hub, registry, board) = (self.hub.clone(), self.registry.clone(), self.board.clone());
+        let hub = self.coordinator("PublishSiteForecast")?;
+        let (registry, board) = (self.registry.clone(), self.board.clone());
         let request = request.into_inner();
         tokio::task::spawn_blocking(move || board::grpc::publish(&hub, &registry, &board, request))
             .await
@@ -285,7 +311,8 @@ impl Forecast for ForecastService {
         &self,
         request: Request<pb::FetchModelRequest>,
     ) -> Result<Response<FetchStream>, Status> {
-        let (hub, registry) = (self.hub.clone(), self.registry.clone());
+        let hub = self.coordinator("FetchModel")?;
+        let registry = self.registry.clone();
         let request = request.into_inner();
         let (manifest, bytes) =
             tokio::task::spawn_blocking(move || fetch(&hub, &registry, request))

@@ -23,6 +23,7 @@ pub mod grpc;
 pub mod hub;
 pub mod metrics;
 pub mod registry;
+pub mod replica;
 pub mod round;
 mod routes;
 pub mod server_momentum;
@@ -81,20 +82,14 @@ const TICK: Duration = Duration::from_millis(50);
 
 /// Runs the coordinator on `listener` (gRPC, over TLS unless the config sets
 /// `insecure_plaintext`) until `shutdown` resolves. If the config names a metrics address, the
-/// Prometheus endpoint is bound there.
+/// Prometheus endpoint is bound there. With PostgreSQL storage it first waits for the
+/// round-driver lease of its schema ([`storage::lease`]).
 pub async fn serve(
     listener: TcpListener,
     config: CoordinatorConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), CoordinatorError> {
-    let metrics_listener = match &config.metrics_listen {
-        Some(addr) => Some(
-            TcpListener::bind(addr)
-                .await
-                .map_err(|e| CoordinatorError::Config(format!("metrics address {addr}: {e}")))?,
-        ),
-        None => None,
-    };
+    let metrics_listener = bind_metrics(&config).await?;
     serve_with(
         listener,
         metrics_listener,
@@ -113,22 +108,128 @@ pub async fn serve_with(
     metrics: Arc<Metrics>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), CoordinatorError> {
+    // Configuration errors come first: a standby must not wait for a lease it cannot use.
+    config.validate()?;
+    config.transport()?;
+    let stop = shutdown_signal(shutdown);
+    let Some(lease) = driver_lease(&config, stop.clone()).await? else {
+        return Ok(());
+    };
+    run(listener, metrics_listener, config, metrics, lease, stop).await
+}
+
+/// The coordinator of `gridfed coordinator serve`: takes the round-driver lease first (a
+/// standby waits here, not bound to any address), then binds `config.listen` (and the metrics
+/// address) and serves until `shutdown` resolves. `on_listening` learns the bound address.
+pub async fn serve_config(
+    config: CoordinatorConfig,
+    on_listening: impl FnOnce(std::net::SocketAddr),
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), CoordinatorError> {
+    // Configuration errors come first: a standby must not wait for a lease it cannot use.
+    config.validate()?;
+    config.transport()?;
+    let stop = shutdown_signal(shutdown);
+    let Some(lease) = driver_lease(&config, stop.clone()).await? else {
+        return Ok(());
+    };
+    // A standby that just took over binds the address its predecessor held.
+    let listener = TcpListener::bind(&config.listen)
+        .await
+        .map_err(|e| CoordinatorError::Config(format!("listen address {}: {e}", config.listen)))?;
+    if let Ok(addr) = listener.local_addr() {
+        on_listening(addr);
+    }
+    let metrics_listener = bind_metrics(&config).await?;
+    run(
+        listener,
+        metrics_listener,
+        config,
+        Arc::new(Metrics::default()),
+        lease,
+        stop,
+    )
+    .await
+}
+
+async fn bind_metrics(config: &CoordinatorConfig) -> Result<Option<TcpListener>, CoordinatorError> {
+    match &config.metrics_listen {
+        Some(addr) => Ok(Some(TcpListener::bind(addr).await.map_err(|e| {
+            CoordinatorError::Config(format!("metrics address {addr}: {e}"))
+        })?)),
+        None => Ok(None),
+    }
+}
+
+/// `shutdown` as a signal several waits can share.
+fn shutdown_signal(shutdown: impl Future<Output = ()> + Send + 'static) -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        tokio::select! {
+            () = shutdown => { let _ = tx.send(true); }
+            // Everyone listening is gone: nothing to signal.
+            () = tx.closed() => {}
+        }
+    });
+    rx
+}
+
+/// The round-driver lease for PostgreSQL storage (`Some(None)` for redb, whose files one
+/// process owns anyway); `None` when shutdown came first.
+async fn driver_lease(
+    config: &CoordinatorConfig,
+    mut stop: watch::Receiver<bool>,
+) -> Result<Option<Option<storage::lease::DriverLease>>, CoordinatorError> {
+    let storage::StorageConfig::Postgres { url, schema, .. } = &config.storage else {
+        return Ok(Some(None));
+    };
+    let cancelled = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    {
+        let (url, schema, cancelled) = (url.clone(), schema.clone(), cancelled.clone());
+        // A plain thread: the client blocks on a runtime of its own.
+        std::thread::Builder::new()
+            .name("gridfed-lease-wait".into())
+            .spawn(move || {
+                let report = |pid: Option<i32>| {
+                    info!(schema = %schema, holder_backend_pid = ?pid,
+                        "standby: another coordinator drives this schema's rounds; waiting for its lease")
+                };
+                // If nobody waits any more, the lease is dropped with the unsent message.
+                let _ = tx.send(storage::lease::DriverLease::acquire(
+                    &url, &schema, &cancelled, report,
+                ));
+            })
+            .map_err(|e| CoordinatorError::Store(format!("driver lease thread: {e}")))?;
+    }
+    tokio::select! {
+        acquired = rx => {
+            let acquired = acquired
+                .map_err(|_| CoordinatorError::Store("driver lease wait failed".into()))??;
+            if acquired.is_some() {
+                info!(schema = %schema, "holding the round-driver lease");
+            }
+            Ok(acquired.map(Some))
+        }
+        _ = stop.wait_for(|s| *s) => {
+            cancelled.store(true, std::sync::atomic::Ordering::Relaxed);
+            Ok(None)
+        }
+    }
+}
+
+async fn run(
+    listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
+    config: CoordinatorConfig,
+    metrics: Arc<Metrics>,
+    lease: Option<storage::lease::DriverLease>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), CoordinatorError> {
     let data_dir = config.data_dir.clone();
     // Certificate problems are configuration errors: report them before opening any state.
     let transport = config.transport()?;
-    let mut builder = tonic::transport::Server::builder();
-    match &transport {
-        tls::Transport::Tls(identity) => {
-            builder = builder
-                .tls_config(identity.server_tls_config())
-                .map_err(|e| CoordinatorError::Config(format!("TLS: {e}")))?;
-        }
-        tls::Transport::InsecurePlaintext => warn!(
-            "INSECURE: serving gRPC as plaintext HTTP/2 (insecure_plaintext = true); \
-             federation metadata is visible on the network and the coordinator is not \
-             authenticated. For tests only"
-        ),
-    }
+    let builder = server_builder(&transport)?;
     let operator_tokens = config.operator_tokens.clone();
     let hub = tokio::task::spawn_blocking(move || Hub::open(config, grpc::now_ms(), metrics))
         .await
@@ -179,8 +280,17 @@ pub async fn serve_with(
         registry_service,
         routes::PathRoute::new(forecast_service, server),
     );
+    let mut lease_lost = lease.as_ref().map(|l| l.lost_signal());
     let stop_on_shutdown = async move {
-        shutdown.await;
+        match lease_lost.as_mut() {
+            Some(lost) => tokio::select! {
+                _ = shutdown.wait_for(|s| *s) => {}
+                _ = lost.wait_for(|l| *l) => {}
+            },
+            None => {
+                let _ = shutdown.wait_for(|s| *s).await;
+            }
+        }
         let _ = stop_tx.send(true);
     };
     // The builder's `tcp_nodelay` is ignored for a given listener: set it on the incoming
@@ -203,8 +313,38 @@ pub async fn serve_with(
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     drop(hub);
+    if lease.as_ref().is_some_and(|l| l.is_lost()) {
+        tracing::error!("lost the round-driver lease: stopped so that a standby drives");
+        return Err(CoordinatorError::Store(
+            "lost the round-driver lease (the database session ended); stopped serving so that \
+             a standby drives the rounds"
+                .into(),
+        ));
+    }
+    // The lease goes last: a standby opens the state only once this process has closed it.
+    drop(lease);
     info!("coordinator stopped");
     result.map_err(|e| CoordinatorError::Config(format!("gRPC server: {e}")))
+}
+
+/// A gRPC server builder for `transport` (plaintext is logged as the warning it is).
+fn server_builder(
+    transport: &tls::Transport,
+) -> Result<tonic::transport::Server, CoordinatorError> {
+    let builder = tonic::transport::Server::builder();
+    match transport {
+        tls::Transport::Tls(identity) => builder
+            .tls_config(identity.server_tls_config())
+            .map_err(|e| CoordinatorError::Config(format!("TLS: {e}"))),
+        tls::Transport::InsecurePlaintext => {
+            warn!(
+                "INSECURE: serving gRPC as plaintext HTTP/2 (insecure_plaintext = true); \
+                 federation metadata is visible on the network and the server is not \
+                 authenticated. For tests only"
+            );
+            Ok(builder)
+        }
+    }
 }
 
 /// Signs the manifests of every settled version that has none. A failure (e.g. a damaged

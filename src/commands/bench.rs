@@ -18,6 +18,9 @@ pub enum BenchCommand {
     /// running SecAgg+, a root adding their sums), beside plain sums and a flat round; prints
     /// JSON.
     Fleet(super::bench_fleet::BenchFleetArgs),
+    /// Forecast throughput of read-only replicas on PostgreSQL (1, 2, 4) against one
+    /// coordinator on redb, and registry operations per second on each engine; prints JSON.
+    Replicas(super::bench_replicas::BenchReplicasArgs),
 }
 
 pub fn run(cmd: BenchCommand) -> Result<()> {
@@ -26,5 +29,6 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
         BenchCommand::Forecast(args) => super::bench_forecast::run(args),
         BenchCommand::Market(args) => super::bench_market::run(args),
         BenchCommand::Fleet(args) => super::bench_fleet::run(args),
+        BenchCommand::Replicas(args) => super::bench_replicas::run(args),
     }
 }

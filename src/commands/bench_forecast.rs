@@ -51,8 +51,8 @@ local_epochs = 2
 learning_rate = 0.003
 "#;
 
-const OPERATOR: &str = "bench-operator-token";
-const ENROLLMENT: &str = "bench-enrollment-token";
+pub const OPERATOR: &str = "bench-operator-token";
+pub const ENROLLMENT: &str = "bench-enrollment-token";
 /// Days of synthetic telemetry: 4 weeks to normalize load, the context and a test day.
 const DAYS: usize = 42;
 /// Longest wait for the training round (a busy 2-core machine).
@@ -144,7 +144,7 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
-fn summarize(mut values: Vec<f64>) -> (f64, f64, f64, f64) {
+pub fn summarize(mut values: Vec<f64>) -> (f64, f64, f64, f64) {
     values.sort_by(f64::total_cmp);
     let mean = values.iter().sum::<f64>() / values.len().max(1) as f64;
     (
@@ -162,52 +162,15 @@ pub fn bench_forecast(args: &BenchForecastArgs) -> Result<BenchForecastReport> {
         args.seconds.is_finite() && args.seconds > 0.0,
         "--seconds must be positive"
     );
-    let spec = ModelSpec::from_toml(SPEC).context("the benchmark's model spec")?;
     let dir = tempfile::tempdir().context("creating a temporary data directory")?;
-    let fleet = generate_fleet(&FleetConfig {
-        sites: 2,
-        days: DAYS,
-        resolution: Resolution::Hour,
-        ..FleetConfig::default()
-    });
-    let series = fleet.regular_series();
-    let prepared = prepare_fleet(
-        &fleet.sites,
-        &series,
-        Target::Load,
-        SplitSpec::day_ahead(spec.resolution.steps_per_day()),
-    )?;
-    let site = prepared
-        .into_iter()
-        .next()
-        .context("the synthetic fleet has no load site")?;
-    let site_series = series
-        .iter()
-        .find(|s| s.telemetry.site_id == site.site.site_id)
-        .context("the load site has no series")?;
-    // One day before the end of the series, with the history the model needs and a day of
-    // covariates: what a market engine sends.
-    let history_steps = spec.serving_spec()?.history_steps(false);
-    let origin = site_series.telemetry.timestamps.len() - spec.horizon;
-    let request = coordinator::forecast::request_from_series(
-        &spec.name,
-        site_series,
-        &site.site,
-        Target::Load,
-        origin,
-        u32::try_from(spec.horizon)?,
-        (history_steps, spec.horizon),
-    )
-    .map_err(anyhow::Error::msg)?;
+    let ServedWorkload {
+        spec,
+        trainer,
+        request,
+    } = served_workload()?;
     let request_bytes = prost::Message::encoded_len(&request);
 
-    let load = runtime()?.block_on(serve_and_load(
-        dir.path(),
-        &spec,
-        MlpTrainer::new(site.train).with_holdout(site.test, Target::Load),
-        &request,
-        args,
-    ))?;
+    let load = runtime()?.block_on(serve_and_load(dir.path(), &spec, trainer, &request, args))?;
 
     // The coordinator has stopped: open its registry and time the same version bare.
     let registry = Registry::open(dir.path())?;
@@ -251,6 +214,58 @@ pub fn bench_forecast(args: &BenchForecastArgs) -> Result<BenchForecastReport> {
     })
 }
 
+/// The served model's spec, the trainer of its one site, and the request clients send.
+pub struct ServedWorkload {
+    pub spec: ModelSpec,
+    pub trainer: MlpTrainer,
+    pub request: ForecastRequest,
+}
+
+/// A synthetic site to train [`SPEC`] on, and a day-ahead request for it one day before the
+/// end of its series, with the history the model needs and a day of covariates: what a
+/// market engine sends.
+pub fn served_workload() -> Result<ServedWorkload> {
+    let spec = ModelSpec::from_toml(SPEC).context("the benchmark's model spec")?;
+    let fleet = generate_fleet(&FleetConfig {
+        sites: 2,
+        days: DAYS,
+        resolution: Resolution::Hour,
+        ..FleetConfig::default()
+    });
+    let series = fleet.regular_series();
+    let prepared = prepare_fleet(
+        &fleet.sites,
+        &series,
+        Target::Load,
+        SplitSpec::day_ahead(spec.resolution.steps_per_day()),
+    )?;
+    let site = prepared
+        .into_iter()
+        .next()
+        .context("the synthetic fleet has no load site")?;
+    let site_series = series
+        .iter()
+        .find(|s| s.telemetry.site_id == site.site.site_id)
+        .context("the load site has no series")?;
+    let history_steps = spec.serving_spec()?.history_steps(false);
+    let origin = site_series.telemetry.timestamps.len() - spec.horizon;
+    let request = coordinator::forecast::request_from_series(
+        &spec.name,
+        site_series,
+        &site.site,
+        Target::Load,
+        origin,
+        u32::try_from(spec.horizon)?,
+        (history_steps, spec.horizon),
+    )
+    .map_err(anyhow::Error::msg)?;
+    Ok(ServedWorkload {
+        spec,
+        trainer: MlpTrainer::new(site.train).with_holdout(site.test, Target::Load),
+        request,
+    })
+}
+
 /// Whether a gRPC answer carries exactly the in-process forecast of the same request.
 fn served_matches(
     served: &ForecastResponse,
@@ -271,12 +286,14 @@ fn served_matches(
             .all(|(q, (level, values))| q.level == *level && q.values_kw == *values))
 }
 
-struct LoadResult {
-    latencies_ms: Vec<f64>,
-    errors: u64,
-    elapsed: Duration,
+pub struct LoadResult {
+    pub latencies_ms: Vec<f64>,
+    pub errors: u64,
+    pub elapsed: Duration,
     /// The first answer the service gave.
-    served: Option<ForecastResponse>,
+    pub served: Option<ForecastResponse>,
+    /// Whether every client's first answer (one per endpoint at least) equals it.
+    pub all_equal: bool,
 }
 
 /// Starts the coordinator, trains and promotes the model, drives the Forecast service, stops.
@@ -334,6 +351,24 @@ async fn prepare_and_load(
     request: &ForecastRequest,
     args: &BenchForecastArgs,
 ) -> Result<LoadResult> {
+    train_and_promote(endpoint, spec, trainer).await?;
+    drive_clients(
+        std::slice::from_ref(endpoint),
+        spec,
+        request,
+        args.clients,
+        args.seconds,
+    )
+    .await
+}
+
+/// Publishes [`SPEC`], trains it with one daemon (`trainer`) and promotes the final version to
+/// the default alias.
+pub async fn train_and_promote(
+    endpoint: &CoordinatorEndpoint,
+    spec: &ModelSpec,
+    trainer: MlpTrainer,
+) -> Result<()> {
     let mut registry = RegistryClient::new(connect(endpoint).await?);
     let published = registry
         .publish_spec(operator(PublishSpecRequest {
@@ -373,11 +408,23 @@ async fn prepare_and_load(
         })?)
         .await
         .map_err(status)?;
+    Ok(())
+}
 
+/// `clients` concurrent clients, spread round-robin over `endpoints`, each with its own
+/// connection, sending `request` for `seconds`.
+pub async fn drive_clients(
+    endpoints: &[CoordinatorEndpoint],
+    spec: &ModelSpec,
+    request: &ForecastRequest,
+    clients: usize,
+    seconds: f64,
+) -> Result<LoadResult> {
     // Warm-up: the first request loads and verifies the version; every client connects.
-    let mut clients = Vec::with_capacity(args.clients);
-    let mut served = None;
-    for _ in 0..args.clients {
+    let mut connected = Vec::with_capacity(clients);
+    let mut served: Option<ForecastResponse> = None;
+    let mut all_equal = true;
+    for endpoint in endpoints.iter().cycle().take(clients) {
         let mut client = ForecastClient::new(connect(endpoint).await?);
         let response = client
             .forecast(request.clone())
@@ -385,13 +432,14 @@ async fn prepare_and_load(
             .map_err(status)?
             .into_inner();
         check(&response, spec.horizon)?;
+        all_equal &= served.as_ref().is_none_or(|first| *first == response);
         served.get_or_insert(response);
-        clients.push(client);
+        connected.push(client);
     }
 
     let started = Instant::now();
-    let deadline = started + Duration::from_secs_f64(args.seconds);
-    let tasks: Vec<_> = clients
+    let deadline = started + Duration::from_secs_f64(seconds);
+    let tasks: Vec<_> = connected
         .into_iter()
         .map(|mut client| {
             let request = request.clone();
@@ -414,6 +462,7 @@ async fn prepare_and_load(
         errors: 0,
         elapsed: Duration::ZERO,
         served,
+        all_equal,
     };
     for task in tasks {
         let (latencies, errors) = task.await.context("a client task panicked")?;

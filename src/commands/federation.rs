@@ -30,6 +30,20 @@ pub enum CoordinatorCommand {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Run a read-only forecast replica on the coordinator's PostgreSQL until Ctrl-C
+    /// (forecasts and board queries of signed versions; see replica.toml in the README).
+    Replica {
+        /// replica.toml (relative paths in it are relative to the file).
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Print the coordinator's public key (hex), creating the key in the data directory if
+    /// it has none yet: forecast replicas verify manifests under it.
+    PublicKey {
+        /// coordinator.toml.
+        #[arg(long)]
+        config: PathBuf,
+    },
     /// Write a new CA certificate (ca.pem, for participants' `ca_cert`) and a server
     /// certificate and key signed by it (server.pem, server.key: the `[tls]` section).
     InitTls {
@@ -218,9 +232,47 @@ pub fn run_coordinator(cmd: CoordinatorCommand) -> Result<()> {
     let config = match cmd {
         CoordinatorCommand::Serve { config } => config,
         CoordinatorCommand::InitTls { dir, hosts, force } => return init_tls(&dir, &hosts, force),
+        CoordinatorCommand::Replica { config } => return run_replica(&config),
+        CoordinatorCommand::PublicKey { config } => {
+            let config = load_coordinator_config(&config)?;
+            std::fs::create_dir_all(&config.data_dir)
+                .with_context(|| format!("creating {}", config.data_dir.display()))?;
+            let identity =
+                coordinator::round::masked::CoordinatorIdentity::load_or_create(&config.data_dir)?;
+            println!("{}", hex::encode(identity.verifying_key()));
+            return Ok(());
+        }
     };
     let config = load_coordinator_config(&config)?;
     // Read the certificate now, so a bad [tls] section fails before the banner.
+    let tls = match config.transport()? {
+        coordinator::tls::Transport::Tls(_) => "TLS",
+        coordinator::tls::Transport::InsecurePlaintext => "INSECURE PLAINTEXT",
+    };
+    init_tracing();
+    let data_dir = config.data_dir.clone();
+    runtime()?.block_on(async move {
+        // With PostgreSQL storage a standby waits for the round-driver lease before it binds.
+        let listening = |addr| {
+            eprintln!(
+                "coordinator listening on {addr} over {tls} (data in {})",
+                data_dir.display()
+            )
+        };
+        coordinator::serve_config(config, listening, ctrl_c())
+            .await
+            .context("coordinator stopped with an error")
+    })
+}
+
+/// `gridfed coordinator replica`.
+fn run_replica(path: &Path) -> Result<()> {
+    let mut config = coordinator::replica::ReplicaConfig::from_toml(&read_text(path)?)
+        .with_context(|| format!("invalid replica config {}", path.display()))?;
+    if let Some(tls) = &mut config.tls {
+        tls.cert = beside(path, &tls.cert);
+        tls.key = beside(path, &tls.key);
+    }
     let tls = match config.transport()? {
         coordinator::tls::Transport::Tls(_) => "TLS",
         coordinator::tls::Transport::InsecurePlaintext => "INSECURE PLAINTEXT",
@@ -231,13 +283,12 @@ pub fn run_coordinator(cmd: CoordinatorCommand) -> Result<()> {
             .await
             .with_context(|| format!("binding {}", config.listen))?;
         eprintln!(
-            "coordinator listening on {} over {tls} (data in {})",
-            listener.local_addr()?,
-            config.data_dir.display()
+            "forecast replica listening on {} over {tls}",
+            listener.local_addr()?
         );
-        coordinator::serve(listener, config, ctrl_c())
+        coordinator::replica::serve_forecast_replica(listener, config, ctrl_c())
             .await
-            .context("coordinator stopped with an error")
+            .context("forecast replica stopped with an error")
     })
 }
 

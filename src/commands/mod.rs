@@ -4,6 +4,7 @@ pub mod bench;
 pub mod bench_fleet;
 pub mod bench_forecast;
 pub mod bench_market;
+pub mod bench_replicas;
 pub mod datasets;
 pub mod demo;
 pub mod demo_privacy;

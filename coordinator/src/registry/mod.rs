@@ -89,7 +89,13 @@ impl std::str::FromStr for ModelRef {
 pub struct Registry {
     store: RegistryStore,
     artifacts: Arc<dyn ArtifactStore>,
-    key: ed25519_dalek::SigningKey,
+    key: ManifestKey,
+}
+
+/// The coordinator signs manifests; a forecast replica only verifies them.
+enum ManifestKey {
+    Signing(ed25519_dalek::SigningKey),
+    VerifyOnly(ed25519_dalek::VerifyingKey),
 }
 
 impl Registry {
@@ -110,13 +116,30 @@ impl Registry {
         Ok(Self {
             store: RegistryStore::new(storage.kv(StoreFile::Registry)?),
             artifacts: storage.artifacts()?,
-            key: CoordinatorIdentity::load_or_create(storage.data_dir())?.signing_key(),
+            key: ManifestKey::Signing(
+                CoordinatorIdentity::load_or_create(storage.data_dir())?.signing_key(),
+            ),
+        })
+    }
+
+    /// A read-only registry in `storage` that verifies manifests under `coordinator_key` and
+    /// signs nothing (forecast replicas: the coordinator signs each version once it settles).
+    pub fn reader(storage: &Storage, coordinator_key: [u8; 32]) -> Result<Self, RegistryError> {
+        let key = ed25519_dalek::VerifyingKey::from_bytes(&coordinator_key)
+            .map_err(|e| RegistryError::BadManifest(format!("coordinator key: {e}")))?;
+        Ok(Self {
+            store: RegistryStore::new(storage.kv(StoreFile::Registry)?),
+            artifacts: storage.artifacts()?,
+            key: ManifestKey::VerifyOnly(key),
         })
     }
 
     /// The key manifests verify under (also sent to participants on `Join`).
     pub fn public_key(&self) -> [u8; 32] {
-        self.key.verifying_key().to_bytes()
+        match &self.key {
+            ManifestKey::Signing(key) => key.verifying_key().to_bytes(),
+            ManifestKey::VerifyOnly(key) => key.to_bytes(),
+        }
     }
 
     /// Publishes a spec: its federation starts accepting participants at once.
@@ -266,7 +289,13 @@ impl Registry {
             },
             serving_spec_json: serving_spec_json(spec)?,
         };
-        VersionManifest::sign(content, &self.key)
+        match &self.key {
+            ManifestKey::Signing(key) => VersionManifest::sign(content, key),
+            ManifestKey::VerifyOnly(_) => Err(CoordinatorError::Config(
+                "a read-only registry (forecast replica) signs no manifests".into(),
+            )
+            .into()),
+        }
     }
 
     /// Manifests of a model, oldest first.

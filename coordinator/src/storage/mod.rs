@@ -16,6 +16,7 @@
 //! The stores built on this ([`crate::store::StateStore`], the registry's and the board's)
 //! hold their logic once; the engines only move bytes.
 
+pub mod lease;
 pub mod postgres;
 mod raw;
 mod redb;

@@ -181,12 +181,14 @@ impl PgPool {
         check_schema_name(schema)?;
         let config = postgres::Config::from_str(url)
             .map_err(|e| CoordinatorError::Config(format!("storage.url: {e}")))?;
-        let mut client = config
-            .connect(NoTls)
-            .map_err(|e| CoordinatorError::Store(error_text(&e)))?;
-        client
-            .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
-            .map_err(|e| CoordinatorError::Store(error_text(&e)))
+        off_runtime(|| {
+            let mut client = config
+                .connect(NoTls)
+                .map_err(|e| CoordinatorError::Store(error_text(&e)))?;
+            client
+                .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
+                .map_err(|e| CoordinatorError::Store(error_text(&e)))
+        })
     }
 
     pub fn schema(&self) -> &str {
