@@ -137,6 +137,58 @@ pub struct FederationSpec {
     /// without DP noise.
     #[serde(default)]
     pub dp: Option<DpSpec>,
+    /// Hierarchical secure aggregation along the grid (`[federation.hierarchy]`); `None`
+    /// runs one flat SecAgg+ group over all selected sites.
+    #[serde(default)]
+    pub hierarchy: Option<HierarchySpec>,
+}
+
+/// `[federation.hierarchy]`: masked rounds run one SecAgg+ group per feeder, and only feeder
+/// sums over at least `min_sites_per_feeder` surviving sites are unmasked and added; a site's
+/// feeder is the part of its site label before the first `/` (`"feeder-07/roof-12"` is on
+/// `feeder-07`; a label without `/` is on the feeder named by the whole label's absence, `""`).
+/// Masking and unmasking cost then grows with the feeder's size, not the fleet's, and the sum
+/// the coordinator unmasks never covers fewer sites than the floor.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HierarchySpec {
+    /// A feeder whose survivors fall below this contributes nothing to the round (its sites'
+    /// updates stay masked). At least 3, the smallest group secure aggregation supports.
+    #[serde(default = "defaults::min_sites_per_feeder")]
+    pub min_sites_per_feeder: u32,
+    /// The round fails unless at least this many feeders contribute.
+    #[serde(default = "defaults::min_feeders")]
+    pub min_feeders: u32,
+}
+
+impl HierarchySpec {
+    /// Whether the tree can run a federation of `protection`, with or without DP.
+    pub fn check(&self, protection: Protection, dp: bool) -> Result<(), String> {
+        if protection != Protection::Masked {
+            return Err(
+                "hierarchy: feeder aggregation runs on masked rounds (encrypted rounds \
+                        are flat for now)"
+                    .into(),
+            );
+        }
+        if dp {
+            // Distributed noise is calibrated to the whole roster: a feeder's sum would carry
+            // only its share of it.
+            return Err("hierarchy and dp cannot be combined yet".into());
+        }
+        if self.min_sites_per_feeder < 3 {
+            return Err("hierarchy.min_sites_per_feeder must be at least 3".into());
+        }
+        if self.min_feeders < 1 {
+            return Err("hierarchy.min_feeders must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    /// The feeder of a site label.
+    pub fn feeder_of(label: &str) -> &str {
+        label.split_once('/').map_or("", |(feeder, _)| feeder)
+    }
 }
 
 /// `[federation.dp]`: site-level differential privacy with distributed discrete Gaussian noise
@@ -180,6 +232,12 @@ impl DpSpec {
 mod defaults {
     pub fn dp_delta() -> f64 {
         1e-5
+    }
+    pub fn min_sites_per_feeder() -> u32 {
+        5
+    }
+    pub fn min_feeders() -> u32 {
+        1
     }
     pub fn min_participants() -> usize {
         2
@@ -251,6 +309,7 @@ impl FederationSpec {
             unmask_timeout_ms: defaults::unmask_ms(),
             evaluate: false,
             dp: None,
+            hierarchy: None,
         }
     }
 
@@ -307,6 +366,10 @@ impl FederationSpec {
         // Secure aggregation needs at least two neighbours per participant.
         if self.protection == Protection::Masked && self.min_participants < 3 {
             return fail("masked rounds need min_participants >= 3");
+        }
+        if let Some(h) = &self.hierarchy {
+            h.check(self.protection, self.dp.is_some())
+                .or_else(|why| fail(&why))?;
         }
         Ok(())
     }

@@ -38,7 +38,9 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-pub use config::{CoordinatorConfig, FederationSpec, InitialWeights, Protection, TlsFiles};
+pub use config::{
+    CoordinatorConfig, FederationSpec, HierarchySpec, InitialWeights, Protection, TlsFiles,
+};
 pub use error::CoordinatorError;
 pub use hub::Hub;
 pub use metrics::Metrics;

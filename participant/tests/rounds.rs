@@ -262,3 +262,125 @@ async fn learning_rate_decays_geometrically_over_the_versions() {
         assert!((lr - elr).abs() < 1e-9, "version {v}: {lr} vs {elr}");
     }
 }
+
+/// `[federation.hierarchy]` on feeders named by the site labels' prefixes.
+fn hierarchical(name: &str, d: usize, n: usize, min_feeders: u32) -> FederationSpec {
+    FederationSpec {
+        min_participants: n,
+        participants_per_round: n,
+        keys_timeout_ms: 3_000,
+        upload_timeout_ms: 4_000,
+        hierarchy: Some(coordinator::HierarchySpec {
+            min_sites_per_feeder: 3,
+            min_feeders,
+        }),
+        ..FederationSpec::vector(name, d as u64, Protection::Masked, 1)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hierarchical_round_over_two_feeders_equals_flat_fedavg() {
+    let dir = tempfile::tempdir().unwrap();
+    let (n, d) = (6, 3_000);
+    let coord = RunningCoordinator::start(dir.path(), vec![hierarchical("load", d, n, 2)]).await;
+    let handles: Vec<_> = (0..n)
+        .map(|i| {
+            let feeder = if i < 3 { "feeder-a" } else { "feeder-b" };
+            let label = format!("{feeder}/site-{i}");
+            spawn_daemon(&coord.url(), &label, "load", fixed(i, d, SAMPLES[i]))
+        })
+        .collect();
+    let summaries = join_all(handles, Duration::from_secs(60)).await;
+    assert!(summaries.iter().all(|s| s.final_version == Some(1)));
+    coord.stop().await;
+    let (version, weights) = coordinator::load_latest(dir.path(), "load").unwrap();
+    assert_eq!(version.participants, n as u64);
+    let err = max_abs_diff(&weights, &fixed_fedavg(n, d));
+    assert!(
+        err < 1e-4,
+        "hierarchical result differs from FedAvg by {err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_feeder_below_its_floor_contributes_nothing_and_dropouts_are_survived() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = 3_000;
+    // feeder-a: 4 sites, one dies mid-round (3 survivors: at the floor, its sum counts);
+    // feeder-b: 3 sites, one dies (2 survivors: below the floor, nothing of it is unmasked).
+    let sites: Vec<(String, Option<u64>)> = (0..7)
+        .map(|i| {
+            let feeder = if i < 4 { "feeder-a" } else { "feeder-b" };
+            let alive = !(i == 3 || i == 6);
+            (
+                format!("{feeder}/site-{i}"),
+                alive.then_some(100 + 10 * i as u64),
+            )
+        })
+        .collect();
+    let coord =
+        RunningCoordinator::start(dir.path(), vec![hierarchical("load", d, sites.len(), 1)]).await;
+    let victims = TrainingStarts::default();
+    let mut handles = Vec::new();
+    let mut doomed = Vec::new();
+    for (i, (label, samples)) in sites.iter().enumerate() {
+        match samples {
+            Some(samples) => handles.push(spawn_daemon(
+                &coord.url(),
+                label,
+                "load",
+                fixed(i, d, *samples),
+            )),
+            None => doomed.push(spawn_daemon(
+                &coord.url(),
+                label,
+                "load",
+                std::sync::Arc::new(Stalled(victims.clone())),
+            )),
+        }
+    }
+    victims.wait_for(2, Duration::from_secs(30)).await;
+    doomed.iter().for_each(|h| h.abort());
+    let summaries = join_all(handles, Duration::from_secs(60)).await;
+    assert!(
+        summaries.iter().all(|s| s.final_version == Some(1)),
+        "{summaries:?}"
+    );
+    coord.stop().await;
+    let (version, weights) = coordinator::load_latest(dir.path(), "load").unwrap();
+    // Only feeder-a's three survivors: FedAvg over exactly them.
+    assert_eq!(version.participants, 3);
+    let expected = fedavg(
+        &(0..3)
+            .map(|i| (delta(i, d), sites[i].1.unwrap()))
+            .collect::<Vec<_>>(),
+    );
+    let err = max_abs_diff(&weights, &expected);
+    assert!(err < 1e-4, "feeder-a's FedAvg differs by {err}");
+}
+
+#[test]
+fn hierarchy_config_is_checked() {
+    let mut spec = hierarchical("load", 10, 6, 1);
+    assert!(spec.validate().is_ok());
+    spec.protection = Protection::Encrypted;
+    assert!(
+        spec.validate()
+            .unwrap_err()
+            .to_string()
+            .contains("hierarchy")
+    );
+    let mut spec = hierarchical("load", 10, 6, 1);
+    spec.hierarchy.as_mut().unwrap().min_sites_per_feeder = 2;
+    assert!(
+        spec.validate()
+            .unwrap_err()
+            .to_string()
+            .contains("min_sites_per_feeder")
+    );
+    assert_eq!(
+        coordinator::HierarchySpec::feeder_of("feeder-07/roof-12"),
+        "feeder-07"
+    );
+    assert_eq!(coordinator::HierarchySpec::feeder_of("roof-12"), "");
+}

@@ -202,6 +202,7 @@ impl Hub {
             Protection::Masked => RoundState::Masked(Box::new(round::masked::MaskedRound::start(
                 plan.clone(),
                 &selected_keys(participants, &plan.selected),
+                &feeders(participants, &plan.selected),
                 &self.identity,
                 now_ms,
             )?)),
@@ -492,6 +493,23 @@ fn selected_keys(
         .filter_map(|id| {
             let key = hex::decode(&participants.get(id)?.public_key).ok()?;
             Some((id.clone(), key.try_into().ok()?))
+        })
+        .collect()
+}
+
+/// The feeder of each selected site, from its site label (see [`crate::HierarchySpec`]).
+fn feeders(
+    participants: &BTreeMap<String, ParticipantRecord>,
+    selected: &[String],
+) -> std::collections::HashMap<String, String> {
+    selected
+        .iter()
+        .filter_map(|id| {
+            let label = &participants.get(id)?.site_label;
+            Some((
+                id.clone(),
+                crate::HierarchySpec::feeder_of(label).to_string(),
+            ))
         })
         .collect()
 }

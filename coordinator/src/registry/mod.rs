@@ -311,17 +311,22 @@ impl Registry {
     /// The manifest a reference names.
     pub fn resolve(&self, reference: &ModelRef) -> Result<VersionManifest, RegistryError> {
         let name = &reference.model;
-        self.model(name)?;
         let unknown = |version: String| RegistryError::UnknownVersion {
             model: name.clone(),
             version,
         };
+        // A version or alias is read directly (every forecast request does this, on replicas
+        // against PostgreSQL); the model is looked up only to say why nothing was found.
         match &reference.selector {
-            Selector::Version(n) => self
-                .store
-                .manifest(name, *n)?
-                .ok_or_else(|| unknown(n.to_string())),
+            Selector::Version(n) => match self.store.manifest(name, *n)? {
+                Some(manifest) => Ok(manifest),
+                None => {
+                    self.model(name)?;
+                    Err(unknown(n.to_string()))
+                }
+            },
             Selector::Id(prefix) => {
+                self.model(name)?;
                 let mut found = self
                     .store
                     .manifests(name)?
@@ -336,18 +341,19 @@ impl Registry {
                     _ => Err(unknown(prefix.clone())),
                 }
             }
-            Selector::Alias(alias) => {
-                let record =
-                    self.store
-                        .alias(name, alias)?
-                        .ok_or_else(|| RegistryError::UnknownAlias {
-                            model: name.clone(),
-                            alias: alias.clone(),
-                        })?;
-                self.store
+            Selector::Alias(alias) => match self.store.alias(name, alias)? {
+                Some(record) => self
+                    .store
                     .manifest(name, record.version)?
-                    .ok_or_else(|| unknown(record.version.to_string()))
-            }
+                    .ok_or_else(|| unknown(record.version.to_string())),
+                None => {
+                    self.model(name)?;
+                    Err(RegistryError::UnknownAlias {
+                        model: name.clone(),
+                        alias: alias.clone(),
+                    })
+                }
+            },
         }
     }
 

@@ -73,6 +73,10 @@ pub struct ModelSpec {
     pub training: Training,
     #[serde(default)]
     pub privacy: Privacy,
+    /// `[hierarchy]`: feeder-level secure aggregation for large fleets (masked rounds; see
+    /// [`crate::HierarchySpec`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hierarchy: Option<crate::HierarchySpec>,
 }
 
 /// The network: `models::ForecasterConfig` without its input and output sizes, which follow
@@ -250,6 +254,10 @@ impl ModelSpec {
         }
         if self.rounds == 0 || self.rounds > 100_000 {
             return Err(RegistryError::spec("rounds", "must be 1..=100000"));
+        }
+        if let Some(h) = &self.hierarchy {
+            h.check(self.protection, self.dp().is_some())
+                .map_err(|why| RegistryError::spec("hierarchy", why))?;
         }
         let arch = &self.architecture;
         for q in REQUIRED_QUANTILES {
@@ -439,6 +447,7 @@ impl ModelSpec {
         f.clip = self.privacy.clip;
         f.max_weight = self.privacy.max_weight;
         f.dp = self.dp();
+        f.hierarchy = self.hierarchy.clone();
         // Every registered version gets federated metrics before its manifest is signed.
         f.evaluate = true;
         Ok(f)

@@ -110,17 +110,6 @@ enum Phase {
     Unmask(CollectingUnmaskResponses),
 }
 
-impl Phase {
-    fn name(&self) -> &'static str {
-        match self {
-            Phase::Advertise(_) => "advertise_keys",
-            Phase::Shares(_) => "share_keys",
-            Phase::Inputs(_) => "masked_input",
-            Phase::Unmask(_) => "unmask",
-        }
-    }
-}
-
 fn secagg_error(e: crypto::CryptoError) -> RoundError {
     RoundError::SecAgg(e.to_string())
 }
@@ -130,15 +119,30 @@ pub fn secagg_id(participant: &str) -> Option<u32> {
     participant.strip_prefix('p')?.parse().ok()
 }
 
-/// A masked round in flight: the crypto state of the current phase, the message waiting for
-/// each participant, and who answered.
+/// One SecAgg+ group: every selected site (flat rounds) or the selected sites of one feeder
+/// (`[federation.hierarchy]`). Groups run side by side through the same phases; each unmasks
+/// only its own sum.
+struct Group {
+    feeder: String,
+    phase: Option<Phase>,
+    secagg_plan: Arc<Vec<u8>>,
+    /// Why the group stopped contributing, if it did.
+    failure: Option<String>,
+}
+
+/// A masked round in flight: the crypto state of the current phase per group, the message
+/// waiting for each participant, and who answered.
 pub struct MaskedRound {
     plan: RoundPlan,
     ids: BTreeMap<String, ParticipantId>,
     names: HashMap<ParticipantId, String>,
     codec: FixedPointCodec,
-    secagg_plan: Arc<Vec<u8>>,
-    phase: Option<Phase>,
+    groups: Vec<Group>,
+    /// The group of each selected site that is in one (a site on a feeder with too few
+    /// selected sites sits the round out).
+    group_of: HashMap<String, usize>,
+    /// The phase every live group is in; `None` once closed.
+    stage: Option<StepPhase>,
     /// Coordinator message of the current phase per recipient.
     outbox: HashMap<String, Arc<Vec<u8>>>,
     answered: BTreeSet<String>,
@@ -153,15 +157,20 @@ impl std::fmt::Debug for MaskedRound {
         f.debug_struct("MaskedRound")
             .field("round", &self.plan.round)
             .field("phase", &self.phase_name())
+            .field("groups", &self.groups.len())
             .field("answered", &self.answered.len())
             .finish_non_exhaustive()
     }
 }
 
-/// Secure-aggregation parameters for a roster: the configured neighbours and threshold, or the
-/// crypto crate's suggestion, never allowing fewer survivors than the federation's minimum.
-fn params_for(plan: &RoundPlan, vector_len: u32) -> Result<SecAggParams, RoundError> {
-    let n = plan.selected.len();
+/// Secure-aggregation parameters for a group of `n`: the configured neighbours and threshold,
+/// or the crypto crate's suggestion, never unmasking a sum over fewer than `floor` survivors.
+fn params_for(
+    plan: &RoundPlan,
+    n: usize,
+    floor: u32,
+    vector_len: u32,
+) -> Result<SecAggParams, RoundError> {
     let spec = &plan.spec;
     let mut params = if spec.neighbours > 0 {
         SecAggParams {
@@ -181,37 +190,75 @@ fn params_for(plan: &RoundPlan, vector_len: u32) -> Result<SecAggParams, RoundEr
             min_survivors: 0,
         }
     };
-    params.min_survivors = params
-        .min_survivors
-        .max(params.threshold + 1)
-        .max(plan.min_participants as u32);
+    params.min_survivors = params.min_survivors.max(params.threshold + 1).max(floor);
     params.validate(n).map_err(secagg_error)?;
     Ok(params)
 }
 
+/// A selected site: its participant id and Ed25519 verifying key.
+type SiteKey = (String, [u8; 32]);
+
+/// The selected sites in groups, each with its feeder's name: one group of all (flat), or one
+/// per feeder with at least `min_sites_per_feeder` selected sites.
+fn partition(
+    plan: &RoundPlan,
+    keys: &[SiteKey],
+    feeders: &HashMap<String, String>,
+) -> Vec<(String, Vec<SiteKey>)> {
+    let Some(hierarchy) = &plan.spec.hierarchy else {
+        return vec![(String::new(), keys.to_vec())];
+    };
+    let mut by_feeder: BTreeMap<&str, Vec<SiteKey>> = BTreeMap::new();
+    for (name, key) in keys {
+        let feeder = feeders.get(name).map_or("", String::as_str);
+        by_feeder
+            .entry(feeder)
+            .or_default()
+            .push((name.clone(), *key));
+    }
+    by_feeder
+        .into_iter()
+        .filter(|(feeder, sites)| {
+            let enough = sites.len() >= hierarchy.min_sites_per_feeder as usize;
+            if !enough {
+                tracing::info!(federation = %plan.federation, round = plan.round,
+                    feeder = %feeder, selected = sites.len(),
+                    "feeder below min_sites_per_feeder: its sites sit this round out");
+            }
+            enough
+        })
+        .map(|(feeder, sites)| (feeder.to_string(), sites))
+        .collect()
+}
+
+fn stage_name(stage: StepPhase) -> &'static str {
+    match stage {
+        StepPhase::AdvertiseKeys => "advertise_keys",
+        StepPhase::ShareKeys => "share_keys",
+        StepPhase::MaskedInput => "masked_input",
+        _ => "unmask",
+    }
+}
+
 impl MaskedRound {
-    /// Opens the round: signs the secure-aggregation plan for the selected participants.
+    /// Opens the round: signs the secure-aggregation plan of each group. `feeders` names the
+    /// feeder of each selected site (used when the federation has a hierarchy).
     pub fn start(
         plan: RoundPlan,
         keys: &[(String, [u8; 32])],
+        feeders: &HashMap<String, String>,
         identity: &CoordinatorIdentity,
         now_ms: u64,
     ) -> Result<Self, CoordinatorError> {
         let mut ids = BTreeMap::new();
-        let mut roster = Vec::with_capacity(keys.len());
-        for (name, key) in keys {
+        for (name, _) in keys {
             let id = ParticipantId(secagg_id(name).ok_or_else(|| {
                 CoordinatorError::Store(format!("participant id `{name}` has no number"))
             })?);
             ids.insert(name.clone(), id);
-            roster.push(RosterEntry {
-                id,
-                verifying_key: *key,
-            });
         }
         let vector_len = u32::try_from(plan.vector_len() + 1)
             .map_err(|_| CoordinatorError::Config("model too large for masking".into()))?;
-        let params = params_for(&plan, vector_len)?;
         let codec = FixedPointCodec::with_headroom(
             plan.clip(),
             plan.selected.len() as u32,
@@ -223,14 +270,46 @@ impl MaskedRound {
             federation: FederationId::from_name(&plan.federation),
             round: plan.round,
         };
-        let (state, message) = CollectingAdvertisements::open(
-            identity.signing_key(),
-            round,
-            params,
-            roster,
-            plan.seed,
-        )
-        .map_err(|e| RoundError::SecAgg(e.to_string()))?;
+        let floor = match &plan.spec.hierarchy {
+            Some(h) => h.min_sites_per_feeder,
+            None => plan.min_participants as u32,
+        };
+        let mut groups = Vec::new();
+        let mut group_of = HashMap::new();
+        for (index, (feeder, sites)) in partition(&plan, keys, feeders).into_iter().enumerate() {
+            let params = params_for(&plan, sites.len(), floor, vector_len)?;
+            let roster = sites
+                .iter()
+                .map(|(name, key)| RosterEntry {
+                    id: ids[name],
+                    verifying_key: *key,
+                })
+                .collect();
+            // Each group draws its own neighbour graph.
+            let mut seed = plan.seed;
+            seed[..8]
+                .iter_mut()
+                .zip(index.to_le_bytes())
+                .for_each(|(s, i)| *s ^= i);
+            let (state, message) =
+                CollectingAdvertisements::open(identity.signing_key(), round, params, roster, seed)
+                    .map_err(|e| RoundError::SecAgg(e.to_string()))?;
+            for (name, _) in &sites {
+                group_of.insert(name.clone(), groups.len());
+            }
+            groups.push(Group {
+                feeder,
+                phase: Some(Phase::Advertise(state)),
+                secagg_plan: Arc::new(message.to_bytes()),
+                failure: None,
+            });
+        }
+        if groups.is_empty() {
+            return Err(RoundError::SecAgg(
+                "no feeder has min_sites_per_feeder selected sites".into(),
+            )
+            .into());
+        }
         let names = ids.iter().map(|(n, id)| (*id, n.clone())).collect();
         Ok(Self {
             phase_deadline_ms: plan.deadlines.keys_unix_ms,
@@ -238,8 +317,9 @@ impl MaskedRound {
             ids,
             names,
             codec,
-            secagg_plan: Arc::new(message.to_bytes()),
-            phase: Some(Phase::Advertise(state)),
+            groups,
+            group_of,
+            stage: Some(StepPhase::AdvertiseKeys),
             outbox: HashMap::new(),
             answered: BTreeSet::new(),
             phase_started_ms: now_ms,
@@ -252,12 +332,18 @@ impl MaskedRound {
     }
 
     pub fn phase_name(&self) -> &'static str {
-        self.phase.as_ref().map_or("closed", Phase::name)
+        self.stage.map_or("closed", stage_name)
     }
 
     /// Phase timings recorded since the last call.
     pub fn take_timings(&mut self) -> Vec<(&'static str, u64)> {
         std::mem::take(&mut self.timings)
+    }
+
+    /// The live group of `participant`, if it is in one.
+    fn group(&self, participant: &str) -> Option<&Group> {
+        let group = &self.groups[*self.group_of.get(participant)?];
+        group.failure.is_none().then_some(group)
     }
 
     /// What `participant` should do in the current phase.
@@ -268,6 +354,11 @@ impl MaskedRound {
         if !self.plan.is_selected(participant) {
             return Task::Idle {
                 reason: "not selected for this round",
+            };
+        }
+        if !self.group_of.contains_key(participant) {
+            return Task::Idle {
+                reason: "too few sites of this feeder in the round",
             };
         }
         if self.answered.contains(participant) {
@@ -284,14 +375,17 @@ impl MaskedRound {
                 reason: "dropped from this round",
             },
         };
-        match &self.phase {
-            Some(Phase::Advertise(_)) => Task::Train {
-                plan: Box::new(self.plan.clone()),
-                secagg_plan: Some(self.secagg_plan.clone()),
+        match self.stage {
+            Some(StepPhase::AdvertiseKeys) => match self.group(participant) {
+                Some(group) => Task::Train {
+                    plan: Box::new(self.plan.clone()),
+                    secagg_plan: Some(group.secagg_plan.clone()),
+                },
+                None => Task::Idle {
+                    reason: "dropped from this round",
+                },
             },
-            Some(Phase::Shares(_)) => step(StepPhase::ShareKeys),
-            Some(Phase::Inputs(_)) => step(StepPhase::MaskedInput),
-            Some(Phase::Unmask(_)) => step(StepPhase::Unmask),
+            Some(phase) => step(phase),
             None => waiting,
         }
     }
@@ -303,18 +397,12 @@ impl MaskedRound {
         phase: StepPhase,
     ) -> Result<ParticipantId, RoundError> {
         self.plan.check(round, participant)?;
-        let current = match &self.phase {
-            Some(Phase::Advertise(_)) => StepPhase::AdvertiseKeys,
-            Some(Phase::Shares(_)) => StepPhase::ShareKeys,
-            Some(Phase::Inputs(_)) => StepPhase::MaskedInput,
-            Some(Phase::Unmask(_)) => StepPhase::Unmask,
-            None => {
-                return Err(RoundError::WrongPhase {
-                    round,
-                    phase: "closed",
-                    what: "messages",
-                });
-            }
+        let Some(current) = self.stage else {
+            return Err(RoundError::WrongPhase {
+                round,
+                phase: "closed",
+                what: "messages",
+            });
         };
         if current != phase {
             return Err(RoundError::WrongPhase {
@@ -325,6 +413,9 @@ impl MaskedRound {
         }
         if self.answered.contains(participant) {
             return Err(RoundError::AlreadySubmitted(participant.to_string()));
+        }
+        if !self.group_of.contains_key(participant) {
+            return Err(RoundError::NotSelected(participant.to_string()));
         }
         self.ids
             .get(participant)
@@ -338,7 +429,7 @@ impl MaskedRound {
         Ok(None)
     }
 
-    /// Takes a masked input (a signed crypto message) and adds it to the running sum.
+    /// Takes a masked input (a signed crypto message) and adds it to its group's running sum.
     pub fn accept_masked(
         &mut self,
         round: u64,
@@ -387,18 +478,21 @@ impl MaskedRound {
                 reason: "message signed for another sender".into(),
             });
         }
-        match self.phase.as_mut() {
+        let closed = RoundError::WrongPhase {
+            round,
+            phase: "closed",
+            what: "messages",
+        };
+        let Some(&index) = self.group_of.get(participant) else {
+            return Err(RoundError::NotSelected(participant.to_string()));
+        };
+        match self.groups[index].phase.as_mut() {
             Some(Phase::Advertise(s)) => s.receive(&message),
             Some(Phase::Shares(s)) => s.receive(&message),
             Some(Phase::Inputs(s)) => s.receive(&message),
             Some(Phase::Unmask(s)) => s.receive(&message),
-            None => {
-                return Err(RoundError::WrongPhase {
-                    round,
-                    phase: "closed",
-                    what: "messages",
-                });
-            }
+            // Its group failed in an earlier phase.
+            None => return Err(closed),
         }
         .map_err(malformed)?;
         self.answered.insert(participant.to_string());
@@ -407,12 +501,43 @@ impl MaskedRound {
 
     /// Everyone who can still answer in this phase has answered.
     fn phase_complete(&self) -> bool {
-        let expected = match &self.phase {
-            Some(Phase::Advertise(_)) => self.plan.selected.len(),
+        let expected = match self.stage {
+            Some(StepPhase::AdvertiseKeys) => self
+                .group_of
+                .keys()
+                .filter(|p| self.group(p).is_some())
+                .count(),
             Some(_) => self.outbox.len(),
             None => 0,
         };
         self.answered.len() >= expected
+    }
+
+    /// The fewest contributing groups a round needs.
+    fn min_groups(&self) -> usize {
+        self.plan
+            .spec
+            .hierarchy
+            .as_ref()
+            .map_or(1, |h| h.min_feeders as usize)
+    }
+
+    /// Why the round cannot finish: the flat group's own error, or the feeders that failed.
+    fn groups_failed(&self, live: usize) -> RoundError {
+        if self.plan.spec.hierarchy.is_none() {
+            let why = self.groups.iter().find_map(|g| g.failure.clone());
+            return RoundError::SecAgg(why.unwrap_or_else(|| "secure aggregation failed".into()));
+        }
+        let failures: Vec<String> = self
+            .groups
+            .iter()
+            .filter_map(|g| Some(format!("feeder `{}`: {}", g.feeder, g.failure.as_ref()?)))
+            .collect();
+        RoundError::SecAgg(format!(
+            "{live} feeders can contribute, the round needs {} ({})",
+            self.min_groups(),
+            failures.join("; ")
+        ))
     }
 
     /// Closes the current phase when complete or past its deadline.
@@ -420,68 +545,113 @@ impl MaskedRound {
         if !(self.phase_complete() || now_ms >= self.phase_deadline_ms) {
             return Progress::Running(self);
         }
-        let Some(phase) = self.phase.take() else {
+        let Some(stage) = self.stage.take() else {
             return self.finished(Err(RoundError::SecAgg("round already closed".into())), 0);
         };
-        let name = phase.name();
-        self.timings
-            .push((name, now_ms.saturating_sub(self.phase_started_ms)));
+        self.timings.push((
+            stage_name(stage),
+            now_ms.saturating_sub(self.phase_started_ms),
+        ));
         self.phase_started_ms = now_ms;
         self.answered.clear();
-        let spec = &self.plan.spec;
-        let outcome = match phase {
-            Phase::Advertise(s) => s
-                .close()
-                .map(|(next, out)| (Phase::Shares(next), out, now_ms + spec.keys_timeout_ms)),
-            Phase::Shares(s) => s.close().map(|(next, out)| {
-                (
-                    Phase::Inputs(next),
-                    out,
-                    self.plan.deadlines.upload_unix_ms.max(now_ms),
-                )
-            }),
-            Phase::Inputs(s) => s
-                .close()
-                .map(|(next, out)| (Phase::Unmask(next), out, now_ms + spec.unmask_timeout_ms)),
-            Phase::Unmask(s) => {
-                let started = std::time::Instant::now();
-                let result = s.finish().map_err(secagg_error).and_then(|aggregate| {
-                    let n = aggregate.contributors.len() as u32;
-                    let mean = self
-                        .codec
-                        .decode_weighted_mean(&aggregate.sum, n)
-                        .map_err(secagg_error)?;
-                    Ok(Aggregated {
-                        plan: self.plan.clone(),
-                        mean_update: mean.mean,
-                        total_weight: mean.total_weight,
-                        participants: n as usize,
-                    })
-                });
-                let compute_ms = started.elapsed().as_millis() as u64;
-                if let Some(last) = self.timings.last_mut() {
-                    last.1 += compute_ms;
-                }
-                return self.finished(result, compute_ms);
-            }
-        };
-        match outcome {
-            Ok((next, messages, deadline)) => {
-                self.outbox = messages
-                    .into_iter()
-                    .filter_map(|m| match m.header().recipient {
-                        Party::Participant(id) => {
-                            Some((self.names.get(&id)?.clone(), Arc::new(m.to_bytes())))
-                        }
-                        _ => None,
-                    })
-                    .collect();
-                self.phase = Some(next);
-                self.phase_deadline_ms = deadline;
-                Progress::Running(self)
-            }
-            Err(e) => self.finished(Err(secagg_error(e)), 0),
+        if stage == StepPhase::Unmask {
+            return self.unmask();
         }
+        let spec = &self.plan.spec;
+        let (next, deadline) = match stage {
+            StepPhase::AdvertiseKeys => (StepPhase::ShareKeys, now_ms + spec.keys_timeout_ms),
+            StepPhase::ShareKeys => (
+                StepPhase::MaskedInput,
+                self.plan.deadlines.upload_unix_ms.max(now_ms),
+            ),
+            _ => (StepPhase::Unmask, now_ms + spec.unmask_timeout_ms),
+        };
+        let mut outbox = HashMap::new();
+        for group in &mut self.groups {
+            let Some(phase) = group.phase.take() else {
+                continue;
+            };
+            let closed = match phase {
+                Phase::Advertise(s) => s.close().map(|(n, out)| (Phase::Shares(n), out)),
+                Phase::Shares(s) => s.close().map(|(n, out)| (Phase::Inputs(n), out)),
+                Phase::Inputs(s) => s.close().map(|(n, out)| (Phase::Unmask(n), out)),
+                // Unmasking is finished by `unmask`, never closed here.
+                unmasking @ Phase::Unmask(_) => {
+                    group.phase = Some(unmasking);
+                    continue;
+                }
+            };
+            match closed {
+                Ok((phase, messages)) => {
+                    for m in messages {
+                        if let Party::Participant(id) = m.header().recipient
+                            && let Some(name) = self.names.get(&id)
+                        {
+                            outbox.insert(name.clone(), Arc::new(m.to_bytes()));
+                        }
+                    }
+                    group.phase = Some(phase);
+                }
+                Err(e) => {
+                    tracing::warn!(federation = %self.plan.federation, round = self.plan.round,
+                        feeder = %group.feeder, error = %e, "secure-aggregation group failed");
+                    group.failure = Some(e.to_string());
+                }
+            }
+        }
+        let live = self.groups.iter().filter(|g| g.failure.is_none()).count();
+        if live < self.min_groups() {
+            let error = self.groups_failed(live);
+            return self.finished(Err(error), 0);
+        }
+        self.outbox = outbox;
+        self.stage = Some(next);
+        self.phase_deadline_ms = deadline;
+        Progress::Running(self)
+    }
+
+    /// Unmasks every live group's sum, adds those over their floor and decodes the mean.
+    fn unmask(mut self: Box<Self>) -> Progress {
+        let started = std::time::Instant::now();
+        let mut sums = Vec::new();
+        let mut contributors = 0usize;
+        for group in &mut self.groups {
+            let Some(Phase::Unmask(s)) = group.phase.take() else {
+                continue;
+            };
+            match s.finish() {
+                Ok(aggregate) => {
+                    contributors += aggregate.contributors.len();
+                    sums.push(aggregate.sum);
+                }
+                Err(e) => {
+                    tracing::warn!(federation = %self.plan.federation, round = self.plan.round,
+                        feeder = %group.feeder, error = %e, "secure-aggregation group failed");
+                    group.failure = Some(e.to_string());
+                }
+            }
+        }
+        let result = if sums.len() < self.min_groups() {
+            Err(self.groups_failed(sums.len()))
+        } else {
+            let parts: Vec<&[u32]> = sums.iter().map(Vec::as_slice).collect();
+            let sum = crypto::secagg::simulation::plain_sum(&parts);
+            let n = contributors as u32;
+            self.codec
+                .decode_weighted_mean(&sum, n)
+                .map_err(secagg_error)
+                .map(|mean| Aggregated {
+                    plan: self.plan.clone(),
+                    mean_update: mean.mean,
+                    total_weight: mean.total_weight,
+                    participants: contributors,
+                })
+        };
+        let compute_ms = started.elapsed().as_millis() as u64;
+        if let Some(last) = self.timings.last_mut() {
+            last.1 += compute_ms;
+        }
+        self.finished(result, compute_ms)
     }
 
     fn finished(
