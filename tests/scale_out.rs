@@ -266,14 +266,8 @@ async fn three_replicas_answer_the_promoted_version_at_once() {
     for _ in 0..3 {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let config = ReplicaConfig {
-            listen: addr.to_string(),
-            coordinator_public_key: hex::encode(key),
-            tls: None,
-            insecure_plaintext: true,
-            tls_identity: None,
-            storage: postgres(&url, &schema),
-        };
+        let config =
+            ReplicaConfig::insecure_plaintext(&addr.to_string(), key, postgres(&url, &schema));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(serve_forecast_replica(listener, config, async move {
             let _ = stopped.await;
@@ -337,14 +331,11 @@ async fn three_replicas_answer_the_promoted_version_at_once() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let other = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]).verifying_key();
-    let forged = ReplicaConfig {
-        listen: addr.to_string(),
-        coordinator_public_key: hex::encode(other.to_bytes()),
-        tls: None,
-        insecure_plaintext: true,
-        tls_identity: None,
-        storage: postgres(&url, &schema),
-    };
+    let forged = ReplicaConfig::insecure_plaintext(
+        &addr.to_string(),
+        other.to_bytes(),
+        postgres(&url, &schema),
+    );
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(serve_forecast_replica(listener, forged, async move {
         let _ = stopped.await;

@@ -110,11 +110,7 @@ pub async fn serve_with(
     metrics: Arc<Metrics>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), CoordinatorError> {
-    // Configuration errors come first: a standby must not wait for a lease it cannot use.
-    config.validate()?;
-    config.transport()?;
-    let stop = shutdown_signal(shutdown);
-    let Some(lease) = driver_lease(&config, stop.clone()).await? else {
+    let Some((lease, stop)) = checked_lease(&config, shutdown).await? else {
         return Ok(());
     };
     run(listener, metrics_listener, config, metrics, lease, stop).await
@@ -128,11 +124,7 @@ pub async fn serve_config(
     on_listening: impl FnOnce(std::net::SocketAddr),
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), CoordinatorError> {
-    // Configuration errors come first: a standby must not wait for a lease it cannot use.
-    config.validate()?;
-    config.transport()?;
-    let stop = shutdown_signal(shutdown);
-    let Some(lease) = driver_lease(&config, stop.clone()).await? else {
+    let Some((lease, stop)) = checked_lease(&config, shutdown).await? else {
         return Ok(());
     };
     // A standby that just took over binds the address its predecessor held.
@@ -161,6 +153,22 @@ async fn bind_metrics(config: &CoordinatorConfig) -> Result<Option<TcpListener>,
         })?)),
         None => Ok(None),
     }
+}
+
+/// Checks the configuration (a standby must not wait for a lease it cannot use), then waits for
+/// the round-driver lease; `None` when `shutdown` came first.
+#[allow(clippy::type_complexity)]
+async fn checked_lease(
+    config: &CoordinatorConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<Option<(Option<storage::lease::DriverLease>, watch::Receiver<bool>)>, CoordinatorError>
+{
+    config.validate()?;
+    config.transport()?;
+    let stop = shutdown_signal(shutdown);
+    Ok(driver_lease(config, stop.clone())
+        .await?
+        .map(|lease| (lease, stop)))
 }
 
 /// `shutdown` as a signal several waits can share.

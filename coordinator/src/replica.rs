@@ -62,6 +62,22 @@ fn default_listen() -> String {
 }
 
 impl ReplicaConfig {
+    /// A plaintext replica on `listen` (tests and loopback benchmarks).
+    pub fn insecure_plaintext(
+        listen: &str,
+        coordinator_key: [u8; 32],
+        storage: StorageConfig,
+    ) -> Self {
+        Self {
+            listen: listen.into(),
+            coordinator_public_key: hex::encode(coordinator_key),
+            tls: None,
+            insecure_plaintext: true,
+            tls_identity: None,
+            storage,
+        }
+    }
+
     pub fn from_toml(text: &str) -> Result<Self, CoordinatorError> {
         let config: Self =
             toml::from_str(text).map_err(|e| CoordinatorError::Config(e.to_string()))?;

@@ -312,6 +312,21 @@ async fn serve_and_load(
         listener.local_addr()?,
         args.transport == BenchTransport::Tls,
     )?;
+    let (stop, server) = start_coordinator(listener, config);
+    let outcome = prepare_and_load(&endpoint, spec, trainer, request, args).await;
+    let _ = stop.send(());
+    server.await.context("coordinator task")??;
+    outcome
+}
+
+/// A coordinator serving on `listener` until the returned sender fires (or is dropped).
+pub fn start_coordinator(
+    listener: TcpListener,
+    config: CoordinatorConfig,
+) -> (
+    oneshot::Sender<()>,
+    tokio::task::JoinHandle<Result<(), coordinator::CoordinatorError>>,
+) {
     let (stop, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(coordinator::serve_with(
         listener,
@@ -322,10 +337,7 @@ async fn serve_and_load(
             let _ = stopped.await;
         },
     ));
-    let outcome = prepare_and_load(&endpoint, spec, trainer, request, args).await;
-    let _ = stop.send(());
-    server.await.context("coordinator task")??;
-    outcome
+    (stop, server)
 }
 
 fn operator<T>(message: T) -> Result<tonic::Request<T>> {

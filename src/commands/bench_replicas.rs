@@ -9,15 +9,14 @@
 //! request, so the cost measured is the real one of stateless replicas. All processes share
 //! this machine's cores: on 2 cores expect no speed-up, only the overhead per replica.
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result, ensure};
 use clap::Args;
+use coordinator::CoordinatorConfig;
 use coordinator::registry::{ModelRef, ModelSpec, Registry};
 use coordinator::replica::{ReplicaConfig, serve_forecast_replica};
 use coordinator::storage::{PgPool, Storage, StorageConfig, TEST_POSTGRES_ENV};
-use coordinator::{CoordinatorConfig, Metrics};
 use participant::MlpTrainer;
 use participant::client::CoordinatorEndpoint;
 use proto::forecast::ForecastRequest;
@@ -26,8 +25,8 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
 use super::bench_forecast::{
-    ENROLLMENT, LoadResult, OPERATOR, ServedWorkload, drive_clients, served_workload, summarize,
-    train_and_promote,
+    ENROLLMENT, LoadResult, OPERATOR, ServedWorkload, drive_clients, served_workload,
+    start_coordinator, summarize, train_and_promote,
 };
 use super::runtime::runtime;
 
@@ -251,16 +250,7 @@ where
     config.operator_tokens = vec![OPERATOR.into()];
     config.insecure_plaintext = true;
     config.storage = storage;
-    let (stop, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(coordinator::serve_with(
-        listener,
-        None,
-        config,
-        Arc::new(Metrics::default()),
-        async move {
-            let _ = stopped.await;
-        },
-    ));
+    let (stop, server) = start_coordinator(listener, config);
     let outcome = async {
         train_and_promote(&endpoint, spec, trainer).await?;
         body(endpoint.clone()).await
@@ -292,14 +282,7 @@ impl Replicas {
         for _ in 0..count {
             let listener = TcpListener::bind("127.0.0.1:0").await?;
             let addr = listener.local_addr()?;
-            let config = ReplicaConfig {
-                listen: addr.to_string(),
-                coordinator_public_key: hex::encode(key),
-                tls: None,
-                insecure_plaintext: true,
-                tls_identity: None,
-                storage: storage.clone(),
-            };
+            let config = ReplicaConfig::insecure_plaintext(&addr.to_string(), key, storage.clone());
             let (stop, stopped) = oneshot::channel::<()>();
             let task = tokio::spawn(serve_forecast_replica(listener, config, async move {
                 let _ = stopped.await;
