@@ -249,7 +249,7 @@ impl Hub {
             warn!(federation = %spec.name, round = stale.round, phase = %stale.phase,
                 "aborting the round interrupted by a restart");
             self.store.end_round(&spec.name)?;
-            self.metrics.round_aborted();
+            self.metrics.round_aborted(&spec.name);
         }
         let members = self
             .participants

@@ -49,12 +49,15 @@ impl Hub {
             RoundState::Plain(c) => {
                 if c.is_complete() || now_ms >= c.plan().deadlines.upload_unix_ms {
                     let plan = c.plan().clone();
-                    self.metrics
-                        .observe_phase("collect", now_ms.saturating_sub(plan.started_unix_ms));
+                    self.metrics.observe_phase(
+                        name,
+                        "collect",
+                        now_ms.saturating_sub(plan.started_unix_ms),
+                    );
                     let started = std::time::Instant::now();
                     let result = c.close();
                     let compute_ms = started.elapsed().as_millis() as u64;
-                    self.metrics.observe_phase("aggregate", compute_ms);
+                    self.metrics.observe_phase(name, "aggregate", compute_ms);
                     match self.finish(name, plan, result, now_ms + compute_ms) {
                         Ok(next) => next,
                         Err(e) => {
@@ -69,7 +72,7 @@ impl Hub {
             RoundState::Masked(m) => match m.advance(now_ms) {
                 round::masked::Progress::Running(mut m) => {
                     for (phase, ms) in m.take_timings() {
-                        self.metrics.observe_phase(phase, ms);
+                        self.metrics.observe_phase(name, phase, ms);
                     }
                     RoundState::Masked(m)
                 }
@@ -78,7 +81,7 @@ impl Hub {
             RoundState::Encrypted(e) => match e.advance(now_ms) {
                 round::encrypted::Progress::Running(mut e) => {
                     for (phase, ms) in e.take_timings() {
-                        self.metrics.observe_phase(phase, ms);
+                        self.metrics.observe_phase(name, phase, ms);
                     }
                     RoundState::Encrypted(e)
                 }
@@ -224,7 +227,7 @@ impl Hub {
                 started_unix_ms: now_ms,
             },
         )?;
-        self.metrics.round_started(plan.selected.len());
+        self.metrics.round_started(name, plan.selected.len());
         info!(
             federation = name,
             round,
@@ -251,7 +254,7 @@ impl Hub {
             compute_ms,
         } = done;
         for (phase, ms) in timings {
-            self.metrics.observe_phase(phase, ms);
+            self.metrics.observe_phase(name, phase, ms);
         }
         let next = self.finish(name, plan, result, now_ms + compute_ms);
         if next.is_err() {
@@ -278,7 +281,7 @@ impl Hub {
             Err(e) => {
                 warn!(federation = name, round = plan.round, error = %e, "round failed; a new round follows");
                 self.store.end_round(name)?;
-                self.metrics.round_failed();
+                self.metrics.round_failed(name);
                 return Ok(RoundState::Idle { since_ms: now_ms });
             }
         };
@@ -356,9 +359,11 @@ impl Hub {
         );
         // Applying the update and committing the version are part of the round.
         let commit_ms = commit_started.elapsed().as_millis() as u64;
-        self.metrics.observe_phase("commit", commit_ms);
-        self.metrics
-            .round_completed((now_ms + commit_ms).saturating_sub(plan.started_unix_ms));
+        self.metrics.observe_phase(name, "commit", commit_ms);
+        self.metrics.round_completed(
+            name,
+            (now_ms + commit_ms).saturating_sub(plan.started_unix_ms),
+        );
         f.record = record;
         f.global = Arc::new(weights);
         f.global_bytes = Arc::new(bytes);
@@ -403,7 +408,7 @@ impl Hub {
                     nmae = scores.nmae,
                     "federated evaluation recorded"
                 );
-                self.metrics.evaluation_completed();
+                self.metrics.evaluation_completed(name);
                 VersionEvaluation::Scored {
                     round: plan.round,
                     protection: plan.protection,
@@ -413,7 +418,7 @@ impl Hub {
             Err(reason) => {
                 warn!(federation = name, round = plan.round, version = version.version,
                     attempts, error = %reason, "federated evaluation round failed");
-                self.metrics.round_failed();
+                self.metrics.round_failed(name);
                 if attempts < EVALUATION_ATTEMPTS {
                     VersionEvaluation::Pending { attempts }
                 } else {
