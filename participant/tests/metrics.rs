@@ -15,8 +15,13 @@ use coordinator::{CoordinatorConfig, FederationSpec, Metrics, Protection};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+type Labels = BTreeMap<String, String>;
+
 /// One sample line: metric name, labels, value.
-type Sample = (String, BTreeMap<String, String>, f64);
+type Sample = (String, Labels, f64);
+
+/// A histogram's buckets (upper bound, cumulative count) by family and labels without `le`.
+type Buckets = BTreeMap<(String, Labels), Vec<(f64, f64)>>;
 
 fn parse_sample(line: &str) -> Sample {
     let (series, value) = line.rsplit_once(' ').expect("`name value`");
@@ -161,7 +166,7 @@ async fn metrics_follow_the_prometheus_conventions() {
         }
     }
     // Histograms: cumulative, non-decreasing, `+Inf` equal to `_count`.
-    let mut series: BTreeMap<(String, BTreeMap<String, String>), Vec<(f64, f64)>> = BTreeMap::new();
+    let mut series: Buckets = BTreeMap::new();
     for (name, labels, value) in &samples {
         if let Some(base) = name.strip_suffix("_bucket") {
             let mut key = labels.clone();
