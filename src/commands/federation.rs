@@ -24,13 +24,13 @@ use super::train::Format;
 /// `gridfed coordinator ...`
 #[derive(Subcommand, Debug)]
 pub enum CoordinatorCommand {
-    /// Run the coordinator service until Ctrl-C.
+    /// Run the coordinator service until Ctrl-C or SIGTERM.
     Serve {
         /// coordinator.toml (relative paths in it are relative to the file).
         #[arg(long)]
         config: PathBuf,
     },
-    /// Run a read-only forecast replica on the coordinator's PostgreSQL until Ctrl-C
+    /// Run a read-only forecast replica on the coordinator's PostgreSQL until Ctrl-C or SIGTERM
     /// (forecasts and board queries of signed versions; see replica.toml in the README).
     Replica {
         /// replica.toml (relative paths in it are relative to the file).
@@ -63,7 +63,7 @@ pub enum CoordinatorCommand {
 /// `gridfed participant ...`
 #[derive(Subcommand, Debug)]
 pub enum ParticipantCommand {
-    /// Run the participant daemon until its federation is done or Ctrl-C.
+    /// Run the participant daemon until its federation is done or Ctrl-C/SIGTERM.
     Run {
         /// participant.toml (relative paths in it are relative to the file).
         #[arg(long)]
@@ -147,7 +147,23 @@ fn init_tracing() {
         .try_init();
 }
 
+/// Resolves on Ctrl-C (SIGINT) or SIGTERM (what service managers and `kill` send): services
+/// then drain, close their state and exit 0 with their summary.
 async fn ctrl_c() {
+    #[cfg(unix)]
+    if let Ok(mut terminate) =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+    {
+        tokio::select! {
+            interrupted = tokio::signal::ctrl_c() => {
+                if interrupted.is_err() {
+                    terminate.recv().await;
+                }
+            }
+            _ = terminate.recv() => {}
+        }
+        return;
+    }
     if tokio::signal::ctrl_c().await.is_err() {
         // No signal handler available: run until killed.
         std::future::pending::<()>().await;
