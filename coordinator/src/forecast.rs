@@ -203,7 +203,7 @@ pub fn domain_request(
         horizon_steps: req.horizon_steps as usize,
         history: History {
             timestamps_unix_s: history.timestamps_unix_s,
-            target_kw: history.values_kw,
+            values_kw: history.values_kw,
         },
         future: FutureCovariates {
             timestamps_unix_s: future.timestamps_unix_s,
@@ -387,7 +387,7 @@ pub fn proto_request(model: &str, r: ForecastRequest) -> pb::ForecastRequest {
         origin_unix_s: r.origin_unix_s,
         history: Some(pb::Series {
             timestamps_unix_s: r.history.timestamps_unix_s,
-            values_kw: r.history.target_kw,
+            values_kw: r.history.values_kw,
         }),
         future: Some(pb::Covariates {
             timestamps_unix_s: r.future.timestamps_unix_s,

@@ -18,6 +18,7 @@
 
 mod arrays;
 pub(crate) mod checks;
+pub use checks::weather_value_problem;
 pub(crate) mod hint;
 mod layout;
 mod sites;

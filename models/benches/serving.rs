@@ -49,7 +49,7 @@ fn request(target: Target, history_steps: usize) -> ForecastRequest {
         horizon_steps: DAY,
         history: History {
             timestamps_unix_s: t.timestamps[origin - history_steps..origin].to_vec(),
-            target_kw: values(target_column, origin - history_steps..origin),
+            values_kw: values(target_column, origin - history_steps..origin),
         },
         future: FutureCovariates {
             timestamps_unix_s: t.timestamps[future.clone()].to_vec(),

@@ -101,7 +101,7 @@ fn request(s: &Served, origin: usize, history_steps: usize) -> ForecastRequest {
         horizon_steps: spec.horizon,
         history: History {
             timestamps_unix_s: ts[origin - history_steps..origin].to_vec(),
-            target_kw: target[origin - history_steps..origin]
+            values_kw: target[origin - history_steps..origin]
                 .iter()
                 .map(|v| v.unwrap())
                 .collect(),
@@ -388,7 +388,7 @@ fn each_malformed_request_gets_its_own_error() {
     // History length: four weeks to fit the load scaling, one week with the site's own.
     let e = with(&|r| {
         r.history.timestamps_unix_s.drain(..100);
-        r.history.target_kw.drain(..100);
+        r.history.values_kw.drain(..100);
     });
     assert!(
         matches!(e, ServingError::HistoryTooShort { have, need, .. } if have == full - 100 && need == full),
@@ -401,7 +401,7 @@ fn each_malformed_request_gets_its_own_error() {
             scale_kw: 1.0,
         });
         r.history.timestamps_unix_s.drain(..full - CONTEXT + 1);
-        r.history.target_kw.drain(..full - CONTEXT + 1);
+        r.history.values_kw.drain(..full - CONTEXT + 1);
     });
     assert!(
         matches!(e, ServingError::HistoryTooShort { need: CONTEXT, .. }),
@@ -409,9 +409,9 @@ fn each_malformed_request_gets_its_own_error() {
     );
 
     // Non-finite inputs name the field and row.
-    let e = with(&|r| r.history.target_kw[5] = f64::NAN);
+    let e = with(&|r| r.history.values_kw[5] = f64::NAN);
     assert!(
-        matches!(&e, ServingError::NonFinite { field, row: 5, .. } if field == "history.target_kw"),
+        matches!(&e, ServingError::NonFinite { field, row: 5, .. } if field == "history.values_kw"),
         "{e}"
     );
     let e = with(&|r| r.future.covariates[1].values[3] = f64::INFINITY);
@@ -420,9 +420,32 @@ fn each_malformed_request_gets_its_own_error() {
         "{e}"
     );
     let e = with(&|r| {
-        r.history.target_kw.pop();
+        r.history.values_kw.pop();
     });
     assert!(matches!(e, ServingError::LengthMismatch { .. }), "{e}");
+
+    // Covariates in the schema's units: cloud cover in percent and temperature in kelvin are
+    // refused naming field, row and the unit expected.
+    let slot = |name: &str| {
+        good.future
+            .covariates
+            .iter()
+            .position(|c| c.name == name)
+            .unwrap_or_else(|| panic!("the request carries {name}"))
+    };
+    let cloud = slot("cloud_cover_forecast");
+    let e = with(&|r| r.future.covariates[cloud].values[2] = 55.0);
+    assert!(
+        matches!(&e, ServingError::Implausible { field, row: 2, .. } if field == "future.cloud_cover_forecast"),
+        "{e}"
+    );
+    assert!(e.to_string().contains("divide percent by 100"), "{e}");
+    let temperature = slot("temperature_forecast_c");
+    let e = with(&|r| r.future.covariates[temperature].values[0] = 291.2);
+    assert!(
+        matches!(&e, ServingError::Implausible { row: 0, .. }) && e.to_string().contains("degC"),
+        "{e}"
+    );
 
     // Timestamps: off the grid, not increasing, gaps, not meeting the origin.
     let e = with(&|r| r.history.timestamps_unix_s[3] += 60);
@@ -444,7 +467,7 @@ fn each_malformed_request_gets_its_own_error() {
     );
     let e = with(&|r| {
         r.history.timestamps_unix_s.remove(10);
-        r.history.target_kw.remove(10);
+        r.history.values_kw.remove(10);
     });
     assert!(matches!(e, ServingError::Gap { row: 10, .. }), "{e}");
     let e = with(&|r| r.future.timestamps_unix_s[2] += 1800);
@@ -463,7 +486,7 @@ fn each_malformed_request_gets_its_own_error() {
     assert!(matches!(e, ServingError::OriginOffGrid { .. }), "{e}");
     let e = with(&|r| {
         r.history.timestamps_unix_s.pop();
-        r.history.target_kw.pop();
+        r.history.values_kw.pop();
     });
     assert!(matches!(e, ServingError::HistoryNotAtOrigin { .. }), "{e}");
 

@@ -143,6 +143,18 @@ pub(crate) fn check_value(
     }
 }
 
+/// Why `value` cannot be a reading of weather column `column` (`temperature_forecast_c` in
+/// degC, `ghi_forecast_w_m2` in W/m2, `cloud_cover_forecast` as a fraction, and their
+/// observed twins): the same plausibility rules as the Parquet reader, for values that arrive
+/// another way (forecast requests). `None` when plausible or not a weather column.
+pub fn weather_value_problem(column: &str, value: f64) -> Option<String> {
+    match check_value(column, value, None) {
+        Ok(()) => None,
+        Err(ValueProblem::NonFinite) => Some("not a finite number".into()),
+        Err(ValueProblem::Impossible(reason)) => Some(reason),
+    }
+}
+
 /// Turns a [`ValueProblem`] into the error naming file, column and row.
 pub(crate) fn value_error(
     path: &Path,

@@ -46,6 +46,13 @@ pub enum ServingError {
         row: usize,
         value: f64,
     },
+    #[error("{field}[{row}] = {value}: {reason}")]
+    Implausible {
+        field: String,
+        row: usize,
+        value: f64,
+        reason: String,
+    },
     #[error("{field} has {len} values for {expected} timestamps")]
     LengthMismatch {
         field: String,

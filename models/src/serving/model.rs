@@ -69,7 +69,7 @@ impl ServingModel {
         let series = self.check(request)?;
         let spec = &self.spec;
         let step = spec.resolution.seconds();
-        let history = &request.history.target_kw;
+        let history = &request.history.values_kw;
         let trailing = match spec.normalization {
             NormalizationRule::TrailingHistory { steps } => steps,
             NormalizationRule::Capacity => 0,
@@ -174,8 +174,8 @@ impl ServingModel {
             resolution,
         )?;
         check_values(
-            || "history.target_kw".into(),
-            &history.target_kw,
+            || "history.values_kw".into(),
+            &history.values_kw,
             history.timestamps_unix_s.len(),
         )?;
         if let Some(&last) = history.timestamps_unix_s.last()
@@ -187,9 +187,9 @@ impl ServingModel {
             });
         }
         let need = spec.history_steps(request.site_normalization.is_some());
-        if history.target_kw.len() < need {
+        if history.values_kw.len() < need {
             return Err(ServingError::HistoryTooShort {
-                have: history.target_kw.len(),
+                have: history.values_kw.len(),
                 need,
                 hours: (need as i64 * step) as f64 / 3600.0,
                 resolution,
@@ -219,7 +219,7 @@ impl ServingModel {
         let (l, h) = (spec.context, spec.horizon);
         let mut t = SiteTelemetry::new("request");
         t.timestamps = (-(l as i64)..h as i64).map(|s| origin + s * step).collect();
-        let target: Vec<Option<f64>> = history.target_kw[history.target_kw.len() - l..]
+        let target: Vec<Option<f64>> = history.values_kw[history.values_kw.len() - l..]
             .iter()
             .map(|&v| Some(v))
             .chain(std::iter::repeat_n(None, h))

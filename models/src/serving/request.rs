@@ -29,7 +29,7 @@ pub struct ServedSite {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct History {
     pub timestamps_unix_s: Vec<i64>,
-    pub target_kw: Vec<f64>,
+    pub values_kw: Vec<f64>,
 }
 
 /// One known-future covariate's values, one per [`FutureCovariates`] timestamp.
@@ -120,7 +120,7 @@ impl ForecastRequest {
             horizon_steps,
             history: History {
                 timestamps_unix_s: t.timestamps[start..origin].to_vec(),
-                target_kw: values[start..origin].iter().flatten().copied().collect(),
+                values_kw: values[start..origin].iter().flatten().copied().collect(),
             },
             future: FutureCovariates {
                 timestamps_unix_s: t.timestamps[origin..end].to_vec(),
@@ -317,6 +317,17 @@ pub(crate) fn model_covariates<'a>(
             &series.values,
             future.timestamps_unix_s.len(),
         )?;
+        // Units as the telemetry schema's: degC, W/m2, cloud cover as a fraction.
+        for (row, &value) in series.values.iter().enumerate() {
+            if let Some(reason) = datasets::reader::weather_value_problem(&series.name, value) {
+                return Err(ServingError::Implausible {
+                    field: format!("future.{}", series.name),
+                    row,
+                    value,
+                    reason,
+                });
+            }
+        }
         found[slot] = Some(&series.values);
     }
     found
