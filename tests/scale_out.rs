@@ -313,6 +313,23 @@ async fn three_replicas_answer_the_promoted_version_at_once() {
         answers.push(expected);
     }
     assert_eq!(answers[0], answers[2], "rollback serves version 1 again");
+    let describe = || proto::forecast::DescribeModelRequest {
+        model: "res-load".into(),
+    };
+    let described = primary
+        .describe_model(describe())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(described.version, 1);
+    for client in &mut clients {
+        let got = client
+            .describe_model(describe())
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(got, described, "replica describes another version");
+    }
     assert_eq!(
         answers[0].version_id, manifests[0].id,
         "the signed version is served"

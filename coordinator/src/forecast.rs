@@ -339,6 +339,29 @@ impl Forecast for ForecastService {
         Ok(Response::new(Box::pin(stream)))
     }
 
+    async fn describe_model(
+        &self,
+        request: Request<pb::DescribeModelRequest>,
+    ) -> Result<Response<pb::DescribeModelResponse>, Status> {
+        let model = request.into_inner().model;
+        if model.is_empty() {
+            return Err(invalid(
+                "model",
+                "missing (NAME, NAME@VERSION or NAME@ALIAS)",
+            ));
+        }
+        let reference: ModelRef = model.parse().map_err(|e| registry_status(&e))?;
+        let (hub, registry, cache) = (self.hub.clone(), self.registry.clone(), self.cache.clone());
+        tokio::task::spawn_blocking(move || {
+            let (manifest, model) = load(&registry, hub.as_deref(), &cache, &reference)
+                .map_err(|e| registry_status(&e))?;
+            let model = model.map_err(|e| status_of(&e))?;
+            Ok(Response::new(describe(&manifest, model.spec())))
+        })
+        .await
+        .map_err(|e| Status::internal(format!("describe task failed: {e}")))?
+    }
+
     async fn query_board(
         &self,
         request: Request<pb::QueryBoardRequest>,
@@ -349,6 +372,29 @@ impl Forecast for ForecastService {
             .await
             .map_err(|e| Status::internal(format!("board task failed: {e}")))?
             .map(Response::new)
+    }
+}
+
+/// What a request for `manifest`'s version must carry.
+fn describe(manifest: &VersionManifest, spec: &ServingSpec) -> pb::DescribeModelResponse {
+    pb::DescribeModelResponse {
+        model: manifest.content.model.clone(),
+        version: manifest.content.version,
+        version_id: manifest.id.clone(),
+        target: spec.target.as_str().to_string(),
+        step_seconds: spec.resolution.seconds(),
+        horizon_steps: spec.horizon as u32,
+        history_steps: spec.history_steps(false) as u32,
+        history_steps_with_site_normalization: spec.history_steps(true) as u32,
+        covariates: spec
+            .covariates
+            .iter()
+            .map(|c| pb::CovariateSpec {
+                name: c.name().to_string(),
+                unit: c.unit().to_string(),
+            })
+            .collect(),
+        quantile_levels: spec.architecture.quantiles.clone(),
     }
 }
 

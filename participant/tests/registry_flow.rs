@@ -260,6 +260,61 @@ async fn publish_train_promote_forecast_rollback_over_grpc() {
     );
     let levels: Vec<f32> = first.quantiles.iter().map(|q| q.level).collect();
     assert_eq!(levels, [0.1, 0.5, 0.9]);
+
+    // A market engine learns what a request must carry without any credentials.
+    let described = forecasts
+        .describe_model(proto::forecast::DescribeModelRequest {
+            model: "res-load".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (
+            described.version,
+            described.version_id.as_str(),
+            described.target.as_str(),
+            described.step_seconds,
+            described.horizon_steps
+        ),
+        (1, manifests[0].id.as_str(), "load", 3_600, 24)
+    );
+    assert_eq!(described.quantile_levels, levels);
+    // Load is normalized on four weeks of history unless the site's own scaling comes along.
+    assert_eq!(described.history_steps, 24 * 28);
+    assert_eq!(described.history_steps_with_site_normalization, 168);
+    let history = request.history.as_ref().unwrap().values_kw.len();
+    assert!(history >= described.history_steps as usize);
+    let mut wanted: Vec<(String, String)> = described
+        .covariates
+        .iter()
+        .map(|c| (c.name.clone(), c.unit.clone()))
+        .collect();
+    wanted.sort();
+    let mut sent: Vec<String> = request
+        .future
+        .as_ref()
+        .unwrap()
+        .covariates
+        .iter()
+        .map(|c| c.name.clone())
+        .collect();
+    sent.sort();
+    assert_eq!(
+        wanted.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>(),
+        sent
+    );
+    assert!(
+        wanted.contains(&("temperature_forecast_c".into(), "degC".into())),
+        "{wanted:?}"
+    );
+    let unknown = forecasts
+        .describe_model(proto::forecast::DescribeModelRequest {
+            model: "no-such-model".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), Code::NotFound, "{unknown:?}");
     for step in 0..24 {
         let v: Vec<f32> = first.quantiles.iter().map(|q| q.values_kw[step]).collect();
         assert!(

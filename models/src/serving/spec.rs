@@ -48,6 +48,15 @@ impl Covariate {
         Self::ALL.into_iter().find(|c| c.name() == name)
     }
 
+    /// The unit requests carry it in (the telemetry schema's).
+    pub fn unit(self) -> &'static str {
+        match self {
+            Covariate::TemperatureForecast => "degC",
+            Covariate::GhiForecast => "W/m2",
+            Covariate::CloudCoverForecast => "fraction",
+        }
+    }
+
     /// The covariates present in `telemetry`. A model reads a present column as data and an
     /// absent one as a constant zero (`datasets::features`), so a model trained on these
     /// series must be served these, and only these, covariates.
