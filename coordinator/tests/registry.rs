@@ -177,7 +177,10 @@ fn publish_sync_sign_verify_and_tamper() {
     let spec = ModelSpec::from_toml(SPEC).unwrap();
     let parameters = spec.forecaster_config().num_params();
     registry.publish(spec.clone(), &mut hub, 2_000).unwrap();
-    assert!(hub.has_federation("res-load", "residential-load"));
+    assert!(
+        hub.federation_clash("res-load", "residential-load")
+            .is_some()
+    );
     // The federation starts from the spec's seeded initialization.
     let (v0, weights) = hub.latest("res-load").unwrap();
     assert_eq!((v0.version, weights.len()), (0, parameters));
@@ -398,11 +401,64 @@ fn aliases_promote_rollback_and_references() {
     drop(registry);
     drop(hub);
     let mut hub = self::hub(dir.path());
-    assert!(!hub.has_federation("res-load", "residential-load"));
+    assert!(
+        hub.federation_clash("res-load", "residential-load")
+            .is_none()
+    );
     let registry = Registry::open(dir.path()).unwrap();
     registry.restore(&mut hub, 3_000).unwrap();
-    assert!(hub.has_federation("res-load", "residential-load"));
+    assert!(
+        hub.federation_clash("res-load", "residential-load")
+            .is_some()
+    );
     assert_eq!(registry.resolve(&r("res-load")).unwrap().content.version, 1);
     assert_eq!(registry.versions("res-load").unwrap().len(), 3);
     assert_eq!(registry.aliases("res-load").unwrap().len(), 2);
+}
+
+#[test]
+fn publish_and_reference_errors_say_what_clashes() {
+    let dir = tempfile::tempdir().unwrap();
+    // A federation from the coordinator config named like the model, and one using its tag.
+    let mut config = CoordinatorConfig::new(
+        dir.path(),
+        "enroll-token-1",
+        vec![coordinator::FederationSpec::vector(
+            "res-load",
+            4,
+            Protection::Plain,
+            1,
+        )],
+    );
+    config.federations.push(coordinator::FederationSpec {
+        tag: "residential-load".into(),
+        ..coordinator::FederationSpec::vector("other", 4, Protection::Plain, 1)
+    });
+    config.federations[0].tag = "config-tag".into();
+    let mut hub = Hub::open(config, 1_000, Arc::new(Metrics::default())).unwrap();
+    let registry = Registry::open(dir.path()).unwrap();
+    let err = registry
+        .publish(ModelSpec::from_toml(SPEC).unwrap(), &mut hub, 2_000)
+        .unwrap_err();
+    assert!(matches!(err, RegistryError::NameTaken(_)), "{err}");
+    assert!(err.to_string().contains("another `name`"), "{err}");
+    let renamed = SPEC.replace("name = \"res-load\"", "name = \"res-load-2\"");
+    let err = registry
+        .publish(ModelSpec::from_toml(&renamed).unwrap(), &mut hub, 2_000)
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("tag `residential-load` is already used by federation `other`"),
+        "{err}"
+    );
+    // A retagged spec publishes; a short id prefix is explained, not just "no alias".
+    let retagged = format!("tag = \"res-load-2\"\n{renamed}");
+    registry
+        .publish(ModelSpec::from_toml(&retagged).unwrap(), &mut hub, 2_000)
+        .unwrap();
+    let err = registry
+        .resolve(&"res-load-2@ab12".parse().unwrap())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("at least 8 hex characters"), "{err}");
 }

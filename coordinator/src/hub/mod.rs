@@ -126,6 +126,13 @@ fn random_seed() -> [u8; 32] {
     seed
 }
 
+/// Why a federation cannot be added: its name is taken, or its tag is used by the named one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FederationClash {
+    Name,
+    Tag(String),
+}
+
 impl Hub {
     /// Opens (or creates) the state under `config.data_dir`. An in-flight round found there was
     /// interrupted by a crash or restart: it is aborted cleanly and the next round starts fresh.
@@ -730,9 +737,14 @@ impl Hub {
     }
 
     /// True when a federation `name` or one tagged `tag` exists.
-    pub fn has_federation(&self, name: &str, tag: &str) -> bool {
+    /// What a new federation `name` with `tag` would clash with, if anything.
+    pub fn federation_clash(&self, name: &str, tag: &str) -> Option<FederationClash> {
+        if self.federations.contains_key(name) {
+            return Some(FederationClash::Name);
+        }
         self.federations
             .values()
-            .any(|f| f.spec.name == name || f.spec.tag == tag)
+            .find(|f| f.spec.tag == tag)
+            .map(|f| FederationClash::Tag(f.spec.name.clone()))
     }
 }

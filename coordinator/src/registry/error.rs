@@ -19,13 +19,18 @@ pub enum RegistryError {
     Request { field: &'static str, reason: String },
     #[error("model `{0}` is already published")]
     AlreadyPublished(String),
-    #[error("tag `{0}` is already used by another federation")]
-    TagTaken(String),
+    #[error("tag `{tag}` is already used by federation `{by}`; set another `tag` in the spec")]
+    TagTaken { tag: String, by: String },
+    #[error(
+        "a federation named `{0}` already runs on this coordinator (from its config); publish the \
+         model under another `name`"
+    )]
+    NameTaken(String),
     #[error("no model `{0}`")]
     UnknownModel(String),
     #[error("model `{model}` has no version `{version}`")]
     UnknownVersion { model: String, version: String },
-    #[error("model `{model}` has no alias `{alias}`")]
+    #[error("model `{model}` has no alias `{alias}`{}", id_hint(alias))]
     UnknownAlias { model: String, alias: String },
     #[error("alias `{alias}` of model `{model}` has no earlier version to roll back to")]
     NothingToRollBack { model: String, alias: String },
@@ -66,3 +71,12 @@ macro_rules! via_coordinator {
     )*};
 }
 via_coordinator!(crate::storage::StorageError, serde_json::Error);
+
+/// A short hex string was probably meant as a version id: say how long ids must be.
+fn id_hint(alias: &str) -> &'static str {
+    if !alias.is_empty() && alias.len() < 8 && alias.bytes().all(|b| b.is_ascii_hexdigit()) {
+        " (a version id prefix needs at least 8 hex characters)"
+    } else {
+        ""
+    }
+}

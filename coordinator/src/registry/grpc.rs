@@ -18,7 +18,7 @@ pub fn status_of(error: &RegistryError) -> Status {
     let code = match error {
         E::BadOperatorToken | E::NoOperatorToken => Code::Unauthenticated,
         E::SpecSyntax(_) | E::Spec { .. } | E::Request { .. } => Code::InvalidArgument,
-        E::AlreadyPublished(_) | E::TagTaken(_) => Code::AlreadyExists,
+        E::AlreadyPublished(_) | E::TagTaken { .. } | E::NameTaken(_) => Code::AlreadyExists,
         E::UnknownModel(_) | E::UnknownVersion { .. } | E::UnknownAlias { .. } => Code::NotFound,
         E::NothingToRollBack { .. } => Code::FailedPrecondition,
         E::Tampered { .. } | E::BadManifest(_) => Code::DataLoss,

@@ -153,8 +153,17 @@ impl Registry {
         if self.store.model(&spec.name)?.is_some() {
             return Err(RegistryError::AlreadyPublished(spec.name));
         }
-        if hub.has_federation(&spec.name, &spec.tag()) {
-            return Err(RegistryError::TagTaken(spec.tag()));
+        match hub.federation_clash(&spec.name, &spec.tag()) {
+            Some(crate::hub::FederationClash::Name) => {
+                return Err(RegistryError::NameTaken(spec.name));
+            }
+            Some(crate::hub::FederationClash::Tag(by)) => {
+                return Err(RegistryError::TagTaken {
+                    tag: spec.tag(),
+                    by,
+                });
+            }
+            None => {}
         }
         hub.add_federation(spec.federation()?, now_ms)?;
         let model = PublishedModel {
@@ -168,7 +177,10 @@ impl Registry {
     /// Adds the federations of published models to a freshly opened hub.
     pub fn restore(&self, hub: &mut Hub, now_ms: u64) -> Result<(), RegistryError> {
         for model in self.store.models()? {
-            if !hub.has_federation(&model.spec.name, &model.spec.tag()) {
+            if hub
+                .federation_clash(&model.spec.name, &model.spec.tag())
+                .is_none()
+            {
                 hub.add_federation(model.spec.federation()?, now_ms)?;
             }
         }
