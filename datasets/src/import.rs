@@ -68,8 +68,9 @@ pub struct CsvImport {
     pub target_column: String,
     /// Unit of the values; only power columns (`load_kw`, `pv_kw`, `net_load_kw`) may be in W.
     pub unit: PowerUnit,
-    /// Time zone of naive local timestamps; timestamps with an offset are used as is.
-    pub source_timezone: chrono_tz::Tz,
+    /// Time zone of naive local timestamps; timestamps with an offset are used as is. `None`
+    /// refuses naive timestamps (naming the row) rather than guessing UTC.
+    pub source_timezone: Option<chrono_tz::Tz>,
     /// chrono format of the timestamps; `None` accepts RFC3339 or `%Y-%m-%d %H:%M:%S`
     /// (also with `T`, or without seconds).
     pub timestamp_format: Option<String>,

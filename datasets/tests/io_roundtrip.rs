@@ -248,7 +248,7 @@ fn spec(value_column: &str, target: &str, unit: PowerUnit) -> CsvImport {
         value_column: value_column.into(),
         target_column: target.into(),
         unit,
-        source_timezone: chrono_tz::Europe::Berlin,
+        source_timezone: Some(chrono_tz::Europe::Berlin),
         timestamp_format: None,
     }
 }

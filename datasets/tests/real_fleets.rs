@@ -413,7 +413,7 @@ fn local_time_exports_with_both_dst_switches_import_back_exactly() {
                     value_column: export_column(name),
                     target_column: name.to_string(),
                     unit: PowerUnit::W,
-                    source_timezone: tz,
+                    source_timezone: Some(tz),
                     timestamp_format: None,
                 };
                 import_csv(&path, &spec).unwrap()

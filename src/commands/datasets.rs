@@ -70,9 +70,10 @@ pub struct ImportArgs {
     /// Unit of power values: W or kW.
     #[arg(long, default_value = "kW")]
     pub unit: PowerUnit,
-    /// Time zone of naive timestamps (IANA name); timestamps with an offset are used as is.
-    #[arg(long, default_value = "UTC")]
-    pub timezone: chrono_tz::Tz,
+    /// Time zone of naive timestamps (IANA name, or UTC); required when the export has
+    /// timestamps without a UTC offset. Timestamps with an offset are used as is.
+    #[arg(long)]
+    pub timezone: Option<chrono_tz::Tz>,
     /// chrono format of the timestamps (default: RFC 3339 or "%Y-%m-%d %H:%M:%S").
     #[arg(long)]
     pub timestamp_format: Option<String>,

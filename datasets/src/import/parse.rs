@@ -19,7 +19,18 @@ const NAIVE_FORMATS: [&str; 4] = [
 /// wall time at or before the previous row's instant is the second pass (the later offset),
 /// otherwise the first. Without a previous row the ambiguity is an error, and so is a time the
 /// switch to DST skips: guessing would shift an hour of data.
-fn localize(naive: NaiveDateTime, tz: Tz, previous: Option<i64>) -> Result<DateTime<Tz>, String> {
+fn localize(
+    naive: NaiveDateTime,
+    tz: Option<Tz>,
+    previous: Option<i64>,
+) -> Result<DateTime<Tz>, String> {
+    // Taking naive times as UTC would shift a local export by its offset, silently.
+    let tz = tz.ok_or_else(|| {
+        format!(
+            "`{naive}` has no UTC offset and no time zone was given: pass --timezone (an IANA \
+             name such as Europe/Berlin, or UTC if the export is in UTC)"
+        )
+    })?;
     match tz.from_local_datetime(&naive) {
         LocalResult::Single(t) => Ok(t),
         LocalResult::Ambiguous(first, second) if previous.is_some() => {
@@ -55,7 +66,7 @@ fn whole_seconds<Z: TimeZone>(t: DateTime<Z>) -> Result<i64, String> {
 pub(super) fn parse_timestamp(
     text: &str,
     format: Option<&str>,
-    tz: Tz,
+    tz: Option<Tz>,
     previous: Option<i64>,
 ) -> Result<i64, String> {
     match format {
@@ -120,23 +131,28 @@ mod tests {
     fn local_and_offset_timestamps() {
         // 2024-01-15 12:00 in Berlin is 11:00 UTC.
         assert_eq!(
-            parse_timestamp("2024-01-15 12:00:00", None, BERLIN, None),
+            parse_timestamp("2024-01-15 12:00:00", None, Some(BERLIN), None),
             Ok(1_705_316_400)
         );
         assert_eq!(
-            parse_timestamp("2024-01-15T11:00:00Z", None, BERLIN, None),
+            parse_timestamp("2024-01-15T11:00:00Z", None, Some(BERLIN), None),
             Ok(1_705_316_400)
         );
         assert_eq!(
-            parse_timestamp("2024-01-15T12:00:00+01:00", None, BERLIN, None),
+            parse_timestamp("2024-01-15T12:00:00+01:00", None, Some(BERLIN), None),
             Ok(1_705_316_400)
         );
         assert_eq!(
-            parse_timestamp("15.01.2024 12:00", Some("%d.%m.%Y %H:%M"), BERLIN, None),
+            parse_timestamp(
+                "15.01.2024 12:00",
+                Some("%d.%m.%Y %H:%M"),
+                Some(BERLIN),
+                None
+            ),
             Ok(1_705_316_400)
         );
         assert_eq!(
-            parse_timestamp("1705316400", Some("%s"), BERLIN, None),
+            parse_timestamp("1705316400", Some("%s"), Some(BERLIN), None),
             Ok(1_705_316_400)
         );
     }
@@ -144,11 +160,26 @@ mod tests {
     #[test]
     fn the_repeated_hour_of_a_local_export_is_resolved_by_row_order() {
         // Berlin, 2024-10-27: 02:00-02:59 happens at +02:00 (00:xx UTC), then at +01:00.
-        let first = parse_timestamp("2024-10-27 02:00:00", None, BERLIN, Some(1_729_983_600));
+        let first = parse_timestamp(
+            "2024-10-27 02:00:00",
+            None,
+            Some(BERLIN),
+            Some(1_729_983_600),
+        );
         assert_eq!(first, Ok(1_729_987_200), "00:00 UTC");
-        let second = parse_timestamp("2024-10-27 02:00:00", None, BERLIN, Some(1_729_987_200));
+        let second = parse_timestamp(
+            "2024-10-27 02:00:00",
+            None,
+            Some(BERLIN),
+            Some(1_729_987_200),
+        );
         assert_eq!(second, Ok(1_729_990_800), "01:00 UTC");
-        let quarter = parse_timestamp("2024-10-27 02:15:00", None, BERLIN, Some(1_729_990_800));
+        let quarter = parse_timestamp(
+            "2024-10-27 02:15:00",
+            None,
+            Some(BERLIN),
+            Some(1_729_990_800),
+        );
         assert_eq!(
             quarter,
             Ok(1_729_991_700),
@@ -158,20 +189,39 @@ mod tests {
 
     #[test]
     fn dst_switches_are_refused() {
-        let gap = parse_timestamp("2024-03-31 02:30:00", None, BERLIN, None).unwrap_err();
+        let gap = parse_timestamp("2024-03-31 02:30:00", None, Some(BERLIN), None).unwrap_err();
         assert!(gap.contains("does not exist"), "{gap}");
-        let twice = parse_timestamp("2024-10-27 02:30:00", None, BERLIN, None).unwrap_err();
+        let twice = parse_timestamp("2024-10-27 02:30:00", None, Some(BERLIN), None).unwrap_err();
         assert!(twice.contains("ambiguous"), "{twice}");
         assert!(
             parse_timestamp(
                 "2024-01-15 12:00:00.5",
                 Some("%Y-%m-%d %H:%M:%S%.f"),
-                BERLIN,
+                Some(BERLIN),
                 None
             )
             .is_err()
         );
-        assert!(parse_timestamp("yesterday", None, BERLIN, None).is_err());
+        assert!(parse_timestamp("yesterday", None, Some(BERLIN), None).is_err());
+    }
+
+    #[test]
+    fn naive_times_need_a_time_zone() {
+        let err = parse_timestamp("2024-01-15 12:00:00", None, None, None).unwrap_err();
+        assert!(err.contains("--timezone"), "{err}");
+        // Offsets and unix seconds carry their own zone.
+        assert_eq!(
+            parse_timestamp("2024-01-15T12:00:00+01:00", None, None, None),
+            Ok(1_705_316_400)
+        );
+        assert_eq!(
+            parse_timestamp("1705316400", Some("%s"), None, None),
+            Ok(1_705_316_400)
+        );
+        assert_eq!(
+            parse_timestamp("2024-01-15 11:00:00", None, Some(chrono_tz::UTC), None),
+            Ok(1_705_316_400)
+        );
     }
 
     #[test]
