@@ -26,15 +26,23 @@ use crate::{DatasetError, SiteTelemetry};
 pub enum PowerUnit {
     W,
     Kw,
+    /// Energy per interval (meter exports of consumption per 15 min or per hour).
+    Wh,
+    Kwh,
 }
 
 impl PowerUnit {
-    /// Kilowatts per unit.
+    /// Kilowatts (for power) or kilowatt-hours (for energy) per unit.
     pub fn to_kw(self) -> f64 {
         match self {
-            PowerUnit::W => 1e-3,
-            PowerUnit::Kw => 1.0,
+            PowerUnit::W | PowerUnit::Wh => 1e-3,
+            PowerUnit::Kw | PowerUnit::Kwh => 1.0,
         }
+    }
+
+    /// Whether values are energy per interval, to be divided by the interval's length.
+    pub fn is_energy(self) -> bool {
+        matches!(self, PowerUnit::Wh | PowerUnit::Kwh)
     }
 }
 
@@ -43,6 +51,8 @@ impl std::fmt::Display for PowerUnit {
         f.write_str(match self {
             PowerUnit::W => "W",
             PowerUnit::Kw => "kW",
+            PowerUnit::Wh => "Wh",
+            PowerUnit::Kwh => "kWh",
         })
     }
 }
@@ -53,7 +63,11 @@ impl std::str::FromStr for PowerUnit {
         match s {
             "W" | "w" => Ok(PowerUnit::W),
             "kW" | "kw" | "KW" => Ok(PowerUnit::Kw),
-            other => Err(format!("unknown power unit `{other}` (use W or kW)")),
+            "Wh" | "wh" => Ok(PowerUnit::Wh),
+            "kWh" | "kwh" | "KWH" => Ok(PowerUnit::Kwh),
+            other => Err(format!(
+                "unknown unit `{other}` (power: W or kW; energy per interval: Wh or kWh)"
+            )),
         }
     }
 }
@@ -74,6 +88,9 @@ pub struct CsvImport {
     /// chrono format of the timestamps; `None` accepts RFC3339 or `%Y-%m-%d %H:%M:%S`
     /// (also with `T`, or without seconds).
     pub timestamp_format: Option<String>,
+    /// Timestamps label the end of each interval (common in meter exports of energy): they are
+    /// moved back one step, since the schema labels an interval by its start.
+    pub interval_end: bool,
 }
 
 impl CsvImport {
@@ -216,16 +233,13 @@ pub fn import_csv(path: &Path, spec: &CsvImport) -> Result<SiteTelemetry, Datase
             let raw = parse::parse_number(&text, delimiter != b',').ok_or_else(|| {
                 cell_error(&spec.value_column, format!("`{text}` is not a number"))
             })?;
-            let kw = raw * per_unit;
-            check_value(target, kw, None)
-                .map_err(|p| value_error(path, &spec.value_column, row, kw, p))?;
-            Some(kw)
+            Some(raw * per_unit)
         };
         telemetry.timestamps.push(unix_s);
         values.push(value);
     }
     let rows: Vec<usize> = (0..telemetry.len()).collect();
-    SiteTimes {
+    let resolution = SiteTimes {
         path,
         site: &spec.site_id,
         column: &spec.timestamp_column,
@@ -233,6 +247,24 @@ pub fn import_csv(path: &Path, spec: &CsvImport) -> Result<SiteTelemetry, Datase
         rows: &rows,
     }
     .resolution()?;
+    let step = resolution.seconds();
+    if spec.interval_end {
+        telemetry.timestamps.iter_mut().for_each(|t| *t -= step);
+    }
+    // Energy per interval becomes the interval's mean power; then every value is checked as
+    // the schema column it fills, naming its row.
+    let hours = if TARGET_COLUMNS.contains(&target) && spec.unit.is_energy() {
+        step as f64 / 3600.0
+    } else {
+        1.0
+    };
+    for (row, value) in values.iter_mut().enumerate() {
+        if let Some(v) = value {
+            *v /= hours;
+            check_value(target, *v, None)
+                .map_err(|p| value_error(path, &spec.value_column, row, *v, p))?;
+        }
+    }
     if let Some(slot) = telemetry.column_mut(target) {
         *slot = Some(values);
     }

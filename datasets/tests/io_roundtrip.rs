@@ -250,6 +250,7 @@ fn spec(value_column: &str, target: &str, unit: PowerUnit) -> CsvImport {
         unit,
         source_timezone: Some(chrono_tz::Europe::Berlin),
         timestamp_format: None,
+        interval_end: false,
     }
 }
 
@@ -284,6 +285,46 @@ fn csv_import_converts_watts_and_local_time() {
     let t = import_csv(&path, &custom).unwrap();
     assert_eq!(t.timestamps, [1_705_316_400, 1_705_317_300]);
     assert_eq!(t.pv_kw, Some(vec![Some(1.25), Some(0.5)]));
+}
+
+#[test]
+fn csv_import_reads_energy_per_interval_labelled_at_its_end() {
+    let dir = tempfile::tempdir().unwrap();
+    // A European meter export: semicolons, decimal commas, kWh per quarter hour, each row
+    // stamped at the end of its quarter.
+    let path = csv(
+        dir.path(),
+        "meter.csv",
+        "time;kwh\n15.01.2024 12:15;0,25\n15.01.2024 12:30;0,5\n15.01.2024 12:45;\n",
+    );
+    let mut meter = spec("kwh", "load_kw", PowerUnit::Kwh);
+    meter.timestamp_format = Some("%d.%m.%Y %H:%M".into());
+    meter.interval_end = true;
+    let t = import_csv(&path, &meter).unwrap();
+    // 12:00-12:15 local (11:00 UTC) onwards; 0.25 kWh in a quarter hour is 1 kW.
+    assert_eq!(t.timestamps, [1_705_316_400, 1_705_317_300, 1_705_318_200]);
+    assert_eq!(t.load_kw, Some(vec![Some(1.0), Some(2.0), None]));
+
+    // Wh per hour, labelled at the start: Wh == W.
+    let path = csv(
+        dir.path(),
+        "hourly.csv",
+        "time,wh\n2024-01-15 12:00:00,1500\n2024-01-15 13:00:00,750\n",
+    );
+    let t = import_csv(&path, &spec("wh", "load_kw", PowerUnit::Wh)).unwrap();
+    assert_eq!(t.load_kw, Some(vec![Some(1.5), Some(0.75)]));
+
+    // Checks run on the converted power and name the row: -4 kWh in 15 min is -16 kW.
+    let path = csv(
+        dir.path(),
+        "bad.csv",
+        "time,kwh\n2024-01-15 12:00:00,1\n2024-01-15 12:15:00,-4\n",
+    );
+    let err = import_csv(&path, &spec("kwh", "load_kw", PowerUnit::Kwh))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("row 1") && err.contains("-16"), "{err}");
+    assert!("kwh".parse::<PowerUnit>().unwrap().is_energy());
 }
 
 #[test]

@@ -415,6 +415,7 @@ fn local_time_exports_with_both_dst_switches_import_back_exactly() {
                     unit: PowerUnit::W,
                     source_timezone: Some(tz),
                     timestamp_format: None,
+                    interval_end: false,
                 };
                 import_csv(&path, &spec).unwrap()
             })

@@ -67,9 +67,14 @@ pub struct ImportArgs {
     pub value: Vec<String>,
     #[arg(long, default_value = "timestamp")]
     pub timestamp_column: String,
-    /// Unit of power values: W or kW.
+    /// Unit of the values: power (W, kW) or energy per interval (Wh, kWh: divided by the
+    /// interval's length into mean power).
     #[arg(long, default_value = "kW")]
     pub unit: PowerUnit,
+    /// Timestamps label the end of each interval (as most energy exports do): moved back one
+    /// step to the schema's interval start.
+    #[arg(long)]
+    pub interval_end: bool,
     /// Time zone of naive timestamps (IANA name, or UTC); required when the export has
     /// timestamps without a UTC offset. Timestamps with an offset are used as is.
     #[arg(long)]
@@ -180,6 +185,7 @@ fn import(args: ImportArgs) -> Result<()> {
             unit: args.unit,
             source_timezone: args.timezone,
             timestamp_format: args.timestamp_format.clone(),
+            interval_end: args.interval_end,
         };
         parts.push(import_csv(csv, &spec)?);
     }
