@@ -316,19 +316,7 @@ mod tests {
             velocity_sha256: None,
             privacy_spent: None,
         };
-        let v = |n: u64| ModelVersion {
-            federation: "f".into(),
-            version: n,
-            round: n,
-            parent: n.checked_sub(1),
-            length: 3,
-            sha256: "00".repeat(32),
-            participants: 2,
-            protection: Protection::Masked,
-            created_unix_ms: 1,
-            evaluation: VersionEvaluation::NotRequested,
-            dp: None,
-        };
+        let v = crate::storage::tests::version;
         {
             let store = StateStore::open(&path).unwrap();
             store.create_federation(&fed, &v(0)).unwrap();

@@ -481,4 +481,4 @@ pub fn redb_kv(path: &Path, tables: &[Table]) -> Result<Kv, CoordinatorError> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -120,7 +120,8 @@ fn federation(next_round: u64, latest_version: u64) -> FederationRecord {
     }
 }
 
-fn version(n: u64) -> ModelVersion {
+/// Version `n` of federation `f` (shared by the store tests).
+pub(crate) fn version(n: u64) -> ModelVersion {
     ModelVersion {
         federation: "f".into(),
         version: n,
