@@ -21,6 +21,7 @@ pub mod error;
 pub mod forecast;
 pub mod grpc;
 pub mod hub;
+pub mod identity;
 pub mod metrics;
 pub mod registry;
 pub mod replica;

@@ -1,19 +1,22 @@
 //! Masked rounds: the crypto crate's secure-aggregation coordinator driven through its phases
-//! (advertise keys -> share keys -> masked input -> unmask), with per-phase deadlines.
+//! (advertise keys -> share keys -> masked input -> unmask), with per-phase deadlines, for one
+//! group of every selected site or one group per feeder side by side (see [`super::feeders`]);
+//! the groups' unmasked sums are added.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::Path;
 use std::sync::Arc;
 
 use crypto::FixedPointCodec;
 use crypto::secagg::{
     CollectingAdvertisements, CollectingMaskedInputs, CollectingShares, CollectingUnmaskResponses,
-    FederationId, ParticipantId, Party, RosterEntry, RoundId, SecAggParams, SignedMessage,
+    FederationId, ParticipantId, Party, RosterEntry, RoundId, SignedMessage,
 };
 
 use super::Task;
+use super::feeders::{params_for, partition};
 use super::{Aggregated, RoundError, RoundPlan};
 use crate::CoordinatorError;
+pub use crate::identity::CoordinatorIdentity;
 
 /// What a participant is asked to answer with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,62 +31,6 @@ pub enum StepPhase {
     HeDeal,
     HeInput,
     HeDecrypt,
-}
-
-/// The coordinator's long-term Ed25519 identity, signing its protocol messages.
-#[derive(Debug)]
-pub struct CoordinatorIdentity {
-    key: ed25519_dalek::SigningKey,
-}
-
-impl CoordinatorIdentity {
-    /// Loads `<dir>/coordinator.key` (32 raw bytes), creating it on first start.
-    pub fn load_or_create(dir: &Path) -> Result<Self, CoordinatorError> {
-        let path = dir.join("coordinator.key");
-        let io = |source| CoordinatorError::Artifact {
-            path: path.clone(),
-            source,
-        };
-        let secret: [u8; 32] = match std::fs::read(&path) {
-            Ok(bytes) => bytes.as_slice().try_into().map_err(|_| {
-                CoordinatorError::Config(format!("{} must hold 32 bytes", path.display()))
-            })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let mut secret = [0u8; 32];
-                getrandom::fill(&mut secret)
-                    .map_err(|e| CoordinatorError::Config(format!("OS RNG: {e}")))?;
-                let tmp = dir.join(".coordinator.key.tmp");
-                std::fs::write(&tmp, secret).map_err(io)?;
-                restrict_to_owner(&tmp).map_err(io)?;
-                std::fs::rename(&tmp, &path).map_err(io)?;
-                secret
-            }
-            Err(e) => return Err(io(e)),
-        };
-        Ok(Self {
-            key: ed25519_dalek::SigningKey::from_bytes(&secret),
-        })
-    }
-
-    pub fn verifying_key(&self) -> [u8; 32] {
-        self.key.verifying_key().to_bytes()
-    }
-
-    /// The signing key (the model registry signs version manifests with it).
-    pub fn signing_key(&self) -> ed25519_dalek::SigningKey {
-        self.key.clone()
-    }
-}
-
-/// The key file is readable by its owner only (0600).
-fn restrict_to_owner(path: &Path) -> std::io::Result<()> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-    }
-    let _ = path;
-    Ok(())
 }
 
 /// Result of advancing a masked round.
@@ -110,7 +57,7 @@ enum Phase {
     Unmask(CollectingUnmaskResponses),
 }
 
-fn secagg_error(e: crypto::CryptoError) -> RoundError {
+pub(super) fn secagg_error(e: crypto::CryptoError) -> RoundError {
     RoundError::SecAgg(e.to_string())
 }
 
@@ -161,74 +108,6 @@ impl std::fmt::Debug for MaskedRound {
             .field("answered", &self.answered.len())
             .finish_non_exhaustive()
     }
-}
-
-/// Secure-aggregation parameters for a group of `n`: the configured neighbours and threshold,
-/// or the crypto crate's suggestion, never unmasking a sum over fewer than `floor` survivors.
-fn params_for(
-    plan: &RoundPlan,
-    n: usize,
-    floor: u32,
-    vector_len: u32,
-) -> Result<SecAggParams, RoundError> {
-    let spec = &plan.spec;
-    let mut params = if spec.neighbours > 0 {
-        SecAggParams {
-            vector_len,
-            neighbours: spec.neighbours,
-            threshold: spec.threshold.max(spec.neighbours / 2 + 1),
-            min_survivors: 0,
-        }
-    } else if n >= 4 {
-        SecAggParams::suggested(n, vector_len).map_err(secagg_error)?
-    } else {
-        let k = (n as u32).saturating_sub(1);
-        SecAggParams {
-            vector_len,
-            neighbours: k,
-            threshold: k,
-            min_survivors: 0,
-        }
-    };
-    params.min_survivors = params.min_survivors.max(params.threshold + 1).max(floor);
-    params.validate(n).map_err(secagg_error)?;
-    Ok(params)
-}
-
-/// A selected site: its participant id and Ed25519 verifying key.
-type SiteKey = (String, [u8; 32]);
-
-/// The selected sites in groups, each with its feeder's name: one group of all (flat), or one
-/// per feeder with at least `min_sites_per_feeder` selected sites.
-fn partition(
-    plan: &RoundPlan,
-    keys: &[SiteKey],
-    feeders: &HashMap<String, String>,
-) -> Vec<(String, Vec<SiteKey>)> {
-    let Some(hierarchy) = &plan.spec.hierarchy else {
-        return vec![(String::new(), keys.to_vec())];
-    };
-    let mut by_feeder: BTreeMap<&str, Vec<SiteKey>> = BTreeMap::new();
-    for (name, key) in keys {
-        let feeder = feeders.get(name).map_or("", String::as_str);
-        by_feeder
-            .entry(feeder)
-            .or_default()
-            .push((name.clone(), *key));
-    }
-    by_feeder
-        .into_iter()
-        .filter(|(feeder, sites)| {
-            let enough = sites.len() >= hierarchy.min_sites_per_feeder as usize;
-            if !enough {
-                tracing::info!(federation = %plan.federation, round = plan.round,
-                    feeder = %feeder, selected = sites.len(),
-                    "feeder below min_sites_per_feeder: its sites sit this round out");
-            }
-            enough
-        })
-        .map(|(feeder, sites)| (feeder.to_string(), sites))
-        .collect()
 }
 
 fn stage_name(stage: StepPhase) -> &'static str {

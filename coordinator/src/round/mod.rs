@@ -8,6 +8,7 @@
 //! Everything here is synchronous and clock-free: callers pass `now_ms`.
 
 pub mod encrypted;
+mod feeders;
 pub mod masked;
 mod plain;
 
