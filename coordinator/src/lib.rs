@@ -156,14 +156,15 @@ async fn bind_metrics(config: &CoordinatorConfig) -> Result<Option<TcpListener>,
     }
 }
 
+/// The round-driver lease (none with redb) and the shutdown signal a serving process runs under.
+type Driving = (Option<storage::lease::DriverLease>, watch::Receiver<bool>);
+
 /// Checks the configuration (a standby must not wait for a lease it cannot use), then waits for
 /// the round-driver lease; `None` when `shutdown` came first.
-#[allow(clippy::type_complexity)]
 async fn checked_lease(
     config: &CoordinatorConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<Option<(Option<storage::lease::DriverLease>, watch::Receiver<bool>)>, CoordinatorError>
-{
+) -> Result<Option<Driving>, CoordinatorError> {
     config.validate()?;
     config.transport()?;
     let stop = shutdown_signal(shutdown);
