@@ -57,13 +57,7 @@ pub fn fetch(
         .map_err(|_| Status::internal("coordinator state poisoned"))?
         .authenticate(proto::method::FETCH_MODEL, "", 0, auth.as_ref(), digest)
         .map_err(|e| crate::grpc::status_of(&e))?;
-    if request.model.is_empty() {
-        return Err(invalid(
-            "model",
-            "missing (NAME, NAME@VERSION or NAME@ALIAS)",
-        ));
-    }
-    let reference: ModelRef = request.model.parse().map_err(|e| registry_status(&e))?;
+    let reference = model_reference(&request.model)?;
     let load = || {
         sync(registry, hub, &reference.model)?;
         let manifest = registry.resolve(&reference)?;
@@ -155,6 +149,17 @@ fn load(
     Ok((manifest, model))
 }
 
+/// The `model` field of a request, parsed (every call of the service names one).
+fn model_reference(model: &str) -> Result<ModelRef, Status> {
+    if model.is_empty() {
+        return Err(invalid(
+            "model",
+            "missing (NAME, NAME@VERSION or NAME@ALIAS)",
+        ));
+    }
+    model.parse().map_err(|e| registry_status(&e))
+}
+
 fn invalid(field: &str, reason: impl std::fmt::Display) -> Status {
     Status::invalid_argument(format!("{field}: {reason}"))
 }
@@ -227,13 +232,7 @@ impl Forecast for ForecastService {
         request: Request<pb::ForecastRequest>,
     ) -> Result<Response<pb::ForecastResponse>, Status> {
         let req = request.into_inner();
-        if req.model.is_empty() {
-            return Err(invalid(
-                "model",
-                "missing (NAME, NAME@VERSION or NAME@ALIAS)",
-            ));
-        }
-        let reference: ModelRef = req.model.parse().map_err(|e| registry_status(&e))?;
+        let reference = model_reference(&req.model)?;
         let (hub, registry, cache) = (self.hub.clone(), self.registry.clone(), self.cache.clone());
         // Lookup and forecast on one blocking thread: each hop to the pool and back costs
         // two thread wake-ups, a large share of a ~100 us forecast on a busy machine.
@@ -343,14 +342,7 @@ impl Forecast for ForecastService {
         &self,
         request: Request<pb::DescribeModelRequest>,
     ) -> Result<Response<pb::DescribeModelResponse>, Status> {
-        let model = request.into_inner().model;
-        if model.is_empty() {
-            return Err(invalid(
-                "model",
-                "missing (NAME, NAME@VERSION or NAME@ALIAS)",
-            ));
-        }
-        let reference: ModelRef = model.parse().map_err(|e| registry_status(&e))?;
+        let reference = model_reference(&request.into_inner().model)?;
         let (hub, registry, cache) = (self.hub.clone(), self.registry.clone(), self.cache.clone());
         tokio::task::spawn_blocking(move || {
             let (manifest, model) = load(&registry, hub.as_deref(), &cache, &reference)

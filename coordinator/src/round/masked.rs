@@ -159,9 +159,11 @@ impl MaskedRound {
             let params = params_for(&plan, sites.len(), floor, vector_len)?;
             let roster = sites
                 .iter()
-                .map(|(name, key)| RosterEntry {
-                    id: ids[name],
-                    verifying_key: *key,
+                .filter_map(|(name, key)| {
+                    Some(RosterEntry {
+                        id: *ids.get(name)?,
+                        verifying_key: *key,
+                    })
                 })
                 .collect();
             // Each group draws its own neighbour graph.
