@@ -1,6 +1,9 @@
 //! Compiles `proto/**/*.proto` with protox (pure Rust, no `protoc` binary) and generates the
 //! tonic client and server code.
 
+/// Our codec: prost encoding, malformed requests answered `INVALID_ARGUMENT` (`src/codec.rs`).
+const CODEC: &str = "crate::codec::StrictCodec";
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = [
         "proto/gridfed/federation/v1/federation.proto",
@@ -16,11 +19,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // the other packages (which rewrites federation's file in full).
     let forecast = protox::compile([files[2]], ["proto"])?;
     tonic_prost_build::configure()
+        .codec_path(CODEC)
         .extern_path(".gridfed.federation.v1", "crate::v1")
         .bytes(".gridfed.forecast.v1.FetchModelChunk.data")
         .compile_fds(forecast)?;
     let fds = protox::compile(&files[..2], ["proto"])?;
     tonic_prost_build::configure()
+        .codec_path(CODEC)
         .bytes(".gridfed.federation.v1.UploadChunk.data")
         .bytes(".gridfed.federation.v1.DownloadChunk.data")
         .bytes(".gridfed.registry.v1.ExportChunk.data")

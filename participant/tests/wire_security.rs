@@ -179,6 +179,30 @@ async fn bad_requests_are_refused_and_the_server_keeps_serving() {
         Code::InvalidArgument
     );
 
+    // Bytes that do not parse as the request message: INVALID_ARGUMENT naming it (not INTERNAL).
+    let channel = tonic::transport::Endpoint::from_shared(coord.url())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut raw = tonic::client::Grpc::new(channel);
+    raw.ready().await.unwrap();
+    // Field 1 (auth), length-delimited, declares 100 bytes and carries one.
+    let err = raw
+        .unary::<_, pb::JoinResponse, _>(
+            tonic::Request::new(vec![0x0a, 100, 0]),
+            tonic::codegen::http::uri::PathAndQuery::from_static(proto::method::JOIN),
+            RawBytesCodec,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert!(
+        err.message().contains("malformed JoinRequest"),
+        "{}",
+        err.message()
+    );
+
     // Still serving: a fresh, correctly signed call succeeds.
     let mut task = pb::TaskRequest {
         auth: None,
@@ -190,4 +214,40 @@ async fn bad_requests_are_refused_and_the_server_keeps_serving() {
     assert!(matches!(task.task, Some(pb::round_task::Task::Idle(_))));
     assert!(coord.metrics.auth_failures() >= 6);
     coord.stop().await;
+}
+
+/// Sends a request body as given, so the server's decoding of arbitrary bytes is what is tested.
+#[derive(Default)]
+struct RawBytesCodec;
+
+struct RawEncoder;
+
+impl tonic::codec::Encoder for RawEncoder {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+    fn encode(
+        &mut self,
+        item: Vec<u8>,
+        buf: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), tonic::Status> {
+        use prost::bytes::BufMut;
+        buf.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Codec for RawBytesCodec {
+    type Encode = Vec<u8>;
+    type Decode = pb::JoinResponse;
+    type Encoder = RawEncoder;
+    type Decoder = <proto::codec::StrictCodec<pb::JoinRequest, pb::JoinResponse> as tonic::codec::Codec>::Decoder;
+    fn encoder(&mut self) -> RawEncoder {
+        RawEncoder
+    }
+    fn decoder(&mut self) -> Self::Decoder {
+        tonic::codec::Codec::decoder(&mut proto::codec::StrictCodec::<
+            pb::JoinRequest,
+            pb::JoinResponse,
+        >::default())
+    }
 }

@@ -7,6 +7,7 @@
 
 pub mod auth;
 pub mod chunk;
+pub mod codec;
 
 /// Generated messages, client and server of `gridfed.federation.v1`.
 #[allow(clippy::all, missing_docs)]
