@@ -29,6 +29,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .bytes(".gridfed.federation.v1.UploadChunk.data")
         .bytes(".gridfed.federation.v1.DownloadChunk.data")
         .bytes(".gridfed.registry.v1.ExportChunk.data")
+        .bytes(".gridfed.registry.v1.RepairChunk.data")
         .compile_fds(fds)?;
     Ok(())
 }

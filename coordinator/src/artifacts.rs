@@ -13,7 +13,9 @@ use crate::CoordinatorError;
 
 /// Where weight artifacts live.
 pub trait ArtifactStore: Send + Sync {
-    /// Stores `bytes` atomically and returns their SHA-256 (lowercase hex).
+    /// Stores `bytes` atomically and returns their SHA-256 (lowercase hex). A stored copy
+    /// that no longer matches its digest is replaced, so putting the original bytes again
+    /// repairs a damaged artifact.
     fn put(&self, bytes: &[u8]) -> Result<String, CoordinatorError>;
     /// The bytes stored under `digest`, verified.
     fn get(&self, digest: &str) -> Result<Vec<u8>, CoordinatorError>;
@@ -62,7 +64,7 @@ impl ArtifactStore for LocalArtifacts {
     fn put(&self, bytes: &[u8]) -> Result<String, CoordinatorError> {
         let digest = hex::encode(proto::chunk::sha256(bytes));
         let path = self.path_of(&digest)?;
-        if path.exists() {
+        if path.exists() && self.get(&digest).is_ok() {
             return Ok(digest);
         }
         let tmp = self
@@ -109,6 +111,9 @@ mod tests {
             store.get(&digest),
             Err(CoordinatorError::CorruptArtifact(_))
         ));
+        // Putting the original bytes again repairs it.
+        assert_eq!(store.put(b"weights").unwrap(), digest);
+        assert_eq!(store.get(&digest).unwrap(), b"weights");
         assert!(matches!(
             store.get("../etc/passwd"),
             Err(CoordinatorError::Invalid(_))

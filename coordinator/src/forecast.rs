@@ -18,7 +18,7 @@ use tonic::{Code, Request, Response, Status};
 
 use crate::board::{self, Board};
 use crate::hub::Hub;
-use crate::registry::grpc::{status_of as registry_status, sync};
+use crate::registry::grpc::{status_of as registry_status, sync_before_read};
 use crate::registry::{ModelRef, Registry, RegistryError, Selector, VersionManifest};
 
 /// Loaded models kept at most; beyond it the cache starts over (versions are immutable, so a
@@ -59,7 +59,7 @@ pub fn fetch(
         .map_err(|e| crate::grpc::status_of(&e))?;
     let reference = model_reference(&request.model)?;
     let load = || {
-        sync(registry, hub, &reference.model)?;
+        sync_before_read(registry, hub, &reference.model);
         let manifest = registry.resolve(&reference)?;
         let weights = registry.load_weights(&manifest)?;
         Ok::<_, RegistryError>((manifest, proto::chunk::f32_to_bytes(&weights)))
@@ -129,7 +129,7 @@ fn load(
         }
         (_, Err(e), None) => return Err(e),
         (_, _, Some(hub)) => {
-            sync(registry, hub, &reference.model)?;
+            sync_before_read(registry, hub, &reference.model);
             registry.resolve(reference)?
         }
     };

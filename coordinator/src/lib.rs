@@ -254,6 +254,7 @@ async fn run(
         .map_err(|e| CoordinatorError::Store(format!("opening the board: {e}")))?;
     let coordinator_key = hub.coordinator_key();
     let metrics = hub.metrics().clone();
+    registry.report_to(metrics.clone());
     let hub = Arc::new(Mutex::new(hub));
     // Versions that settled just before an unclean stop are signed now, not on first lookup.
     sign_settled(&hub, &registry, "at start").await;

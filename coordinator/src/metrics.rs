@@ -73,6 +73,7 @@ pub struct Metrics {
     bytes_out: AtomicU64,
     auth_failures: AtomicU64,
     rejected_requests: AtomicU64,
+    versions_damaged: AtomicU64,
 }
 
 fn seconds(ms: u64) -> f64 {
@@ -137,6 +138,13 @@ impl Metrics {
     pub fn auth_failure(&self) {
         self.auth_failures.fetch_add(1, Relaxed);
     }
+    /// A registry version's weight artifact failed its digest check (first detection).
+    pub fn version_damaged(&self) {
+        self.versions_damaged.fetch_add(1, Relaxed);
+    }
+    pub fn versions_damaged(&self) -> u64 {
+        self.versions_damaged.load(Relaxed)
+    }
     pub fn rejected(&self) {
         self.rejected_requests.fetch_add(1, Relaxed);
     }
@@ -195,7 +203,7 @@ impl Metrics {
         let header = |out: &mut String, name: &str, kind: &str, help: &str| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
         };
-        let process: [(&str, &str, &AtomicU64); 5] = [
+        let process: [(&str, &str, &AtomicU64); 6] = [
             (
                 "gridfed_updates_received_total",
                 "Updates accepted",
@@ -220,6 +228,11 @@ impl Metrics {
                 "gridfed_rejected_requests_total",
                 "Requests refused with an error status",
                 &self.rejected_requests,
+            ),
+            (
+                "gridfed_damaged_versions_detected_total",
+                "Registry versions whose weight artifact failed its digest check",
+                &self.versions_damaged,
             ),
         ];
         for (name, help, value) in process {

@@ -462,3 +462,89 @@ fn publish_and_reference_errors_say_what_clashes() {
         .to_string();
     assert!(err.contains("at least 8 hex characters"), "{err}");
 }
+
+/// One flipped bit in a signed version's weights (the parent of the next version) and in a
+/// not yet signed version: the registry keeps signing the rest, records both as damaged,
+/// refuses them, and the original bytes repair them.
+#[test]
+fn a_damaged_artifact_is_isolated_and_repaired_from_the_original_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut hub = hub(dir.path());
+    let registry = Registry::open(dir.path()).unwrap();
+    let spec = ModelSpec::from_toml(SPEC).unwrap();
+    let parameters = spec.forecaster_config().num_params();
+    registry.publish(spec, &mut hub, 2_000).unwrap();
+    let versions = fake_versions(dir.path(), "res-load", parameters, 5);
+    assert_eq!(registry.sync("res-load", &versions[..3]).unwrap(), 2);
+
+    let storage = Storage::in_process(dir.path()).unwrap();
+    let flip = |v: &ModelVersion| {
+        let original = storage.raw_artifact(&v.sha256).unwrap();
+        let mut bytes = original.clone();
+        bytes[7] ^= 0x10;
+        storage.overwrite_artifact(&v.sha256, &bytes).unwrap();
+        original
+    };
+    let original_v2 = flip(&versions[2]);
+    let original_v5 = flip(&versions[5]);
+
+    // Versions 3 and 4 are signed regardless; 5 waits for its weights; 2 and 5 are recorded.
+    assert_eq!(registry.sync("res-load", &versions).unwrap(), 2);
+    let manifests = registry.versions("res-load").unwrap();
+    let numbers: Vec<u64> = manifests.iter().map(|m| m.content.version).collect();
+    assert_eq!(numbers, [1, 2, 3, 4]);
+    assert!(
+        !manifests[2].content.metrics.contains_key("update_l2"),
+        "version 3's parent weights are damaged: no update metric"
+    );
+    assert!(manifests[3].content.metrics["update_l2"] > 0.0);
+    let damaged = |r: &Registry| -> Vec<u64> {
+        r.damage("res-load")
+            .unwrap()
+            .iter()
+            .map(|d| d.version)
+            .collect()
+    };
+    assert_eq!(damaged(&registry), [2, 5]);
+    assert_eq!(
+        registry.damage("res-load").unwrap()[0].digest,
+        versions[2].sha256
+    );
+    // Intact versions load; the damaged one is refused.
+    registry.load_weights(&manifests[3]).unwrap();
+    assert!(matches!(
+        registry.load_weights(&manifests[1]),
+        Err(RegistryError::Tampered { version: 2, .. })
+    ));
+    assert_eq!(damaged(&registry), [2, 5], "noted once");
+
+    // Bytes that are not a version's are refused; the original bytes repair.
+    let err = registry
+        .repair("res-load", &versions, b"not the weights")
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("not the weights it committed"),
+        "{err}"
+    );
+    assert_eq!(
+        registry
+            .repair("res-load", &versions, &original_v2)
+            .unwrap(),
+        [2]
+    );
+    assert_eq!(damaged(&registry), [5]);
+    let weights = registry.load_weights(&manifests[1]).unwrap();
+    assert_eq!(proto::chunk::f32_to_bytes(&weights), original_v2);
+    assert_eq!(
+        registry
+            .repair("res-load", &versions, &original_v5)
+            .unwrap(),
+        [5]
+    );
+    assert_eq!(registry.sync("res-load", &versions).unwrap(), 1);
+    let v5 = registry.versions("res-load").unwrap().pop().unwrap();
+    assert_eq!(v5.content.version, 5);
+    assert!(v5.content.metrics["update_l2"] > 0.0);
+    registry.load_weights(&v5).unwrap();
+    assert!(damaged(&registry).is_empty());
+}

@@ -470,7 +470,8 @@ async fn publish_train_promote_forecast_rollback_over_grpc() {
     // A tampered artifact is refused at load: version 3 was never loaded.
     let storage = coordinator::storage::Storage::in_process(dir.path()).unwrap();
     let digest = &manifests[2].content.weights.sha256;
-    let mut weights = storage.raw_artifact(digest).unwrap();
+    let original = storage.raw_artifact(digest).unwrap();
+    let mut weights = original.clone();
     weights[100] ^= 0x01;
     storage.overwrite_artifact(digest, &weights).unwrap();
     let mut tampered = request.clone();
@@ -494,6 +495,75 @@ async fn publish_train_promote_forecast_rollback_over_grpc() {
     );
     // The alias still serves the verified version.
     assert_eq!(forecast(&mut forecasts, &request).await.unwrap().version, 1);
+
+    // The damaged version is isolated: listing every model and this one's versions still
+    // works and names it; it is counted once in the metrics.
+    let listed = registry
+        .list_versions(authed(
+            pb::ListVersionsRequest {
+                model: "res-load".into(),
+            },
+            OPERATOR,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let damage: Vec<&str> = listed.versions.iter().map(|v| v.damage.as_str()).collect();
+    assert_eq!(damage.len(), 3);
+    assert!(damage[0].is_empty() && damage[1].is_empty(), "{damage:?}");
+    assert!(damage[2].contains("sha256"), "{damage:?}");
+    registry
+        .list_models(authed(pb::ListModelsRequest {}, OPERATOR))
+        .await
+        .unwrap();
+    assert_eq!(coord.metrics.versions_damaged(), 1);
+
+    // Repair: bytes that are not the version's are refused, the original bytes restore it.
+    let repair = |bytes: Vec<u8>| {
+        let header = pb::RepairChunk {
+            part: Some(pb::repair_chunk::Part::Header(pb::RepairHeader {
+                model: "res-load".into(),
+                length: bytes.len() as u64,
+                sha256: proto::chunk::sha256(&bytes).to_vec(),
+            })),
+        };
+        let data = bytes
+            .chunks(proto::CHUNK_BYTES)
+            .map(|c| pb::RepairChunk {
+                part: Some(pb::repair_chunk::Part::Data(c.to_vec().into())),
+            })
+            .collect::<Vec<_>>();
+        authed(
+            tokio_stream::iter(std::iter::once(header).chain(data).collect::<Vec<_>>()),
+            OPERATOR,
+        )
+    };
+    assert_status(
+        registry.repair_version(repair(weights.clone())).await,
+        Code::InvalidArgument,
+        "not the weights it committed",
+    );
+    let repaired = registry
+        .repair_version(repair(original))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(repaired.versions, [3]);
+    assert_eq!(
+        forecast(&mut forecasts, &tampered).await.unwrap().version,
+        3
+    );
+    let listed = registry
+        .list_versions(authed(
+            pb::ListVersionsRequest {
+                model: "res-load".into(),
+            },
+            OPERATOR,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(listed.versions.iter().all(|v| v.damage.is_empty()));
 
     coord.stop().await;
 }

@@ -16,6 +16,7 @@ pub mod market;
 pub mod market_plots;
 pub mod market_report;
 pub mod models;
+mod models_view;
 pub mod report;
 pub mod runtime;
 pub mod train;

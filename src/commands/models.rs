@@ -1,6 +1,5 @@
 //! `gridfed models ...`: the model registry of a running coordinator, over gRPC.
 
-use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
@@ -11,6 +10,7 @@ use proto::registry::registry_client::RegistryClient;
 use proto::registry::{self as pb, export_chunk};
 use tonic::transport::Channel;
 
+use super::models_view::{print_alias, print_comparison, print_manifest, utc};
 use super::train::Format;
 
 /// Where the coordinator is and how its TLS certificate is checked.
@@ -112,6 +112,18 @@ pub enum ModelsCommand {
         /// coordinator sends (trust on first use).
         #[arg(long)]
         coordinator_key: Option<String>,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Restore a version whose weight artifact is damaged on the coordinator (listed as
+    /// DAMAGED, refused with DataLoss) from an export or backup of the same version: accepted
+    /// only if the weights hash to the digest that version committed.
+    Repair {
+        /// The model whose version is repaired (the weights' digest names the version).
+        model: String,
+        /// A directory written by `gridfed models export` (its weights.safetensors).
+        #[arg(long)]
+        from: PathBuf,
         #[command(flatten)]
         connection: Connection,
     },
@@ -254,7 +266,7 @@ async fn run_async(cmd: ModelsCommand) -> Result<()> {
                 let versions: Vec<serde_json::Value> = manifests
                     .iter()
                     .zip(&r.versions)
-                    .map(|(m, v)| serde_json::json!({"manifest": m, "aliases": v.aliases}))
+                    .map(|(m, v)| serde_json::json!({"manifest": m, "aliases": v.aliases, "damage": (!v.damage.is_empty()).then_some(&v.damage)}))
                     .collect();
                 let aliases: Vec<serde_json::Value> = r
                     .aliases
@@ -298,6 +310,12 @@ async fn run_async(cmd: ModelsCommand) -> Result<()> {
                             .unwrap_or_else(|| "-".into()),
                         v.aliases.join(",")
                     );
+                    if !v.damage.is_empty() {
+                        println!(
+                            "         DAMAGED: {}; refused until `gridfed models repair {} --from EXPORT_DIR`",
+                            v.damage, c.model
+                        );
+                    }
                 }
             }
         }
@@ -318,10 +336,16 @@ async fn run_async(cmd: ModelsCommand) -> Result<()> {
             if connection.format == Format::Json {
                 println!(
                     "{}",
-                    serde_json::json!({"manifest": m, "aliases": info.aliases})
+                    serde_json::json!({"manifest": m, "aliases": info.aliases, "damage": (!info.damage.is_empty()).then_some(&info.damage)})
                 );
             } else {
                 print_manifest(&m, &info.aliases);
+                if !info.damage.is_empty() {
+                    println!(
+                        "DAMAGED      {} (refused with DataLoss until repaired)",
+                        info.damage
+                    );
+                }
             }
         }
         ModelsCommand::Compare {
@@ -440,168 +464,50 @@ async fn run_async(cmd: ModelsCommand) -> Result<()> {
                 );
             }
         }
-    }
-    Ok(())
-}
-
-fn utc(unix_ms: u64) -> String {
-    chrono::DateTime::from_timestamp_millis(unix_ms as i64)
-        .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
-        .unwrap_or_else(|| unix_ms.to_string())
-}
-
-fn print_alias(a: &pb::AliasInfo, format: Format) {
-    if format == Format::Json {
-        println!(
-            "{}",
-            serde_json::json!({"model": a.model, "alias": a.alias, "version": a.version,
-            "previous": a.previous, "history": serde_json::from_str::<serde_json::Value>(&a.history_json).ok()})
-        );
-    } else {
-        println!("{}@{} -> version {}", a.model, a.alias, a.version);
-    }
-}
-
-fn print_manifest(m: &VersionManifest, aliases: &[String]) {
-    let c = &m.content;
-    let l = &c.lineage;
-    println!(
-        "model        {}@{}  (aliases: {})",
-        c.model,
-        c.version,
-        aliases.join(", ")
-    );
-    println!("id           {}", m.id);
-    println!("signed by    {}", m.signer);
-    println!("created      {} UTC", utc(c.created_unix_ms));
-    println!(
-        "spec         target {:?}, sector {}, {} context / {} horizon steps of {}, hidden {:?}, quantiles {:?}",
-        c.spec.target,
-        c.spec.sector.as_str(),
-        c.spec.context,
-        c.spec.horizon,
-        c.spec.resolution.as_str(),
-        c.spec.architecture.hidden,
-        c.spec.architecture.quantiles
-    );
-    println!(
-        "lineage      round {}, {} participants, {} protection, clip {}, parent {}",
-        l.round,
-        l.participants,
-        l.protection.name(),
-        l.privacy.clip,
-        l.parent
-            .as_ref()
-            .map(|p| format!(
-                "v{} {}",
-                p.version,
-                p.id.as_deref().map(|i| &i[..12]).unwrap_or("(initial)")
-            ))
-            .unwrap_or_else(|| "none".into())
-    );
-    match &l.privacy.differential_privacy {
-        Some(dp) => println!(
-            "privacy      differential privacy: epsilon {:.3} at delta {:e} over {} rounds (noise multiplier {}, L2 clip {}, sampling rate {}); {}",
-            dp.epsilon,
-            dp.delta,
-            dp.rounds,
-            dp.noise_multiplier,
-            dp.clip_l2,
-            dp.sampling_rate,
-            dp.accountant
-        ),
-        None => println!("privacy      differential privacy: none"),
-    }
-    println!(
-        "weights      {} parameters, sha256 {}",
-        c.weights.parameters, c.weights.sha256
-    );
-    for (sector, e) in &c.federated_evaluation {
-        let s = &e.scores;
-        println!(
-            "evaluation   {sector}: {} sites{}, {} holdout windows ({}, round {}): nMAE {:.2}%, \
-             nRMSE {:.2}%, p10-p90 coverage {:.1}%, skill vs persistence {}",
-            s.sites,
-            if s.abstained > 0 {
-                format!(" ({} abstained)", s.abstained)
+        ModelsCommand::Repair {
+            model,
+            from,
+            connection,
+        } => {
+            let artifact = models::ModelArtifact::load(&from)
+                .with_context(|| format!("--from {}: not a model export", from.display()))?;
+            let bytes = proto::chunk::f32_to_bytes(artifact.parameters());
+            let header = pb::RepairChunk {
+                part: Some(pb::repair_chunk::Part::Header(pb::RepairHeader {
+                    model,
+                    length: bytes.len() as u64,
+                    sha256: proto::chunk::sha256(&bytes).to_vec(),
+                })),
+            };
+            let bytes = prost::bytes::Bytes::from(bytes);
+            let chunks: Vec<pb::RepairChunk> = std::iter::once(header)
+                .chain((0..bytes.len()).step_by(proto::CHUNK_BYTES).map(|start| {
+                    let end = (start + proto::CHUNK_BYTES).min(bytes.len());
+                    pb::RepairChunk {
+                        part: Some(pb::repair_chunk::Part::Data(bytes.slice(start..end))),
+                    }
+                }))
+                .collect();
+            let mut op = Operator::connect(&connection).await?;
+            let request = op.request(tokio_stream::iter(chunks))?;
+            let r = op
+                .client
+                .repair_version(request)
+                .await
+                .map_err(status)?
+                .into_inner();
+            if connection.format == Format::Json {
+                println!(
+                    "{}",
+                    serde_json::json!({"model": r.model, "versions": r.versions, "signed": r.signed})
+                );
             } else {
-                String::new()
-            },
-            s.windows,
-            e.protection.name(),
-            e.round,
-            100.0 * s.nmae,
-            100.0 * s.nrmse,
-            100.0 * s.coverage,
-            s.skill.map_or("-".into(), |k| format!("{k:.3}"))
-        );
-    }
-    if c.federated_evaluation.is_empty() {
-        println!("evaluation   none (the version's evaluation rounds failed)");
-    }
-    for (name, value) in &c.metrics {
-        println!("metric       {name} = {value:.6}");
-    }
-}
-
-fn print_comparison(a: &VersionManifest, b: &VersionManifest, format: Format) -> Result<()> {
-    let names: BTreeSet<&String> = a
-        .content
-        .metrics
-        .keys()
-        .chain(b.content.metrics.keys())
-        .collect();
-    if format == Format::Json {
-        let metrics: serde_json::Map<String, serde_json::Value> = names
-            .iter()
-            .map(|n| {
-                (
-                    (*n).clone(),
-                    serde_json::json!([a.content.metrics.get(*n), b.content.metrics.get(*n)]),
-                )
-            })
-            .collect();
-        println!(
-            "{}",
-            serde_json::json!({
-            "versions": [format!("{}@{}", a.content.model, a.content.version), format!("{}@{}", b.content.model, b.content.version)],
-            "ids": [a.id, b.id], "metrics": metrics})
-        );
-        return Ok(());
-    }
-    let label = |m: &VersionManifest| format!("{}@{}", m.content.model, m.content.version);
-    let row = |name: &str, x: String, y: String| println!("{name:<16} {x:>24} {y:>24}");
-    row("", label(a), label(b));
-    row("id", a.id[..12].to_string(), b.id[..12].to_string());
-    row(
-        "created (UTC)",
-        utc(a.content.created_unix_ms),
-        utc(b.content.created_unix_ms),
-    );
-    row(
-        "round",
-        a.content.lineage.round.to_string(),
-        b.content.lineage.round.to_string(),
-    );
-    row(
-        "participants",
-        a.content.lineage.participants.to_string(),
-        b.content.lineage.participants.to_string(),
-    );
-    row(
-        "protection",
-        a.content.lineage.protection.name().into(),
-        b.content.lineage.protection.name().into(),
-    );
-    let value = |m: &VersionManifest, n: &str| {
-        m.content
-            .metrics
-            .get(n)
-            .map(|v| format!("{v:.6}"))
-            .unwrap_or_else(|| "-".into())
-    };
-    for n in names {
-        row(n, value(a, n), value(b, n));
+                println!(
+                    "{}: weight artifact restored for version(s) {:?}; {} manifest(s) signed",
+                    r.model, r.versions, r.signed
+                );
+            }
+        }
     }
     Ok(())
 }

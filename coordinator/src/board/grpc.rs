@@ -11,7 +11,7 @@ use tonic::{Code, Status};
 use super::store::Published;
 use super::{Board, BoardError, BoardQuery, RegisteredVersion, SectorTotal, SiteForecast};
 use crate::hub::Hub;
-use crate::registry::grpc::{status_of as registry_status, sync};
+use crate::registry::grpc::{status_of as registry_status, sync_before_read};
 use crate::registry::{ModelRef, Registry, RegistryError};
 
 /// The request's fault is `InvalidArgument`; a model or manifest id the registry lacks
@@ -99,9 +99,8 @@ pub fn check_registered(
             reason: format!("{e}"),
         })
     })?;
-    let manifests = match sync(registry, hub, &reference.model)
-        .and_then(|()| registry.versions(&reference.model))
-    {
+    sync_before_read(registry, hub, &reference.model);
+    let manifests = match registry.versions(&reference.model) {
         Ok(manifests) => manifests,
         Err(RegistryError::UnknownModel(name)) => {
             return Err(status_of(&BoardError::UnknownVersion {

@@ -7,9 +7,11 @@ use std::sync::{Arc, Mutex};
 use proto::registry::registry_server::Registry as RegistryRpc;
 use proto::registry::{self as pb, export_chunk};
 use tokio_stream::Stream;
-use tonic::{Code, Request, Response, Status};
+use tonic::{Code, Request, Response, Status, Streaming};
 
-use super::{AliasRecord, ModelRef, ModelSpec, Registry, RegistryError, VersionManifest};
+use super::{
+    AliasRecord, ModelRef, ModelSpec, Registry, RegistryError, VersionDamage, VersionManifest,
+};
 use crate::hub::{Hub, constant_time_eq};
 
 /// The one place registry errors become gRPC statuses.
@@ -42,19 +44,33 @@ pub(crate) async fn blocking<T: Send + 'static>(
         .map_err(|e| status_of(&e))
 }
 
+/// The versions `model`'s federation has committed, oldest first.
+fn committed_versions(
+    hub: &Mutex<Hub>,
+    model: &str,
+) -> Result<Vec<crate::store::ModelVersion>, RegistryError> {
+    Ok(hub
+        .lock()
+        .map_err(|_| crate::CoordinatorError::Store("coordinator state poisoned".into()))?
+        .versions(model)?)
+}
+
 /// Signs manifests for every version `model`'s federation has committed since the last call.
 pub(crate) fn sync(
     registry: &Registry,
     hub: &Mutex<Hub>,
     model: &str,
-) -> Result<(), RegistryError> {
+) -> Result<usize, RegistryError> {
     registry.model(model)?;
-    let versions = hub
-        .lock()
-        .map_err(|_| crate::CoordinatorError::Store("coordinator state poisoned".into()))?
-        .versions(model)?;
-    registry.sync(model, &versions)?;
-    Ok(())
+    registry.sync(model, &committed_versions(hub, model)?)
+}
+
+/// [`sync`] before a read: a failure to sign new versions is logged, and the read answers
+/// from the manifests already signed instead of failing with it.
+pub(crate) fn sync_before_read(registry: &Registry, hub: &Mutex<Hub>, model: &str) {
+    if let Err(e) = sync(registry, hub, model) {
+        tracing::warn!(model, error = %e, "signing new version manifests failed; answering from those already signed");
+    }
 }
 
 /// Signs the manifests of every published model's settled versions: the coordinator's tick
@@ -143,14 +159,21 @@ fn alias_info(model: &str, a: &AliasRecord) -> pb::AliasInfo {
 fn version_info(
     m: &VersionManifest,
     aliases: &[AliasRecord],
+    damage: &[VersionDamage],
 ) -> Result<pb::VersionInfo, RegistryError> {
+    let version = m.content.version;
     Ok(pb::VersionInfo {
         manifest_json: serde_json::to_string(m)?,
         aliases: aliases
             .iter()
-            .filter(|a| a.version == m.content.version)
+            .filter(|a| a.version == version)
             .map(|a| a.alias.clone())
             .collect(),
+        damage: damage
+            .iter()
+            .find(|d| d.version == version)
+            .map(|d| d.reason.clone())
+            .unwrap_or_default(),
     })
 }
 
@@ -197,7 +220,7 @@ impl RegistryRpc for RegistryService {
         let models = blocking(move || {
             let mut out = Vec::new();
             for m in registry.models()? {
-                sync(&registry, &hub, &m.spec.name)?;
+                sync_before_read(&registry, &hub, &m.spec.name);
                 out.push(pb::ModelInfo {
                     name: m.spec.name.clone(),
                     tag: m.spec.tag(),
@@ -220,12 +243,13 @@ impl RegistryRpc for RegistryService {
         let model = request.into_inner().model;
         let (hub, registry) = (self.hub.clone(), self.registry.clone());
         let response = blocking(move || {
-            sync(&registry, &hub, &model)?;
+            sync_before_read(&registry, &hub, &model);
             let aliases = registry.aliases(&model)?;
+            let damage = registry.damage(&model)?;
             let versions = registry
                 .versions(&model)?
                 .iter()
-                .map(|m| version_info(m, &aliases))
+                .map(|m| version_info(m, &aliases, &damage))
                 .collect::<Result<_, _>>()?;
             Ok(pb::ListVersionsResponse {
                 aliases: aliases.iter().map(|a| alias_info(&model, a)).collect(),
@@ -246,9 +270,13 @@ impl RegistryRpc for RegistryService {
         let reference = Self::model_ref(&request.into_inner().model_ref)?;
         let (hub, registry) = (self.hub.clone(), self.registry.clone());
         let info = blocking(move || {
-            sync(&registry, &hub, &reference.model)?;
+            sync_before_read(&registry, &hub, &reference.model);
             let manifest = registry.resolve(&reference)?;
-            version_info(&manifest, &registry.aliases(&reference.model)?)
+            version_info(
+                &manifest,
+                &registry.aliases(&reference.model)?,
+                &registry.damage(&reference.model)?,
+            )
         })
         .await?;
         Ok(Response::new(info))
@@ -298,7 +326,7 @@ impl RegistryRpc for RegistryService {
         let reference = Self::model_ref(&request.into_inner().model_ref)?;
         let (hub, registry) = (self.hub.clone(), self.registry.clone());
         let (manifest, bytes, key) = blocking(move || {
-            sync(&registry, &hub, &reference.model)?;
+            sync_before_read(&registry, &hub, &reference.model);
             let manifest = registry.resolve(&reference)?;
             let weights = registry.load_weights(&manifest)?;
             Ok((
@@ -328,5 +356,56 @@ impl RegistryRpc for RegistryService {
             });
         let stream = tokio_stream::iter(std::iter::once(Ok(header)).chain(chunks));
         Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn repair_version(
+        &self,
+        request: Request<Streaming<pb::RepairChunk>>,
+    ) -> Result<Response<pb::RepairResponse>, Status> {
+        self.authorize(&request)?;
+        let mut stream = request.into_inner();
+        let bad = |reason: &str| {
+            status_of(&RegistryError::Request {
+                field: "part",
+                reason: reason.into(),
+            })
+        };
+        let Some(pb::RepairChunk {
+            part: Some(pb::repair_chunk::Part::Header(header)),
+        }) = stream.message().await?
+        else {
+            return Err(bad("the stream must start with a header"));
+        };
+        let mut reassembly = proto::chunk::Reassembly::new(
+            header.length,
+            &header.sha256,
+            proto::MAX_VECTOR_BYTES,
+            None,
+        )
+        .map_err(|e| crate::grpc::status_of(&e.into()))?;
+        while let Some(chunk) = stream.message().await? {
+            match chunk.part {
+                Some(pb::repair_chunk::Part::Data(data)) => reassembly
+                    .push(&data)
+                    .map_err(|e| crate::grpc::status_of(&e.into()))?,
+                _ => return Err(bad("only data may follow the header")),
+            }
+        }
+        let bytes = reassembly
+            .finish()
+            .map_err(|e| crate::grpc::status_of(&e.into()))?;
+        let (hub, registry, model) = (self.hub.clone(), self.registry.clone(), header.model);
+        let response = blocking(move || {
+            let versions = registry.repair(&model, &committed_versions(&hub, &model)?, &bytes)?;
+            let signed = sync(&registry, &hub, &model)? as u64;
+            Ok(pb::RepairResponse {
+                model,
+                versions,
+                signed,
+            })
+        })
+        .await?;
+        tracing::info!(model = %response.model, versions = ?response.versions, "versions repaired");
+        Ok(Response::new(response))
     }
 }

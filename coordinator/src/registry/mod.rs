@@ -10,6 +10,7 @@
 mod error;
 mod export;
 pub mod grpc;
+mod integrity;
 mod manifest;
 mod spec;
 mod store;
@@ -28,7 +29,7 @@ pub use spec::{
     Architecture, DEFAULT_LEARNING_RATE_DECAY, ModelSpec, Privacy, REQUIRED_QUANTILES, Training,
     check_name,
 };
-pub use store::{AliasAction, AliasEvent, AliasRecord, PublishedModel};
+pub use store::{AliasAction, AliasEvent, AliasRecord, PublishedModel, VersionDamage};
 
 use crate::CoordinatorError;
 use crate::artifacts::ArtifactStore;
@@ -90,6 +91,8 @@ pub struct Registry {
     store: RegistryStore,
     artifacts: Arc<dyn ArtifactStore>,
     key: ManifestKey,
+    /// Where damage detections are counted, once the server has attached it.
+    metrics: std::sync::OnceLock<Arc<crate::Metrics>>,
 }
 
 /// The coordinator signs manifests; a forecast replica only verifies them.
@@ -119,6 +122,7 @@ impl Registry {
             key: ManifestKey::Signing(
                 CoordinatorIdentity::load_or_create(storage.data_dir())?.signing_key(),
             ),
+            metrics: Default::default(),
         })
     }
 
@@ -131,6 +135,7 @@ impl Registry {
             store: RegistryStore::new(storage.kv(StoreFile::Registry)?),
             artifacts: storage.artifacts()?,
             key: ManifestKey::VerifyOnly(key),
+            metrics: Default::default(),
         })
     }
 
@@ -199,7 +204,9 @@ impl Registry {
 
     /// Signs a manifest for every committed version (round >= 1) that has none yet and whose
     /// federated evaluation is settled (the scores are part of the signed content).
-    /// `versions` are the federation's committed versions, oldest first.
+    /// `versions` are the federation's committed versions, oldest first. A version whose
+    /// weight artifact is damaged is recorded as such and skipped (signed once repaired); the
+    /// others are signed regardless.
     pub fn sync(&self, name: &str, versions: &[ModelVersion]) -> Result<usize, RegistryError> {
         let model = self.model(name)?;
         let mut added = 0;
@@ -210,10 +217,19 @@ impl Registry {
             if self.store.manifest(name, v.version)?.is_some() {
                 continue;
             }
-            let parent = v
+            let Some(weights) = self.intact_weights(name, v)? else {
+                continue;
+            };
+            // The parent only feeds the `update_l2` metric: a damaged parent leaves it out
+            // rather than holding back its child.
+            let before = match v
                 .parent
-                .and_then(|p| versions.iter().find(|x| x.version == p));
-            let manifest = self.manifest_for(&model.spec, v, parent)?;
+                .and_then(|p| versions.iter().find(|x| x.version == p))
+            {
+                Some(parent) => self.intact_weights(name, parent)?,
+                None => None,
+            };
+            let manifest = self.manifest_for(&model.spec, v, &weights, before.as_deref())?;
             self.store.put_manifest(&manifest)?;
             added += 1;
         }
@@ -224,19 +240,16 @@ impl Registry {
         &self,
         spec: &ModelSpec,
         v: &ModelVersion,
-        parent: Option<&ModelVersion>,
+        weights: &[f32],
+        before: Option<&[f32]>,
     ) -> Result<VersionManifest, RegistryError> {
-        let weights = proto::chunk::bytes_to_f32(&self.artifacts.get(&v.sha256)?)
-            .map_err(CoordinatorError::from)?;
         let mut metrics = BTreeMap::new();
         metrics.insert("weights_l2".to_string(), l2(weights.iter().copied()));
-        if let Some(p) = parent {
-            let before = proto::chunk::bytes_to_f32(&self.artifacts.get(&p.sha256)?)
-                .map_err(CoordinatorError::from)?;
-            if before.len() == weights.len() {
-                let delta = weights.iter().zip(&before).map(|(a, b)| a - b);
-                metrics.insert("update_l2".to_string(), l2(delta));
-            }
+        if let Some(before) = before
+            && before.len() == weights.len()
+        {
+            let delta = weights.iter().zip(before).map(|(a, b)| a - b);
+            metrics.insert("update_l2".to_string(), l2(delta));
         }
         let mut federated_evaluation = BTreeMap::new();
         if let VersionEvaluation::Scored {
@@ -447,21 +460,20 @@ impl Registry {
         manifest
             .verify(&self.public_key())
             .map_err(|e| tampered(e.to_string()))?;
-        let bytes = match self.artifacts.get(&c.weights.sha256) {
-            Ok(bytes) => bytes,
+        let reason = match self.artifacts.get(&c.weights.sha256) {
+            Ok(bytes) => {
+                manifest.verify_weights(&bytes)?;
+                return proto::chunk::bytes_to_f32(&bytes)
+                    .map_err(|e| tampered(format!("weights do not decode: {e}")));
+            }
             Err(CoordinatorError::CorruptArtifact(_)) => {
-                return Err(tampered(
-                    "the weight artifact's sha256 differs from the signed manifest's".into(),
-                ));
+                "the weight artifact's sha256 differs from the signed manifest's"
             }
-            Err(CoordinatorError::MissingArtifact(_)) => {
-                return Err(tampered("the weight artifact is missing".into()));
-            }
+            Err(CoordinatorError::MissingArtifact(_)) => "the weight artifact is missing",
             Err(e) => return Err(e.into()),
         };
-        manifest.verify_weights(&bytes)?;
-        proto::chunk::bytes_to_f32(&bytes)
-            .map_err(|e| tampered(format!("weights do not decode: {e}")))
+        self.note_damage(&c.model, c.version, &c.weights.sha256, reason)?;
+        Err(tampered(reason.into()))
     }
 }
 

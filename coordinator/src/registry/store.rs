@@ -42,6 +42,17 @@ pub struct AliasRecord {
     pub history: Vec<AliasEvent>,
 }
 
+/// A version whose weight artifact failed its digest check (or was missing) when read: it is
+/// refused with `DATA_LOSS` until repaired (`Registry::repair`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionDamage {
+    pub version: u64,
+    /// The SHA-256 the version's weights must have.
+    pub digest: String,
+    pub reason: String,
+    pub detected_unix_ms: u64,
+}
+
 pub(crate) struct RegistryStore {
     kv: Kv,
 }
@@ -152,6 +163,24 @@ impl RegistryStore {
                 .map_err(CoordinatorError::from)?;
             Ok(record)
         })
+    }
+
+    pub fn damage(&self, model: &str) -> Result<Vec<VersionDamage>, RegistryError> {
+        Ok(self
+            .kv
+            .scan(Table::Damage, &format!("{model}/"))
+            .map_err(CoordinatorError::from)?)
+    }
+
+    pub fn put_damage(&self, model: &str, damage: &VersionDamage) -> Result<(), RegistryError> {
+        self.put(Table::Damage, &manifest_key(model, damage.version), damage)
+    }
+
+    pub fn clear_damage(&self, model: &str, version: u64) -> Result<(), RegistryError> {
+        self.kv
+            .write(&[], &[(Table::Damage, &manifest_key(model, version))])
+            .map_err(CoordinatorError::from)?;
+        Ok(())
     }
 
     fn put<T: Serialize>(&self, table: Table, key: &str, value: &T) -> Result<(), RegistryError> {

@@ -43,10 +43,12 @@ pub enum Table {
     Manifests,
     Aliases,
     SiteForecasts,
+    /// Versions whose weight artifact failed its digest check (registry integrity).
+    Damage,
 }
 
 impl Table {
-    pub const ALL: [Table; 8] = [
+    pub const ALL: [Table; 9] = [
         Table::Participants,
         Table::Federations,
         Table::Versions,
@@ -55,6 +57,7 @@ impl Table {
         Table::Manifests,
         Table::Aliases,
         Table::SiteForecasts,
+        Table::Damage,
     ];
 
     /// The table's name in either engine (redb table name, PostgreSQL `records.tbl`).
@@ -68,6 +71,7 @@ impl Table {
             Table::Manifests => "manifests",
             Table::Aliases => "aliases",
             Table::SiteForecasts => "site_forecasts",
+            Table::Damage => "damage",
         }
     }
 }
@@ -400,7 +404,12 @@ impl StoreFile {
                 Table::Versions,
                 Table::Rounds,
             ],
-            StoreFile::Registry => &[Table::Models, Table::Manifests, Table::Aliases],
+            StoreFile::Registry => &[
+                Table::Models,
+                Table::Manifests,
+                Table::Aliases,
+                Table::Damage,
+            ],
             StoreFile::Board => &[Table::SiteForecasts],
         }
     }

@@ -486,7 +486,9 @@ impl ArtifactStore for PgArtifacts {
         let digest = hex::encode(proto::chunk::sha256(bytes));
         self.pool.with_client(|client| {
             client.execute(
-                "INSERT INTO blobs (digest, bytes) VALUES ($1, $2) ON CONFLICT (digest) DO NOTHING",
+                // A stored copy that differs (damaged) is replaced: same digest, the original bytes.
+                "INSERT INTO blobs (digest, bytes) VALUES ($1, $2) ON CONFLICT (digest) \
+                 DO UPDATE SET bytes = EXCLUDED.bytes WHERE blobs.bytes <> EXCLUDED.bytes",
                 &[&digest, &bytes],
             )
         })?;
