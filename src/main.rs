@@ -77,8 +77,16 @@ fn main() -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err:#}");
-            std::process::ExitCode::FAILURE
+            eprintln!("error: {}", commands::error_report(&err));
+            let refused = err
+                .chain()
+                .filter_map(|e| e.downcast_ref::<participant::ParticipantError>())
+                .any(|e| e.is_permanent_refusal());
+            if refused {
+                std::process::ExitCode::from(commands::EXIT_REFUSED)
+            } else {
+                std::process::ExitCode::FAILURE
+            }
         }
     }
 }

@@ -19,17 +19,15 @@ fn printing_into_a_closed_pipe_ends_quietly() {
     assert!(!stderr.contains("Broken pipe"), "{stderr}");
 }
 
-/// SIGTERM (what systemd and `kill` send) stops the coordinator cleanly: state closed, exit 0,
-/// nothing left locked for the next start.
-#[test]
-fn sigterm_stops_the_coordinator_cleanly() {
-    let dir = tempfile::tempdir().unwrap();
+/// A free loopback port and a coordinator.toml in `dir` serving on it (plaintext, one
+/// enrollment token, no federations).
+fn coordinator_config(dir: &std::path::Path) -> (std::path::PathBuf, u16) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
-    let config = dir.path().join("coordinator.toml");
+    let config = dir.join("coordinator.toml");
     std::fs::write(
         &config,
         format!(
@@ -38,24 +36,39 @@ fn sigterm_stops_the_coordinator_cleanly() {
         ),
     )
     .unwrap();
+    (config, port)
+}
+
+/// Starts `gridfed coordinator serve` logging into `log` and waits until it serves.
+fn serve(config: &std::path::Path, log: &std::path::Path) -> std::process::Child {
+    let child = Command::new(env!("CARGO_BIN_EXE_gridfed"))
+        .args(["coordinator", "serve", "--config"])
+        .arg(config)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .contains("coordinator serving")
+    {
+        assert!(std::time::Instant::now() < deadline, "never served");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child
+}
+
+/// SIGTERM (what systemd and `kill` send) stops the coordinator cleanly: state closed, exit 0,
+/// nothing left locked for the next start.
+#[test]
+fn sigterm_stops_the_coordinator_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, _) = coordinator_config(dir.path());
     for start in 0..2 {
         let log = dir.path().join(format!("coordinator-{start}.log"));
-        let mut child = Command::new(env!("CARGO_BIN_EXE_gridfed"))
-            .args(["coordinator", "serve", "--config"])
-            .arg(&config)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while !std::fs::read_to_string(&log)
-            .unwrap_or_default()
-            .contains("coordinator serving")
-        {
-            assert!(std::time::Instant::now() < deadline, "never served");
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
+        let mut child = serve(&config, &log);
         // SAFETY: kill(2) on our own child's pid has no memory effects.
         let sent = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
         assert_eq!(sent, 0);
@@ -64,4 +77,77 @@ fn sigterm_stops_the_coordinator_cleanly() {
         assert!(status.success(), "start {start}: {status}\n{text}");
         assert!(text.contains("coordinator stopped"), "{text}");
     }
+}
+
+/// A wrong enrollment token is a permanent refusal: the daemon does not retry forever, it
+/// says what to fix and exits with status 3 (systemd `RestartPreventExitStatus=3`).
+#[test]
+fn a_refused_enrollment_token_exits_with_its_own_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, port) = coordinator_config(dir.path());
+    let mut coordinator = serve(&config, &dir.path().join("coordinator.log"));
+    let synth = Command::new(env!("CARGO_BIN_EXE_gridfed"))
+        .args(["datasets", "synth", "--sites", "1", "--days", "30", "--out"])
+        .arg(dir.path().join("fleet"))
+        .output()
+        .unwrap();
+    assert!(synth.status.success(), "{synth:?}");
+    let participant = dir.path().join("participant.toml");
+    std::fs::write(
+        &participant,
+        format!(
+            "coordinator = \"http://127.0.0.1:{port}\"\ninsecure_plaintext = true\n\
+             key_file = \"site.key\"\nenrollment_token = \"not-the-token\"\n\
+             site_label = \"s\"\nfederation_tag = \"load\"\n\n[data]\ndir = \"fleet\"\n\
+             site_id = \"site-000\"\ntarget = \"load\"\n"
+        ),
+    )
+    .unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_gridfed"))
+        .args(["participant", "run", "--config"])
+        .arg(&participant)
+        .output()
+        .unwrap();
+    let _ = coordinator.kill();
+    let _ = coordinator.wait();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("refused by the coordinator: enrollment"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("enrollment_token"), "{stderr}");
+}
+
+/// A data error is printed once: library errors that show their source in their message are
+/// not followed by the same source again.
+#[test]
+fn a_participant_data_error_is_printed_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("participant.toml");
+    std::fs::write(
+        &config,
+        r#"coordinator = "http://127.0.0.1:9"
+insecure_plaintext = true
+key_file = "site.key"
+enrollment_token = "token-token-token"
+site_label = "s"
+federation_tag = "load"
+
+[data]
+dir = "no-such-fleet"
+site_id = "site-000"
+target = "load"
+"#,
+    )
+    .unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_gridfed"))
+        .args(["participant", "check", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("no-such-fleet"), "{stderr}");
+    assert_eq!(stderr.matches("os error 2").count(), 1, "{stderr}");
 }

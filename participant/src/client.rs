@@ -180,7 +180,22 @@ impl FederationLink {
         if let Some(tap) = &tap {
             tap.outgoing("Enroll", &request.encode_to_vec());
         }
-        let participant_id = client.enroll(request).await?.into_inner().participant_id;
+        let participant_id = match client.enroll(request).await {
+            Ok(response) => response.into_inner().participant_id,
+            // Only the token or key can be wrong here; asking again would not change that.
+            Err(s)
+                if matches!(
+                    s.code(),
+                    tonic::Code::Unauthenticated | tonic::Code::PermissionDenied
+                ) =>
+            {
+                return Err(ParticipantError::Refused(format!(
+                    "enrollment: {} (check enrollment_token in participant.toml)",
+                    s.message()
+                )));
+            }
+            Err(s) => return Err(s.into()),
+        };
         Ok(Self {
             client,
             identity,

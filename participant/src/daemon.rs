@@ -165,6 +165,8 @@ impl Daemon {
         .await?;
         let joined = link.join(&s.federation_tag).await?;
         check_privacy(s.limits.max_epsilon, &joined)?;
+        self.trainer
+            .check_model(&joined.federation, &joined.model_spec_json)?;
         summary.participant_id = link.participant_id().to_string();
         summary.federation = joined.federation.clone();
         info!(participant = %summary.participant_id, federation = %joined.federation, "joined");

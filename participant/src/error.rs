@@ -6,6 +6,10 @@
 pub enum ParticipantError {
     #[error("configuration: {0}")]
     Config(String),
+    /// The coordinator refused this site for good (enrollment token, revoked key, unknown
+    /// federation): retrying would not help; the operator must change something.
+    #[error("refused by the coordinator: {0}")]
+    Refused(String),
     #[error("{path}: {source}")]
     Io {
         path: std::path::PathBuf,
@@ -39,6 +43,21 @@ pub enum ParticipantError {
 
 impl ParticipantError {
     /// Worth retrying after a reconnect (the coordinator is down, restarting or busy).
+    /// A refusal that no retry can fix (`gridfed participant run` exits with status 3 on it, so
+    /// a supervisor can tell it from a crash: systemd `RestartPreventExitStatus=3`).
+    pub fn is_permanent_refusal(&self) -> bool {
+        match self {
+            ParticipantError::Refused(_) | ParticipantError::Config(_) => true,
+            ParticipantError::Status(s) => {
+                matches!(
+                    s.code(),
+                    tonic::Code::PermissionDenied | tonic::Code::NotFound
+                )
+            }
+            _ => false,
+        }
+    }
+
     pub fn is_transient(&self) -> bool {
         match self {
             ParticipantError::Transport(_) => true,

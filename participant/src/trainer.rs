@@ -50,6 +50,19 @@ pub trait LocalTrainer: Send + Sync + 'static {
         Err(no_holdout(spec))
     }
 
+    /// Refuses, at join, a federation whose model this site cannot train (another input width
+    /// or horizon than the site's data gives): a configuration error that stops the daemon
+    /// with its reason, instead of a round abandoned on the site every time while the
+    /// coordinator waits for its upload. `model_spec_json` is the `JoinResponse`'s (empty for
+    /// federations that carry none).
+    fn check_model(
+        &self,
+        _federation: &str,
+        _model_spec_json: &str,
+    ) -> Result<(), ParticipantError> {
+        Ok(())
+    }
+
     /// Called once with the federation's final weights (downloaded and digest-checked), e.g. to
     /// personalize them on the site's own data. Nothing it does leaves the site.
     fn finish(&self, _final_weights: &[f32]) -> Result<(), ParticipantError> {
@@ -108,6 +121,26 @@ fn model_config(spec: &TrainSpec) -> Result<ForecasterConfig, ParticipantError> 
 }
 
 impl LocalTrainer for MlpTrainer {
+    fn check_model(&self, federation: &str, model_spec_json: &str) -> Result<(), ParticipantError> {
+        if model_spec_json.trim().is_empty() {
+            return Ok(());
+        }
+        let config: ForecasterConfig = serde_json::from_str(model_spec_json).map_err(|e| {
+            ParticipantError::Protocol(format!("model spec of federation `{federation}`: {e}"))
+        })?;
+        let s = &self.samples;
+        if config.n_features == s.n_features && config.horizon == s.horizon {
+            return Ok(());
+        }
+        Err(ParticipantError::Config(format!(
+            "federation `{federation}` trains a model of {} input features and {} horizon \
+             steps, but this site's data gives {} features ({} context and {} horizon steps): \
+             set [data] context and horizon in participant.toml to the published model's \
+             (`gridfed models show`); not joining",
+            config.n_features, config.horizon, s.n_features, s.context, s.horizon
+        )))
+    }
+
     fn train(&self, spec: &TrainSpec, global: &[f32]) -> Result<LocalResult, ParticipantError> {
         let mut config = model_config(spec)?;
         // Fine-tuning later uses the model spec's own hyperparameters, not this round's.

@@ -137,6 +137,36 @@ async fn publish_train_promote_forecast_rollback_over_grpc() {
         SplitSpec::day_ahead(24),
     )
     .unwrap();
+    // A site configured with another context than the published model's is refused at join
+    // with the reason (it would otherwise abandon every round while the round waits for it).
+    let mut other_context = SplitSpec::day_ahead(24);
+    other_context.context = 48;
+    let misconfigured = prepare_fleet(&fleet.sites, &series, Target::Load, other_context)
+        .unwrap()
+        .sites
+        .remove(3);
+    let refused = spawn_daemon(
+        &url,
+        "misconfigured",
+        &published.tag,
+        Arc::new(MlpTrainer::new(misconfigured.train)),
+    );
+    let refusal = tokio::time::timeout(Duration::from_secs(30), refused)
+        .await
+        .expect("refused at join, not left waiting")
+        .unwrap()
+        .unwrap_err();
+    assert!(
+        matches!(refusal, participant::ParticipantError::Config(_)),
+        "{refusal}"
+    );
+    assert!(
+        refusal
+            .to_string()
+            .contains("48 context and 24 horizon steps"),
+        "{refusal}"
+    );
+
     let daemons: Vec<_> = sites
         .iter()
         .take(3)

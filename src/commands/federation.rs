@@ -241,6 +241,7 @@ pub fn load_participant_config(path: &Path) -> Result<ParticipantConfig> {
     config.key_file = beside(path, &config.key_file);
     config.ca_cert = config.ca_cert.map(|ca| beside(path, &ca));
     config.data.dir = beside(path, &config.data.dir);
+    config.personalized_model_dir = config.personalized_model_dir.map(|dir| beside(path, &dir));
     Ok(config)
 }
 
