@@ -45,6 +45,21 @@ fn spec_errors_name_the_field() {
     assert_eq!(spec.tag(), "residential-load");
     assert_eq!(spec.forecaster_config().hidden, vec![8]);
     assert_eq!(spec.forecaster_config().quantiles, vec![0.1, 0.5, 0.9]);
+    // Registry federations have their own deadlines: two minutes for an upload by default,
+    // not ten; `[deadlines]` sets them and bad values name the field.
+    let federation = spec.federation().unwrap();
+    assert_eq!(federation.upload_timeout_ms, 120_000);
+    assert!(
+        !serde_json::to_string(&spec).unwrap().contains("deadlines"),
+        "absent from the signed spec unless set"
+    );
+    let custom = ModelSpec::from_toml(&format!("{SPEC}\n[deadlines]\nupload_s = 30\n")).unwrap();
+    assert_eq!(custom.federation().unwrap().upload_timeout_ms, 30_000);
+    assert_eq!(custom.federation().unwrap().keys_timeout_ms, 30_000);
+    assert!(
+        spec_error(&format!("{SPEC}\n[deadlines]\nupload_s = 0\n"))
+            .contains("`deadlines.upload_s`")
+    );
 
     let cases: &[(&str, &str, &str)] = &[
         ("name = \"res-load\"", "name = \"Res Load\"", "`name`"),

@@ -384,3 +384,84 @@ fn hierarchy_config_is_checked() {
     );
     assert_eq!(coordinator::HierarchySpec::feeder_of("roof-12"), "");
 }
+
+/// A federation published through the registry takes its deadlines from the spec's
+/// `[deadlines]`: a participant killed mid-round holds the round for `upload_s`, not for the
+/// coordinator.toml default of ten minutes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registry_spec_deadlines_bound_the_wait_for_a_killed_participant() {
+    use proto::registry as pb;
+    let dir = tempfile::tempdir().unwrap();
+    let coord = RunningCoordinator::start_registry(dir.path()).await;
+    let spec = r#"
+name = "res-load"
+target = "load"
+sector = "residential"
+context = 24
+horizon = 24
+protection = "masked"
+rounds = 1
+
+[architecture]
+hidden = [4]
+
+[training]
+min_participants = 3
+
+[deadlines]
+keys_s = 3
+upload_s = 3
+"#;
+    let channel = participant::client::open_channel(&coord.endpoint())
+        .await
+        .unwrap();
+    let published = pb::registry_client::RegistryClient::new(channel)
+        .publish_spec(authed(
+            pb::PublishSpecRequest {
+                spec_toml: spec.into(),
+            },
+            OPERATOR,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let d = published.parameters as usize;
+    let started = std::time::Instant::now();
+    let handles: Vec<_> = (0..3)
+        .map(|i| {
+            let trainer = ScoredFixed(
+                FixedUpdate {
+                    delta: delta(i, d),
+                    samples: SAMPLES[i],
+                },
+                fixed_scores(i),
+            );
+            spawn_daemon(
+                &coord.url(),
+                &format!("site-{i}"),
+                &published.tag,
+                std::sync::Arc::new(trainer),
+            )
+        })
+        .collect();
+    let victim_training = TrainingStarts::default();
+    let victim = spawn_daemon(
+        &coord.url(),
+        "victim",
+        &published.tag,
+        std::sync::Arc::new(Stalled(victim_training.clone())),
+    );
+    victim_training.wait_for(1, Duration::from_secs(30)).await;
+    victim.abort();
+    let summaries = join_all(handles, Duration::from_secs(60)).await;
+    assert!(summaries.iter().all(|s| s.final_version == Some(1)));
+    // Selection + keys + upload deadlines are 11 s; the default upload deadline alone is 120 s.
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "{:?}",
+        started.elapsed()
+    );
+    coord.stop().await;
+    let (version, _) = coordinator::load_latest(dir.path(), "res-load").unwrap();
+    assert_eq!(version.participants, 3);
+}

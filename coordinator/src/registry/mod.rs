@@ -26,8 +26,8 @@ pub use manifest::{
     SectorEvaluation, VersionManifest, WeightsRef,
 };
 pub use spec::{
-    Architecture, DEFAULT_LEARNING_RATE_DECAY, ModelSpec, Privacy, REQUIRED_QUANTILES, Training,
-    check_name,
+    Architecture, DEFAULT_LEARNING_RATE_DECAY, Deadlines, ModelSpec, Privacy, REQUIRED_QUANTILES,
+    Training, check_name,
 };
 pub use store::{AliasAction, AliasEvent, AliasRecord, PublishedModel, VersionDamage};
 

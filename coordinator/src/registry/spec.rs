@@ -77,6 +77,59 @@ pub struct ModelSpec {
     /// [`crate::HierarchySpec`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hierarchy: Option<crate::HierarchySpec>,
+    /// `[deadlines]`: how long each round phase waits (seconds); [`Deadlines::default`] when
+    /// absent. Left out of the JSON when absent, so manifests signed before it stay the same.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadlines: Option<Deadlines>,
+}
+
+/// How long each phase of a round waits for the selected participants before it goes on
+/// without those that have not answered (they count as dropouts; the round still commits if
+/// enough answered). Seconds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Deadlines {
+    /// Selected participants fetch their task.
+    pub selection_s: u64,
+    /// SecAgg+ key advertisement and share exchange (masked rounds), key phases (encrypted).
+    pub keys_s: u64,
+    /// Local training and upload: the longest a killed or stalled site can hold a round.
+    pub upload_s: u64,
+    /// Unmasking or partial decryption.
+    pub unmask_s: u64,
+}
+
+impl Default for Deadlines {
+    /// Sized for the registry's small forecasting MLPs: local training of an epoch on one
+    /// site's year of hourly data takes seconds; two minutes leaves room for slow hardware
+    /// without a dead site holding the fleet for ten.
+    fn default() -> Self {
+        Self {
+            selection_s: 5,
+            keys_s: 30,
+            upload_s: 120,
+            unmask_s: 30,
+        }
+    }
+}
+
+impl Deadlines {
+    fn check(&self) -> Result<(), RegistryError> {
+        for (field, s) in [
+            ("deadlines.selection_s", self.selection_s),
+            ("deadlines.keys_s", self.keys_s),
+            ("deadlines.upload_s", self.upload_s),
+            ("deadlines.unmask_s", self.unmask_s),
+        ] {
+            if s == 0 || s > 86_400 {
+                return Err(RegistryError::spec(
+                    field,
+                    format!("{s} seconds; must be 1..=86400"),
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The network: `models::ForecasterConfig` without its input and output sizes, which follow
@@ -259,6 +312,7 @@ impl ModelSpec {
             h.check(self.protection, self.dp().is_some())
                 .map_err(|why| RegistryError::spec("hierarchy", why))?;
         }
+        self.deadlines.clone().unwrap_or_default().check()?;
         let arch = &self.architecture;
         for q in REQUIRED_QUANTILES {
             if !arch.quantiles.iter().any(|l| (l - q).abs() < 1e-6) {
@@ -448,6 +502,11 @@ impl ModelSpec {
         f.max_weight = self.privacy.max_weight;
         f.dp = self.dp();
         f.hierarchy = self.hierarchy.clone();
+        let deadlines = self.deadlines.clone().unwrap_or_default();
+        f.selection_timeout_ms = deadlines.selection_s * 1000;
+        f.keys_timeout_ms = deadlines.keys_s * 1000;
+        f.upload_timeout_ms = deadlines.upload_s * 1000;
+        f.unmask_timeout_ms = deadlines.unmask_s * 1000;
         // Every registered version gets federated metrics before its manifest is signed.
         f.evaluate = true;
         Ok(f)
