@@ -60,6 +60,8 @@ struct Federation {
     members: BTreeSet<String>,
     last_seen: HashMap<String, u64>,
     round: RoundState,
+    /// When a round last reported that it is waiting (see `Hub::report_waiting`).
+    waiting_reported_ms: u64,
 }
 
 pub use crate::round::Task;
@@ -275,6 +277,7 @@ impl Hub {
             members,
             last_seen: HashMap::new(),
             round,
+            waiting_reported_ms: 0,
         })
     }
 

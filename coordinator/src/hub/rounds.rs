@@ -27,7 +27,43 @@ impl Hub {
             if let Err(e) = self.advance_one(&name, now_ms) {
                 warn!(federation = %name, error = %e, "round step failed");
             }
+            self.report_waiting(&name, now_ms);
         }
+    }
+
+    /// A round that waits says so every [`WAIT_REPORT_MS`]: its phase, how long it has waited
+    /// and when the next deadline lets it go on without the silent participants. Without this
+    /// a round stalled on sites that never answer looks like a hung coordinator.
+    fn report_waiting(&mut self, name: &str, now_ms: u64) {
+        let Some(f) = self.federations.get_mut(name) else {
+            return;
+        };
+        let plan = match &f.round {
+            RoundState::Plain(c) => c.plan(),
+            RoundState::Masked(m) => m.plan(),
+            RoundState::Encrypted(e) => e.plan(),
+            RoundState::Idle { .. } | RoundState::Done => return,
+        };
+        if now_ms.saturating_sub(plan.started_unix_ms) < WAIT_REPORT_MS
+            || now_ms.saturating_sub(f.waiting_reported_ms) < WAIT_REPORT_MS
+        {
+            return;
+        }
+        let d = &plan.deadlines;
+        let next_deadline = [d.keys_unix_ms, d.upload_unix_ms, d.unmask_unix_ms]
+            .into_iter()
+            .find(|&t| t > now_ms)
+            .unwrap_or(d.unmask_unix_ms);
+        info!(
+            federation = name,
+            round = plan.round,
+            phase = f.round.name(),
+            selected = plan.selected.len(),
+            waited_s = now_ms.saturating_sub(plan.started_unix_ms) / 1000,
+            next_deadline_in_s = next_deadline.saturating_sub(now_ms) / 1000,
+            "round waiting for participants"
+        );
+        f.waiting_reported_ms = now_ms;
     }
 
     fn advance_one(&mut self, name: &str, now_ms: u64) -> Result<(), CoordinatorError> {
@@ -435,6 +471,9 @@ impl Hub {
 
 /// Rounds an evaluation may take before the version is recorded as not evaluated.
 const EVALUATION_ATTEMPTS: u32 = 3;
+
+/// How often a running round reports that it is still waiting.
+const WAIT_REPORT_MS: u64 = 30_000;
 
 /// What follows a settled round: another round (training, or the latest version's pending
 /// evaluation), or nothing once the last version is trained and evaluated.
