@@ -151,3 +151,85 @@ target = "load"
     assert!(stderr.contains("no-such-fleet"), "{stderr}");
     assert_eq!(stderr.matches("os error 2").count(), 1, "{stderr}");
 }
+
+/// A thousand idle connections (sites that connected and went quiet, or someone holding
+/// sockets open) neither stop the coordinator from serving nor cost it much memory.
+#[test]
+fn a_thousand_idle_connections_leave_the_coordinator_serving() {
+    // This process holds the client ends: make room for them.
+    // SAFETY: getrlimit/setrlimit on this process's own limits, one struct each.
+    unsafe {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
+        limit.rlim_cur = limit.rlim_max.min(4096);
+        libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (config, port) = coordinator_config(dir.path());
+    let mut coordinator = serve(&config, &dir.path().join("coordinator.log"));
+    let rss_kb = |pid: u32| -> u64 {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap()
+    };
+    let before = rss_kb(coordinator.id());
+    let idle: Vec<std::net::TcpStream> = (0..1000)
+        .map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).unwrap())
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let after = rss_kb(coordinator.id());
+    // Still serving: a refused enrollment is answered (exit status 3), within seconds.
+    let participant = dir.path().join("participant.toml");
+    std::fs::write(
+        &participant,
+        format!(
+            "coordinator = \"http://127.0.0.1:{port}\"\ninsecure_plaintext = true\n\
+             key_file = \"site.key\"\nenrollment_token = \"not-the-token\"\n\
+             site_label = \"s\"\nfederation_tag = \"load\"\n\n[data]\ndir = \"fleet\"\n\
+             site_id = \"site-000\"\ntarget = \"load\"\n"
+        ),
+    )
+    .unwrap();
+    let synth = Command::new(env!("CARGO_BIN_EXE_gridfed"))
+        .args(["datasets", "synth", "--sites", "1", "--days", "30", "--out"])
+        .arg(dir.path().join("fleet"))
+        .output()
+        .unwrap();
+    assert!(synth.status.success());
+    let started = std::time::Instant::now();
+    let output = Command::new(env!("CARGO_BIN_EXE_gridfed"))
+        .args(["participant", "run", "--config"])
+        .arg(&participant)
+        .output()
+        .unwrap();
+    let answered_in = started.elapsed();
+    drop(idle);
+    let _ = coordinator.kill();
+    let _ = coordinator.wait();
+    assert_eq!(
+        output.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        answered_in < std::time::Duration::from_secs(20),
+        "{answered_in:?}"
+    );
+    eprintln!(
+        "coordinator RSS {before} KiB -> {after} KiB with 1000 idle connections; refused \
+         enrollment answered in {answered_in:?}"
+    );
+    // A few KiB per connection; 64 MiB would be 64 KiB each.
+    assert!(
+        after.saturating_sub(before) < 64 * 1024,
+        "RSS grew {} KiB for 1000 idle connections",
+        after - before
+    );
+}

@@ -443,6 +443,10 @@ pub struct CoordinatorConfig {
     /// Where state and weights live (`[storage]`; embedded redb when omitted).
     #[serde(default)]
     pub storage: StorageConfig,
+    /// `[limits]`: connections, upload memory, stalled uploads (defaults in
+    /// [`crate::limits::ServerLimits`]).
+    #[serde(default)]
+    pub limits: crate::limits::ServerLimits,
 }
 
 const NO_TRANSPORT: &str = "no [tls] section: set tls.cert and tls.key (see `gridfed coordinator \
@@ -480,6 +484,7 @@ impl CoordinatorConfig {
             insecure_plaintext: false,
             tls_identity: None,
             operator_tokens: Vec::new(),
+            limits: Default::default(),
         }
     }
 
@@ -519,6 +524,7 @@ impl CoordinatorConfig {
             ));
         }
         self.storage.validate()?;
+        self.limits.check().map_err(CoordinatorError::Config)?;
         let mut names = std::collections::BTreeSet::new();
         let mut tags = std::collections::BTreeSet::new();
         for f in &self.federations {

@@ -78,6 +78,7 @@ pub struct FederationService {
     changes: watch::Sender<u64>,
     stopping: watch::Receiver<bool>,
     coordinator_key: [u8; 32],
+    uploads: Arc<crate::limits::UploadGate>,
 }
 
 impl FederationService {
@@ -86,12 +87,14 @@ impl FederationService {
         changes: watch::Sender<u64>,
         stopping: watch::Receiver<bool>,
         coordinator_key: [u8; 32],
+        uploads: crate::limits::UploadGate,
     ) -> Self {
         Self {
             hub,
             changes,
             stopping,
             coordinator_key,
+            uploads: Arc::new(uploads),
         }
     }
 
@@ -413,7 +416,36 @@ impl Federation for FederationService {
             slot.expected_bytes,
         )
         .map_err(|e| status_of(&e.into()))?;
-        while let Some(chunk) = stream.message().await? {
+        // Memory and concurrency caps (`[limits]`): held until this call returns.
+        let until_deadline = Duration::from_millis(slot.deadline_unix_ms.saturating_sub(now_ms()));
+        let _pass = self
+            .uploads
+            .enter(
+                &participant,
+                &header.federation,
+                header.total_bytes,
+                until_deadline,
+            )
+            .await?;
+        let deadline = tokio::time::Instant::now() + until_deadline;
+        let idle = self.uploads.idle;
+        loop {
+            let next = tokio::time::timeout(idle, stream.message());
+            let chunk = match tokio::time::timeout_at(deadline, next).await {
+                Err(_) => {
+                    return Err(Status::deadline_exceeded(
+                        "the round's upload deadline passed before the upload completed",
+                    ));
+                }
+                Ok(Err(_)) => {
+                    return Err(Status::deadline_exceeded(format!(
+                        "no upload data for {} s (limits.upload_idle_timeout_s)",
+                        idle.as_secs()
+                    )));
+                }
+                Ok(Ok(next)) => next?,
+            };
+            let Some(chunk) = chunk else { break };
             match chunk.part {
                 Some(upload_chunk::Part::Data(bytes)) => {
                     data.push(&bytes).map_err(|e| status_of(&e.into()))?

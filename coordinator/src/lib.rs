@@ -22,6 +22,7 @@ pub mod forecast;
 pub mod grpc;
 pub mod hub;
 pub mod identity;
+pub mod limits;
 pub mod metrics;
 pub mod registry;
 pub mod replica;
@@ -241,7 +242,12 @@ async fn run(
     let data_dir = config.data_dir.clone();
     // Certificate problems are configuration errors: report them before opening any state.
     let transport = config.transport()?;
-    let builder = server_builder(&transport)?;
+    let limits = config.limits.clone();
+    let builder = server_builder(&transport)?
+        .max_concurrent_streams(Some(limits.max_streams_per_connection))
+        // Dead peers (a site that lost power mid-stream) are noticed and their streams freed.
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(20)));
     let operator_tokens = config.operator_tokens.clone();
     let hub = tokio::task::spawn_blocking(move || Hub::open(config, grpc::now_ms(), metrics))
         .await
@@ -276,7 +282,13 @@ async fn run(
         }))
     });
 
-    let service = grpc::FederationService::new(hub.clone(), changes, stop_rx, coordinator_key);
+    let service = grpc::FederationService::new(
+        hub.clone(),
+        changes,
+        stop_rx,
+        coordinator_key,
+        limits::UploadGate::new(&limits),
+    );
     let server = proto::v1::federation_server::FederationServer::new(service)
         .max_decoding_message_size(proto::MAX_MESSAGE_BYTES)
         .max_encoding_message_size(proto::MAX_MESSAGE_BYTES);
@@ -308,7 +320,21 @@ async fn run(
     };
     // The builder's `tcp_nodelay` is ignored for a given listener: set it on the incoming
     // stream, or Nagle holds each small response frame for the peer's delayed ACK (~40 ms).
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    let incoming = tonic::transport::server::TcpIncoming::from(listener)
+        .with_nodelay(Some(true))
+        .with_keepalive(Some(Duration::from_secs(60)));
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let connections_refused = metrics.clone();
+    let incoming = tokio_stream::StreamExt::filter_map(incoming, move |accepted| match accepted {
+        Ok(io) => match limits::CappedConnection::admit(io, &slots) {
+            Some(connection) => Some(Ok(connection)),
+            None => {
+                connections_refused.connection_refused();
+                None
+            }
+        },
+        Err(e) => Some(Err(e)),
+    });
     let result = builder
         .serve_with_incoming_shutdown(server, incoming, stop_on_shutdown)
         .await;

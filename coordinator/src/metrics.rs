@@ -74,6 +74,7 @@ pub struct Metrics {
     auth_failures: AtomicU64,
     rejected_requests: AtomicU64,
     versions_damaged: AtomicU64,
+    connections_refused: AtomicU64,
 }
 
 fn seconds(ms: u64) -> f64 {
@@ -142,6 +143,13 @@ impl Metrics {
     pub fn version_damaged(&self) {
         self.versions_damaged.fetch_add(1, Relaxed);
     }
+    /// A connection was closed at once: `limits.max_connections` were open.
+    pub fn connection_refused(&self) {
+        self.connections_refused.fetch_add(1, Relaxed);
+    }
+    pub fn connections_refused(&self) -> u64 {
+        self.connections_refused.load(Relaxed)
+    }
     pub fn versions_damaged(&self) -> u64 {
         self.versions_damaged.load(Relaxed)
     }
@@ -203,7 +211,7 @@ impl Metrics {
         let header = |out: &mut String, name: &str, kind: &str, help: &str| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
         };
-        let process: [(&str, &str, &AtomicU64); 6] = [
+        let process: [(&str, &str, &AtomicU64); 7] = [
             (
                 "gridfed_updates_received_total",
                 "Updates accepted",
@@ -233,6 +241,11 @@ impl Metrics {
                 "gridfed_damaged_versions_detected_total",
                 "Registry versions whose weight artifact failed its digest check",
                 &self.versions_damaged,
+            ),
+            (
+                "gridfed_connections_refused_total",
+                "Connections closed on accept: limits.max_connections were open",
+                &self.connections_refused,
             ),
         ];
         for (name, help, value) in process {

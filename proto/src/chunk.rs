@@ -89,8 +89,9 @@ impl Reassembly {
             announced,
             digest,
             hasher: Sha256::new(),
-            // Bounded by `limit` above.
-            data: Vec::with_capacity(announced as usize),
+            // Grown as data arrives: what is announced is not yet received, and a client that
+            // announces 80 MB and trickles bytes must not make the receiver hold 80 MB.
+            data: Vec::with_capacity((announced as usize).min(crate::CHUNK_BYTES)),
         })
     }
 
@@ -139,6 +140,12 @@ mod tests {
 
     fn payload(n: usize) -> Vec<u8> {
         (0..n).map(|i| (i * 31 % 251) as u8).collect()
+    }
+
+    #[test]
+    fn an_announced_length_is_not_allocated_before_it_arrives() {
+        let r = Reassembly::new(80_000_000, &[0; 32], u64::MAX, None).unwrap();
+        assert!(r.data.capacity() <= crate::CHUNK_BYTES);
     }
 
     #[test]

@@ -267,6 +267,7 @@ pub fn run_coordinator(cmd: CoordinatorCommand) -> Result<()> {
         coordinator::tls::Transport::InsecurePlaintext => "INSECURE PLAINTEXT",
     };
     init_tracing();
+    raise_open_file_limit(config.limits.max_connections);
     let data_dir = config.data_dir.clone();
     runtime()?.block_on(async move {
         // With PostgreSQL storage a standby waits for the round-driver lease before it binds.
@@ -280,6 +281,34 @@ pub fn run_coordinator(cmd: CoordinatorCommand) -> Result<()> {
             .await
             .context("coordinator stopped with an error")
     })
+}
+
+/// Raises the soft open-file limit toward the hard one, so `limits.max_connections` (plus the
+/// state files) fit: many distributions start services with a soft limit of 1024.
+fn raise_open_file_limit(connections: usize) {
+    #[cfg(unix)]
+    {
+        let wanted = connections as u64 + 256;
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit/setrlimit read and write the one struct passed, nothing else.
+        unsafe {
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 || limit.rlim_cur >= wanted {
+                return;
+            }
+            let raised = wanted.min(limit.rlim_max);
+            limit.rlim_cur = raised;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 || raised < wanted {
+                eprintln!(
+                    "warning: the open-file limit ({raised}) is below limits.max_connections \
+                     ({connections}) + 256: raise it (ulimit -n, systemd LimitNOFILE) or lower \
+                     max_connections"
+                );
+            }
+        }
+    }
 }
 
 /// `gridfed coordinator replica`.

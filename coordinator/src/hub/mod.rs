@@ -70,6 +70,8 @@ pub use crate::round::Task;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UploadSlot {
     pub expected_bytes: Option<u64>,
+    /// After this an upload of the round is useless: the stream is ended by then.
+    pub deadline_unix_ms: u64,
 }
 
 /// What an uploaded vector is.
@@ -519,10 +521,12 @@ impl Hub {
                 c.admit(round, participant)?;
                 Ok(UploadSlot {
                     expected_bytes: Some(c.plan().vector_len() * 4),
+                    deadline_unix_ms: c.plan().deadlines.upload_unix_ms,
                 })
             }
             RoundState::Masked(m) if kind == UploadKind::Masked => Ok(UploadSlot {
                 expected_bytes: m.admit_upload(round, participant)?,
+                deadline_unix_ms: m.plan().deadlines.upload_unix_ms,
             }),
             RoundState::Encrypted(e)
                 if matches!(kind, UploadKind::Ciphertext | UploadKind::PartialDecryption) =>
@@ -533,6 +537,7 @@ impl Hub {
                         participant,
                         kind == UploadKind::PartialDecryption,
                     )?,
+                    deadline_unix_ms: e.plan().deadlines.unmask_unix_ms,
                 })
             }
             state => Err(RoundError::WrongPhase {
