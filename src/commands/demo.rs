@@ -125,6 +125,14 @@ struct DemoReport {
     federated_evaluation: Vec<FederatedEvaluationRow>,
     /// `--epsilon`: the federated MLP under site-level differential privacy.
     differential_privacy: Vec<super::demo_privacy::PrivacyRow>,
+    /// Targets whose stage failed; the others are reported in full.
+    failed_targets: Vec<FailedTarget>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+struct FailedTarget {
+    target: Target,
+    reason: String,
 }
 
 /// The statistic a federated evaluation reports, from per-site rows: the nMAE of each site
@@ -325,18 +333,21 @@ pub fn run(args: DemoArgs) -> Result<()> {
     let mut medians = Vec::new();
     let mut evaluations = Vec::new();
     let mut privacy = Vec::new();
-    for target in Target::ALL {
+    // One target failing (a stage error on a real fleet) must not lose the others: each is
+    // reported as it finishes, a failure is reported and the run goes on.
+    let mut failed_targets = Vec::new();
+    let mut run_target = |target: Target| -> Result<()> {
         // Net load only where a fleet has net meters (the realistic profile, real fleets).
         let measured = fleet
             .series
             .iter()
             .any(|s| target.values(&s.telemetry).is_some());
         if !measured {
-            continue;
+            return Ok(());
         }
         if let Some(why) = too_few_to_protect(&fleet, target, split, protection)? {
             eprintln!("{target:?}: skipped: {why}");
-            continue;
+            return Ok(());
         }
         let step = Instant::now();
         let centralized = evaluate(
@@ -487,6 +498,14 @@ pub fn run(args: DemoArgs) -> Result<()> {
             method,
             row,
         }));
+        Ok(())
+    };
+    for target in Target::ALL {
+        if let Err(e) = run_target(target) {
+            let reason = super::error_report(&e);
+            eprintln!("{target:?}: failed, the other targets go on: {reason}");
+            failed_targets.push(FailedTarget { target, reason });
+        }
     }
     if table {
         println!("total {:.0} s", started.elapsed().as_secs_f64());
@@ -496,8 +515,19 @@ pub fn run(args: DemoArgs) -> Result<()> {
             median_site: medians,
             federated_evaluation: evaluations,
             differential_privacy: privacy,
+            failed_targets: failed_targets.clone(),
         };
         println!("{}", serde_json::to_string_pretty(&report)?);
+    }
+    if !failed_targets.is_empty() {
+        let names: Vec<String> = failed_targets
+            .iter()
+            .map(|f| format!("{:?}", f.target))
+            .collect();
+        anyhow::bail!(
+            "{} failed (reported above; the other targets' results are complete)",
+            names.join(", ")
+        );
     }
     Ok(())
 }
