@@ -1,6 +1,8 @@
 //! The byte form of a day of plain (unmasked) bids, as a plain market receives them: per hour
 //! a step count (`u16`), then per step side (`u8`: 0 buy, 1 sell), level (`u16`) and quantity
-//! (`u32`, Wh), little-endian. Decoding checks every field and never panics.
+//! (`u32`, Wh), little-endian. Steps are canonical: sorted by side (buy first) then level, one per
+//! side and level, no zero quantity; so one book has exactly one encoding (what an agent signs is
+//! what the market clears). Decoding checks every field, refuses other forms and never panics.
 
 use crate::book::{HourBids, Order, Side};
 use crate::error::MarketError;
@@ -65,7 +67,17 @@ pub fn decode_day_bids(
                 quantity_wh: u32::from_le_bytes([s[3], s[4], s[5], s[6]]),
             });
         }
-        day.push(HourBids::new(orders, levels, agent, hour)?);
+        let bids = HourBids::new(orders.iter().copied(), levels, agent, hour)?;
+        if bids.steps() != orders.as_slice() {
+            return Err(MarketError::InvalidBid {
+                agent,
+                hour,
+                reason: "steps are not canonical: one per side and level, sorted by side (buy \
+                         first) then level, no zero quantity"
+                    .into(),
+            });
+        }
+        day.push(bids);
     }
     if !rest.is_empty() {
         return Err(MarketError::InvalidBid {

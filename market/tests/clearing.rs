@@ -233,7 +233,38 @@ fn plain_bid_messages_round_trip_and_bad_bytes_are_refused() {
     );
     let err = decode_day_bids(&bytes, 3, 8, 1).unwrap_err().to_string();
     assert!(err.contains("off the ladder"), "{err}");
-    let mut long = bytes;
+    let mut long = bytes.clone();
     long.push(0);
     assert!(decode_day_bids(&long, 3, 32, 0).is_err());
+    // One book, one encoding: a zero step, two steps at one level, or unsorted steps (all of
+    // which merge into a valid book) are refused, not normalized. Found by fuzzing
+    // (fuzz/corpus/market_bids/crash-*).
+    let step = |side: u8, level: u16, wh: u32| {
+        let mut s = vec![side];
+        s.extend_from_slice(&level.to_le_bytes());
+        s.extend_from_slice(&wh.to_le_bytes());
+        s
+    };
+    let hour = |steps: &[Vec<u8>]| {
+        let mut h = (steps.len() as u16).to_le_bytes().to_vec();
+        h.extend(steps.concat());
+        h
+    };
+    for steps in [
+        vec![step(0, 3, 0)],
+        vec![step(0, 3, 2), step(0, 3, 1)],
+        vec![step(1, 4, 1), step(0, 3, 2)],
+        vec![step(0, 9, 1), step(0, 3, 2)],
+    ] {
+        let bytes = [hour(&steps), hour(&[]), hour(&[])].concat();
+        let err = decode_day_bids(&bytes, 3, 32, 0).unwrap_err().to_string();
+        assert!(err.contains("not canonical"), "{err}");
+    }
+    let canonical = [
+        hour(&[step(0, 3, 2000), step(0, 9, 1000)]),
+        hour(&[]),
+        hour(&[step(1, 31, 4000)]),
+    ]
+    .concat();
+    assert_eq!(canonical, encode_day_bids(&day));
 }
