@@ -70,11 +70,19 @@ impl ArtifactStore for LocalArtifacts {
         let tmp = self
             .dir
             .join(format!(".{digest}.{}.tmp", std::process::id()));
-        let mut file = fs::File::create(&tmp).map_err(io_err(&tmp))?;
-        file.write_all(bytes).map_err(io_err(&tmp))?;
-        file.sync_all().map_err(io_err(&tmp))?;
-        drop(file);
-        fs::rename(&tmp, &path).map_err(io_err(&path))?;
+        let written = (|| {
+            let mut file = fs::File::create(&tmp)?;
+            file.write_all(bytes)?;
+            file.sync_all()?;
+            drop(file);
+            fs::rename(&tmp, &path)
+        })();
+        if let Err(e) = written {
+            // A full disk must not also keep the partial copy: it would hold the space a retry
+            // needs.
+            let _ = fs::remove_file(&tmp);
+            return Err(io_err(&tmp)(e));
+        }
         // Make the rename itself durable.
         if let Ok(dir) = fs::File::open(&self.dir) {
             let _ = dir.sync_all();

@@ -18,6 +18,7 @@ pub mod auth;
 pub mod board;
 pub mod config;
 pub mod error;
+pub mod faults;
 pub mod forecast;
 pub mod grpc;
 pub mod hub;

@@ -62,6 +62,9 @@ struct Federation {
     round: RoundState,
     /// When a round last reported that it is waiting (see `Hub::report_waiting`).
     waiting_reported_ms: u64,
+    /// A round this process began failed to finish and its in-flight record could not be
+    /// cleared yet (e.g. the disk was full): cleared before the next round begins.
+    unfinished_round: bool,
 }
 
 pub use crate::round::Task;
@@ -280,6 +283,7 @@ impl Hub {
             last_seen: HashMap::new(),
             round,
             waiting_reported_ms: 0,
+            unfinished_round: false,
         })
     }
 

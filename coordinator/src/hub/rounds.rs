@@ -97,7 +97,7 @@ impl Hub {
                     match self.finish(name, plan, result, now_ms + compute_ms) {
                         Ok(next) => next,
                         Err(e) => {
-                            self.restore_idle(name, now_ms);
+                            self.abandon_round(name, now_ms);
                             return Err(e);
                         }
                     }
@@ -130,6 +130,7 @@ impl Hub {
             f.round = next;
         }
         if before != after {
+            crate::faults::crash_point(&format!("enter:{after}"));
             self.generation += 1;
             if let Some(f) = self.federations.get(name)
                 && let (Some(round), RoundState::Masked(_) | RoundState::Encrypted(_)) =
@@ -154,6 +155,19 @@ impl Hub {
         }
     }
 
+    /// A round this process began could not finish (its commit failed: a full disk, a lost
+    /// database): the federation goes back to idle and the round's in-flight record is
+    /// cleared, now or, if the store refuses that too, before the next round begins. Without
+    /// this every later round would be refused as conflicting with the dead one.
+    fn abandon_round(&mut self, name: &str, since_ms: u64) {
+        self.restore_idle(name, since_ms);
+        let cleared = self.store.end_round(name);
+        if let Some(f) = self.federations.get_mut(name) {
+            f.unfinished_round = cleared.is_err();
+        }
+        self.metrics.round_aborted(name);
+    }
+
     fn try_start(
         &mut self,
         name: &str,
@@ -164,6 +178,10 @@ impl Hub {
         let Some(f) = self.federations.get_mut(name) else {
             return Ok(None);
         };
+        if f.unfinished_round {
+            self.store.end_round(name)?;
+            f.unfinished_round = false;
+        }
         let mut available: Vec<String> = f
             .members
             .iter()
@@ -254,7 +272,7 @@ impl Hub {
                 )?))
             }
         };
-        self.store.begin_round(
+        if let Err(e) = self.store.begin_round(
             &f.record,
             &InFlightRound {
                 round,
@@ -262,7 +280,11 @@ impl Hub {
                 selected: plan.selected.clone(),
                 started_unix_ms: now_ms,
             },
-        )?;
+        ) {
+            // Not begun: the number is not used up.
+            f.record.next_round = round;
+            return Err(e);
+        }
         self.metrics.round_started(name, plan.selected.len());
         info!(
             federation = name,
@@ -294,7 +316,7 @@ impl Hub {
         }
         let next = self.finish(name, plan, result, now_ms + compute_ms);
         if next.is_err() {
-            self.restore_idle(name, now_ms);
+            self.abandon_round(name, now_ms);
         }
         next
     }
@@ -379,7 +401,9 @@ impl Hub {
             privacy_spent,
             ..f.record.clone()
         };
+        crate::faults::crash_point("commit:before");
         self.store.commit_version(&record, &version)?;
+        crate::faults::crash_point("commit:after");
         self.settled += 1;
         info!(
             federation = name,
@@ -462,6 +486,7 @@ impl Hub {
                 }
             }
         };
+        crate::faults::crash_point("evaluation:record");
         self.store.record_evaluation(&version)?;
         self.settled += 1;
         f.latest = version;

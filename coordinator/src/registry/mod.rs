@@ -230,6 +230,7 @@ impl Registry {
                 None => None,
             };
             let manifest = self.manifest_for(&model.spec, v, &weights, before.as_deref())?;
+            crate::faults::crash_point("registry:manifest");
             self.store.put_manifest(&manifest)?;
             added += 1;
         }
