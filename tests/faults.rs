@@ -431,3 +431,111 @@ initial_weights = {{ zeros = {length} }}
     drop(storage);
     drop(disk);
 }
+
+/// The coordinator crashes while writing a registry manifest: after the restart every version
+/// of the published model has exactly one signed manifest that verifies, in version order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_while_signing_a_registry_manifest_loses_no_manifest() {
+    use proto::registry as rpb;
+    if second_pass() {
+        eprintln!("faults: driven on redb in the first pass; skipped in the PostgreSQL pass");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = dir.path().join("coordinator.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = \"data\"\nlisten = \"127.0.0.1:{port}\"\nenrollment_tokens = \
+             [\"{TOKEN}\"]\noperator_tokens = [\"{OPERATOR}\"]\ninsecure_plaintext = true\n\
+             long_poll_ms = 1000\nfederation = []\n"
+        ),
+    )
+    .unwrap();
+    let spec = "name = \"res-load\"\ntarget = \"load\"\nsector = \"residential\"\ncontext = 24\n\
+                horizon = 24\nprotection = \"plain\"\nrounds = 3\n\n[architecture]\nhidden = [4]\n\n\
+                [training]\nmin_participants = 2\n";
+    let (crash_log, log) = (dir.path().join("crash.log"), dir.path().join("after.log"));
+    // The second manifest write: version 1's is signed, version 2's is being written.
+    let mut crashing = spawn(&config, &crash_log, Some("registry:manifest@2"));
+    let url = format!("http://127.0.0.1:{port}");
+    let registry = |url: String| async move {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match tonic::transport::Endpoint::from_shared(url.clone())
+                .unwrap()
+                .connect()
+                .await
+            {
+                Ok(channel) => return rpb::registry_client::RegistryClient::new(channel),
+                Err(_) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await
+                }
+                Err(e) => panic!("coordinator unreachable: {e}"),
+            }
+        }
+    };
+    let published = registry(url.clone())
+        .await
+        .publish_spec(authed(
+            rpb::PublishSpecRequest {
+                spec_toml: spec.into(),
+            },
+            OPERATOR,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let d = published.parameters as usize;
+    let handles: Vec<_> = (0..2)
+        .map(|i| {
+            let trainer = ScoredFixed(
+                FixedUpdate {
+                    delta: delta(i, d),
+                    samples: SAMPLES[i],
+                },
+                fixed_scores(i),
+            );
+            spawn_daemon(
+                &url,
+                &format!("site-{i}"),
+                &published.tag,
+                Arc::new(trainer),
+            )
+        })
+        .collect();
+    let status = tokio::task::block_in_place(|| {
+        wait_exit(&mut crashing, Duration::from_secs(90), &crash_log)
+    });
+    assert!(!status.success());
+    let _restarted = spawn(&config, &log, None);
+    let summaries = join_all(handles, Duration::from_secs(120)).await;
+    assert!(
+        summaries.iter().all(|s| s.final_version == Some(3)),
+        "{summaries:?}"
+    );
+    let listed = registry(url)
+        .await
+        .list_versions(authed(
+            rpb::ListVersionsRequest {
+                model: "res-load".into(),
+            },
+            OPERATOR,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let key: [u8; 32] = listed.coordinator_key.as_slice().try_into().unwrap();
+    let numbers: Vec<u64> = listed
+        .versions
+        .iter()
+        .map(|v| {
+            let m: coordinator::registry::VersionManifest =
+                serde_json::from_str(&v.manifest_json).unwrap();
+            m.verify(&key).unwrap();
+            m.content.version
+        })
+        .collect();
+    assert_eq!(numbers, [1, 2, 3]);
+}
