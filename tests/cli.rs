@@ -79,20 +79,16 @@ fn sigterm_stops_the_coordinator_cleanly() {
     }
 }
 
-/// A wrong enrollment token is a permanent refusal: the daemon does not retry forever, it
-/// says what to fix and exits with status 3 (systemd `RestartPreventExitStatus=3`).
-#[test]
-fn a_refused_enrollment_token_exits_with_its_own_status() {
-    let dir = tempfile::tempdir().unwrap();
-    let (config, port) = coordinator_config(dir.path());
-    let mut coordinator = serve(&config, &dir.path().join("coordinator.log"));
+/// A one-site synthetic fleet in `dir/fleet` and a participant.toml for it that enrolls with a
+/// token the coordinator on `port` refuses.
+fn wrong_token_participant(dir: &std::path::Path, port: u16) -> std::path::PathBuf {
     let synth = Command::new(env!("CARGO_BIN_EXE_gridfed"))
         .args(["datasets", "synth", "--sites", "1", "--days", "30", "--out"])
-        .arg(dir.path().join("fleet"))
+        .arg(dir.join("fleet"))
         .output()
         .unwrap();
     assert!(synth.status.success(), "{synth:?}");
-    let participant = dir.path().join("participant.toml");
+    let participant = dir.join("participant.toml");
     std::fs::write(
         &participant,
         format!(
@@ -103,6 +99,17 @@ fn a_refused_enrollment_token_exits_with_its_own_status() {
         ),
     )
     .unwrap();
+    participant
+}
+
+/// A wrong enrollment token is a permanent refusal: the daemon does not retry forever, it
+/// says what to fix and exits with status 3 (systemd `RestartPreventExitStatus=3`).
+#[test]
+fn a_refused_enrollment_token_exits_with_its_own_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, port) = coordinator_config(dir.path());
+    let mut coordinator = serve(&config, &dir.path().join("coordinator.log"));
+    let participant = wrong_token_participant(dir.path(), port);
     let output = Command::new(env!("CARGO_BIN_EXE_gridfed"))
         .args(["participant", "run", "--config"])
         .arg(&participant)
@@ -185,23 +192,7 @@ fn a_thousand_idle_connections_leave_the_coordinator_serving() {
     std::thread::sleep(std::time::Duration::from_millis(500));
     let after = rss_kb(coordinator.id());
     // Still serving: a refused enrollment is answered (exit status 3), within seconds.
-    let participant = dir.path().join("participant.toml");
-    std::fs::write(
-        &participant,
-        format!(
-            "coordinator = \"http://127.0.0.1:{port}\"\ninsecure_plaintext = true\n\
-             key_file = \"site.key\"\nenrollment_token = \"not-the-token\"\n\
-             site_label = \"s\"\nfederation_tag = \"load\"\n\n[data]\ndir = \"fleet\"\n\
-             site_id = \"site-000\"\ntarget = \"load\"\n"
-        ),
-    )
-    .unwrap();
-    let synth = Command::new(env!("CARGO_BIN_EXE_gridfed"))
-        .args(["datasets", "synth", "--sites", "1", "--days", "30", "--out"])
-        .arg(dir.path().join("fleet"))
-        .output()
-        .unwrap();
-    assert!(synth.status.success());
+    let participant = wrong_token_participant(dir.path(), port);
     let started = std::time::Instant::now();
     let output = Command::new(env!("CARGO_BIN_EXE_gridfed"))
         .args(["participant", "run", "--config"])

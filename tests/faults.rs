@@ -66,6 +66,18 @@ fn spawn(config: &Path, log: &Path, crash_at: Option<&str>) -> Reaped {
 }
 
 fn config(dir: &Path, port: u16, protection: &str) -> std::path::PathBuf {
+    federation_config(dir, port, protection, LENGTH, ROUNDS, true)
+}
+
+/// coordinator.toml of one federation `load` of `length` zeros, `rounds` rounds.
+fn federation_config(
+    dir: &Path,
+    port: u16,
+    protection: &str,
+    length: usize,
+    rounds: u64,
+    evaluate: bool,
+) -> std::path::PathBuf {
     let path = dir.join("coordinator.toml");
     std::fs::write(
         &path,
@@ -80,13 +92,13 @@ long_poll_ms = 1000
 name = "load"
 tag = "load"
 protection = "{protection}"
-rounds = {ROUNDS}
+rounds = {rounds}
 min_participants = {PARTICIPANTS}
-evaluate = true
+evaluate = {evaluate}
 keys_timeout_ms = 20000
 upload_timeout_ms = 20000
 unmask_timeout_ms = 20000
-initial_weights = {{ zeros = {LENGTH} }}
+initial_weights = {{ zeros = {length} }}
 "#
         ),
     )
@@ -335,27 +347,7 @@ async fn a_full_disk_fails_the_commit_and_the_federation_resumes_when_there_is_r
     };
     let (length, rounds) = (100_000, 4u64);
     let port = free_port();
-    let config = dir.path().join("coordinator.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"data_dir = "data"
-listen = "127.0.0.1:{port}"
-enrollment_tokens = ["{TOKEN}"]
-insecure_plaintext = true
-long_poll_ms = 1000
-
-[[federation]]
-name = "load"
-tag = "load"
-protection = "masked"
-rounds = {rounds}
-min_participants = {PARTICIPANTS}
-initial_weights = {{ zeros = {length} }}
-"#
-        ),
-    )
-    .unwrap();
+    let config = federation_config(dir.path(), port, "masked", length, rounds, false);
     let log = dir.path().join("coordinator.log");
     let mut coordinator = spawn(&config, &log, None);
     let url = format!("http://127.0.0.1:{port}");
