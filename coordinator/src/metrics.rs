@@ -58,6 +58,7 @@ struct FederationMetrics {
     rounds_failed: u64,
     rounds_aborted: u64,
     evaluations_completed: u64,
+    divergences: u64,
     participants_selected: u64,
     round_duration: Histogram,
     phases: BTreeMap<&'static str, Histogram>,
@@ -112,6 +113,10 @@ impl Metrics {
     /// An evaluation round recorded the fleet's scores of a version.
     pub fn evaluation_completed(&self, federation: &str) {
         self.federation(federation, |f| f.evaluations_completed += 1);
+    }
+    /// A version scored worse than [`crate::registry::DIVERGENCE_FACTOR`] x the best earlier.
+    pub fn divergence(&self, federation: &str) {
+        self.federation(federation, |f| f.divergences += 1);
     }
     pub fn round_failed(&self, federation: &str) {
         self.federation(federation, |f| f.rounds_failed += 1);
@@ -269,7 +274,7 @@ impl Metrics {
             Err(_) => return out,
         };
         type Field = fn(&FederationMetrics) -> u64;
-        let counters: [(&str, &str, Field); 6] = [
+        let counters: [(&str, &str, Field); 7] = [
             ("gridfed_rounds_started_total", "Rounds started", |f| {
                 f.rounds_started
             }),
@@ -292,6 +297,11 @@ impl Metrics {
                 "gridfed_evaluations_completed_total",
                 "Evaluation rounds that recorded a version's fleet scores",
                 |f| f.evaluations_completed,
+            ),
+            (
+                "gridfed_diverging_versions_total",
+                "Versions whose federated nMAE exceeds 1.5x the best earlier version's",
+                |f| f.divergences,
             ),
             (
                 "gridfed_participants_selected_total",

@@ -563,3 +563,47 @@ fn a_damaged_artifact_is_isolated_and_repaired_from_the_original_bytes() {
     registry.load_weights(&v5).unwrap();
     assert!(damaged(&registry).is_empty());
 }
+
+/// A version scored far worse than the best earlier one (server momentum run away) carries the
+/// ratio in its signed manifest, which `models list` marks as DIVERGING.
+#[test]
+fn a_diverging_version_carries_its_ratio_to_the_best_earlier_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut hub = hub(dir.path());
+    let registry = Registry::open(dir.path()).unwrap();
+    let spec = ModelSpec::from_toml(SPEC).unwrap();
+    let parameters = spec.forecaster_config().num_params();
+    registry.publish(spec, &mut hub, 2_000).unwrap();
+    let mut versions = fake_versions(dir.path(), "res-load", parameters, 3);
+    for (v, nmae) in versions[1..].iter_mut().zip([0.2, 0.1, 0.3]) {
+        v.evaluation = VersionEvaluation::Scored {
+            round: v.round + 1,
+            protection: Protection::Plain,
+            scores: FleetScores {
+                sites: 4,
+                windows: 40,
+                abstained: 0,
+                nmae,
+                nrmse: nmae,
+                npinball: nmae / 3.0,
+                coverage: 0.8,
+                skill: None,
+                persistence_nmae: 0.4,
+                saturated_share: 0.0,
+            },
+        };
+    }
+    assert_eq!(registry.sync("res-load", &versions).unwrap(), 3);
+    let ratio = |m: &VersionManifest| {
+        m.content
+            .metrics
+            .get("federated_nmae_vs_best_earlier")
+            .copied()
+    };
+    let manifests = registry.versions("res-load").unwrap();
+    assert_eq!(ratio(&manifests[0]), None, "nothing earlier to compare");
+    assert!((ratio(&manifests[1]).unwrap() - 0.5).abs() < 1e-12);
+    let diverging = ratio(&manifests[2]).unwrap();
+    assert!((diverging - 3.0).abs() < 1e-12);
+    assert!(diverging > coordinator::registry::DIVERGENCE_FACTOR);
+}

@@ -310,6 +310,16 @@ async fn run_async(cmd: ModelsCommand) -> Result<()> {
                             .unwrap_or_else(|| "-".into()),
                         v.aliases.join(",")
                     );
+                    if let Some(ratio) = c
+                        .metrics
+                        .get("federated_nmae_vs_best_earlier")
+                        .filter(|r| **r > coordinator::registry::DIVERGENCE_FACTOR)
+                    {
+                        println!(
+                            "         DIVERGING: federated nMAE {ratio:.1}x the best earlier \
+                             version's; do not promote (lower server_momentum or learning_rate)"
+                        );
+                    }
                     if !v.damage.is_empty() {
                         println!(
                             "         DAMAGED: {}; refused until `gridfed models repair {} --from EXPORT_DIR`",

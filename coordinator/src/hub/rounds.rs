@@ -488,6 +488,19 @@ impl Hub {
         };
         crate::faults::crash_point("evaluation:record");
         self.store.record_evaluation(&version)?;
+        if let Some(ratio) = crate::registry::divergence(&version, &self.store.versions(name)?)
+            && ratio > crate::registry::DIVERGENCE_FACTOR
+        {
+            warn!(
+                federation = name,
+                version = version.version,
+                nmae_vs_best_earlier = ratio,
+                "federation diverging: this version's federated nMAE is {ratio:.1}x the best \
+                 earlier version's; lower training.server_momentum or learning_rate, and do not \
+                 promote it"
+            );
+            self.metrics.divergence(name);
+        }
         self.settled += 1;
         f.latest = version;
         Ok(next_round_state(&f.spec, &f.record, &f.latest, now_ms))

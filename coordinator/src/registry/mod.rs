@@ -229,7 +229,17 @@ impl Registry {
                 Some(parent) => self.intact_weights(name, parent)?,
                 None => None,
             };
-            let manifest = self.manifest_for(&model.spec, v, &weights, before.as_deref())?;
+            let mut manifest_metrics = BTreeMap::new();
+            if let Some(ratio) = divergence(v, versions) {
+                manifest_metrics.insert("federated_nmae_vs_best_earlier".to_string(), ratio);
+            }
+            let manifest = self.manifest_for(
+                &model.spec,
+                v,
+                &weights,
+                before.as_deref(),
+                manifest_metrics,
+            )?;
             crate::faults::crash_point("registry:manifest");
             self.store.put_manifest(&manifest)?;
             added += 1;
@@ -243,8 +253,8 @@ impl Registry {
         v: &ModelVersion,
         weights: &[f32],
         before: Option<&[f32]>,
+        mut metrics: BTreeMap<String, f64>,
     ) -> Result<VersionManifest, RegistryError> {
-        let mut metrics = BTreeMap::new();
         metrics.insert("weights_l2".to_string(), l2(weights.iter().copied()));
         if let Some(before) = before
             && before.len() == weights.len()
@@ -476,6 +486,25 @@ impl Registry {
         self.note_damage(&c.model, c.version, &c.weights.sha256, reason)?;
         Err(tampered(reason.into()))
     }
+}
+
+/// A version whose federated nMAE is this many times the best earlier version's is diverging
+/// (`models list` marks it; the coordinator warns when the scores arrive).
+pub const DIVERGENCE_FACTOR: f64 = 1.5;
+
+/// `v`'s federated nMAE over the best earlier version's, when both are scored.
+pub fn divergence(v: &ModelVersion, versions: &[ModelVersion]) -> Option<f64> {
+    let nmae = |v: &ModelVersion| match &v.evaluation {
+        VersionEvaluation::Scored { scores, .. } if scores.nmae.is_finite() => Some(scores.nmae),
+        _ => None,
+    };
+    let own = nmae(v)?;
+    let best = versions
+        .iter()
+        .filter(|e| e.version >= 1 && e.version < v.version)
+        .filter_map(nmae)
+        .fold(f64::INFINITY, f64::min);
+    (best.is_finite() && best > 0.0).then(|| own / best)
 }
 
 fn l2(values: impl Iterator<Item = f32>) -> f64 {
