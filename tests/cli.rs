@@ -224,3 +224,41 @@ fn a_thousand_idle_connections_leave_the_coordinator_serving() {
         after - before
     );
 }
+
+/// `GRIDFED_LOG_FORMAT=json`: every log line is one JSON object with a level and a message.
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, _) = coordinator_config(dir.path());
+    let log = dir.path().join("coordinator.log");
+    let child = Command::new(env!("CARGO_BIN_EXE_gridfed"))
+        .args(["coordinator", "serve", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "info")
+        .env("GRIDFED_LOG_FORMAT", "json")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("coordinator serving")
+    {
+        assert!(std::time::Instant::now() < deadline, "never served");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // SAFETY: kill(2) on our own child's pid has no memory effects.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    let mut child = child;
+    child.wait().unwrap();
+    let text = std::fs::read_to_string(&log).unwrap();
+    let mut served = false;
+    for line in text.lines().filter(|l| l.starts_with('{')) {
+        let event: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert!(event["level"].is_string(), "{line}");
+        served |= event["fields"]["message"] == "coordinator serving";
+    }
+    assert!(served, "{text}");
+    assert!(!text.contains('\u{1b}'), "no colour codes in JSON logs");
+}

@@ -136,15 +136,22 @@ pub struct BenchRoundArgs {
 
 /// Logs on stderr at `RUST_LOG` (default `info`); colours only on a terminal, so a log file
 /// carries no ANSI escape codes.
+/// Logs to stderr: human-readable (colours only on a terminal), or one JSON object per line
+/// with `GRIDFED_LOG_FORMAT=json` (for log shippers: Loki, Elasticsearch, journald's JSON).
+/// `RUST_LOG` filters (default `info`).
 fn init_tracing() {
     use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match std::env::var("GRIDFED_LOG_FORMAT").as_deref() {
+        Ok("json") => builder.json().with_ansi(false).try_init(),
+        _ => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
+    };
 }
 
 /// Resolves on Ctrl-C (SIGINT) or SIGTERM (what service managers and `kill` send): services
