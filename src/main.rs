@@ -22,6 +22,9 @@ struct Cli {
 enum Command {
     /// Generate a synthetic fleet, train forecasters and print the accuracy table.
     Demo(commands::demo::DemoArgs),
+    /// Scaffold a runnable federation in a new directory: TLS, coordinator.toml with tokens, a
+    /// model spec, site telemetry and one participant.toml per site.
+    Init(commands::init::InitArgs),
     /// Create, validate and import site telemetry.
     #[command(subcommand)]
     Datasets(commands::datasets::DatasetsCommand),
@@ -65,6 +68,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo(args) => commands::demo::run(args),
+        Command::Init(args) => commands::init::run(args),
         Command::Datasets(cmd) => commands::datasets::run(cmd),
         Command::Train(args) => commands::train::run(args),
         Command::Coordinator(cmd) => commands::federation::run_coordinator(cmd),

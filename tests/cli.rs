@@ -262,3 +262,97 @@ fn json_logs_are_one_object_per_line() {
     assert!(served, "{text}");
     assert!(!text.contains('\u{1b}'), "no colour codes in JSON logs");
 }
+
+/// `gridfed init` scaffolds a federation that runs as printed: the coordinator serves over TLS,
+/// the spec publishes with the written operator token, three participant daemons train it to
+/// the end, and the registry lists its signed versions.
+#[test]
+fn an_initialized_project_runs_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let project = dir.path().join("project");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    // A relative directory, as a user types it: the project must not depend on where it ran.
+    let init = Command::new(env!("CARGO_BIN_EXE_gridfed"))
+        .current_dir(dir.path())
+        .args(["init", "project"])
+        .args(["--participants", "3", "--days", "40", "--rounds", "2"])
+        .args(["--port", &port.to_string()])
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&init.stdout);
+    assert!(
+        init.status.success(),
+        "{printed}{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+    assert!(
+        printed.contains("gridfed participant run --config"),
+        "{printed}"
+    );
+    // A second init into the same directory refuses instead of overwriting.
+    let again = Command::new(env!("CARGO_BIN_EXE_gridfed"))
+        .arg("init")
+        .arg(&project)
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+
+    let mut coordinator = serve(
+        &project.join("coordinator.toml"),
+        &dir.path().join("coordinator.log"),
+    );
+    let token = std::fs::read_to_string(project.join("operator-token")).unwrap();
+    let url = format!("https://127.0.0.1:{port}");
+    let registry = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_gridfed"))
+            .arg("models")
+            .args(args)
+            .args(["--coordinator", &url, "--token", token.trim(), "--ca-cert"])
+            .arg(project.join("tls/ca.pem"))
+            .output()
+            .unwrap()
+    };
+    let spec = project.join("spec.toml");
+    let published = registry(&["publish", spec.to_str().unwrap()]);
+    assert!(
+        published.status.success(),
+        "{}",
+        String::from_utf8_lossy(&published.stderr)
+    );
+    let sites: Vec<std::path::PathBuf> = std::fs::read_dir(project.join("sites"))
+        .unwrap()
+        .map(|e| e.unwrap().path().join("participant.toml"))
+        .collect();
+    assert_eq!(sites.len(), 3);
+    let daemons: Vec<_> = sites
+        .iter()
+        .map(|config| {
+            Command::new(env!("CARGO_BIN_EXE_gridfed"))
+                .args(["participant", "run", "--config"])
+                .arg(config)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for daemon in daemons {
+        let out = daemon.wait_with_output().unwrap();
+        let summary = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && summary.contains("final version 2"),
+            "{summary}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let listed = registry(&["list", "fleet-load", "--format", "json"]);
+    let _ = coordinator.kill();
+    let _ = coordinator.wait();
+    assert!(listed.status.success());
+    let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(listed["versions"].as_array().unwrap().len(), 2, "{listed}");
+}

@@ -12,6 +12,7 @@ pub mod federated;
 pub mod federation;
 pub mod fleet;
 pub mod forecast;
+pub mod init;
 pub mod market;
 pub mod market_plots;
 pub mod market_report;
