@@ -68,6 +68,29 @@ pub fn read_telemetry(
     path: &Path,
     sites: &[SiteMetadata],
 ) -> Result<Vec<ValidatedSite>, DatasetError> {
+    // The Parquet decoder (the `parquet` crate) can panic on some corrupt files instead of
+    // returning an error (found by fuzzing: definition levels past the page's end). A corrupt
+    // file from one site must be an error naming it, never a crash of the daemon or command.
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        decode_telemetry(path, sites)
+    }))
+    .unwrap_or_else(|panic| {
+        let why = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown".into());
+        Err(not_parquet(
+            path,
+            format!("corrupt data: the Parquet decoder failed ({why})"),
+        ))
+    })
+}
+
+fn decode_telemetry(
+    path: &Path,
+    sites: &[SiteMetadata],
+) -> Result<Vec<ValidatedSite>, DatasetError> {
     let file = File::open(path).map_err(|e| DatasetError::io(path, e))?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file)
         .map_err(|e| not_parquet(path, e.to_string()))?;

@@ -815,3 +815,23 @@ fn net_load_may_be_negative_within_the_site_grid_limits() {
     let err = bad[1].validate(Path::new("sites.json")).unwrap_err();
     assert!(err.to_string().contains("import_limit_kw -1"), "{err}");
 }
+
+/// A Parquet file whose definition levels run past their page makes the `parquet` crate's
+/// decoder panic (found by fuzzing, `fuzz/corpus/telemetry_parquet/crash-3beb9b...`): the
+/// reader turns that into an error naming the file, so one site's corrupt file never crashes a
+/// daemon or a command.
+#[test]
+fn a_file_that_crashes_the_parquet_decoder_is_an_error_naming_it() {
+    let fleet = datasets::synth::generate_fleet(&datasets::synth::FleetConfig {
+        sites: 2,
+        days: 3,
+        ..Default::default()
+    });
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/corrupt-definition-levels.parquet");
+    let err = read_telemetry(&path, &fleet.sites).unwrap_err();
+    assert!(matches!(err, DatasetError::NotParquet { .. }), "{err}");
+    let text = err.to_string();
+    assert!(text.contains("corrupt-definition-levels.parquet"), "{text}");
+    assert!(text.contains("the Parquet decoder failed"), "{text}");
+}
