@@ -346,6 +346,22 @@ pub fn seed_fleet() -> datasets::synth::Fleet {
 /// A Parquet telemetry file, read and validated as `gridfed datasets validate` and the
 /// participant daemon read one.
 pub fn telemetry_parquet(data: &[u8]) {
+    // The `parquet` crate panics on some corrupt pages; `read_telemetry` catches that and
+    // returns an error (see its docs). libFuzzer's hook would abort on any panic first, so
+    // panics raised inside parquet/arrow go on to that catch, and every other panic (ours)
+    // still aborts as a crash.
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let upstream = info
+                .location()
+                .is_some_and(|l| l.file().contains("/parquet-") || l.file().contains("/arrow-"));
+            if !upstream {
+                previous(info);
+            }
+        }));
+    });
     let path = write("telemetry.parquet", data);
     let _ = datasets::reader::read_telemetry(&path, fuzz_sites());
 }
