@@ -12,15 +12,18 @@
 
 #[path = "../participant/tests/common/mod.rs"]
 mod common;
+#[path = "support/process.rs"]
+mod process;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
 use coordinator::VersionEvaluation;
 use participant::FixedUpdate;
+use process::{Reaped, free_port};
 
 const PARTICIPANTS: usize = 4;
 const LENGTH: usize = 300;
@@ -30,24 +33,6 @@ const ROUNDS: u64 = 2;
 /// so the second pass skips them instead of repeating them.
 fn second_pass() -> bool {
     std::env::var("GRIDFED_TEST_STORAGE").is_ok_and(|s| s == "postgres")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Kills the child when the test ends, however it ends.
-struct Reaped(Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 fn spawn(config: &Path, log: &Path, crash_at: Option<&str>) -> Reaped {

@@ -6,6 +6,8 @@
 
 #[path = "../participant/tests/common/mod.rs"]
 mod common;
+#[path = "support/process.rs"]
+mod process;
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -16,6 +18,7 @@ use common::*;
 use coordinator::replica::{ReplicaConfig, serve_forecast_replica};
 use coordinator::storage::{Storage, StorageConfig, postgres::PgPool, test_postgres_url};
 use participant::FixedUpdate;
+use process::{Reaped, free_port};
 use proto::forecast::forecast_client::ForecastClient;
 use proto::registry as rpb;
 use tokio::net::TcpListener;
@@ -35,14 +38,6 @@ fn postgres(url: &str, schema: &str) -> StorageConfig {
         schema: schema.into(),
         max_connections: 4,
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// `gridfed coordinator serve --config <config>` with its log in `log`.
@@ -71,16 +66,6 @@ fn wait_for_log(log: &Path, needle: &str, limit: Duration) {
             log.display()
         );
         std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// Kills the child when the test ends, however it ends.
-struct Reaped(Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 

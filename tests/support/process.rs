@@ -1,0 +1,22 @@
+//! Helpers for tests that drive the `gridfed` binary as separate processes.
+
+use std::process::Child;
+
+/// A free loopback port (bound, read, released: good enough for a test's coordinator).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Kills the child when the test ends, however it ends.
+pub struct Reaped(pub Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
