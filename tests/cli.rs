@@ -356,3 +356,60 @@ fn an_initialized_project_runs_end_to_end() {
     let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
     assert_eq!(listed["versions"].as_array().unwrap().len(), 2, "{listed}");
 }
+
+/// `datasets import --dry-run` parses and converts a meter export and shows what it would write
+/// (span in UTC and local time, step, each column's range), writing nothing.
+#[test]
+fn an_import_dry_run_previews_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let synth = Command::new(env!("CARGO_BIN_EXE_gridfed"))
+        .args([
+            "datasets",
+            "synth",
+            "--sites",
+            "1",
+            "--days",
+            "10",
+            "--local-csv",
+            "--out",
+        ])
+        .arg(dir.path().join("fleet"))
+        .output()
+        .unwrap();
+    assert!(synth.status.success());
+    let out = dir.path().join("site.parquet");
+    let preview = Command::new(env!("CARGO_BIN_EXE_gridfed"))
+        .args(["datasets", "import", "--csv"])
+        .arg(dir.path().join("fleet/exports/site-000.csv"))
+        .args(["--column", "load_kw", "--value", "load_w", "--unit", "W"])
+        .args([
+            "--timezone",
+            "Europe/Berlin",
+            "--site-id",
+            "site-000",
+            "--dry-run",
+            "--out",
+        ])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&preview.stdout);
+    assert!(
+        preview.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&preview.stderr)
+    );
+    assert!(
+        text.contains("dry run: would write 240 rows of site `site-000`"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Europe/Berlin") && text.contains("step      3600 s"),
+        "{text}"
+    );
+    assert!(
+        text.contains("load_kw") && text.contains("0 missing"),
+        "{text}"
+    );
+    assert!(!out.exists(), "a dry run wrote {}", out.display());
+}

@@ -85,8 +85,12 @@ pub struct ImportArgs {
     #[arg(long)]
     pub site_id: String,
     /// Output Parquet file.
+    #[arg(long, required_unless_present = "dry_run")]
+    pub out: Option<PathBuf>,
+    /// Parse and convert everything, print what would be written (span, step, each column's
+    /// range and gaps, the first rows in UTC and local time), write nothing.
     #[arg(long)]
-    pub out: PathBuf,
+    pub dry_run: bool,
 }
 
 pub fn run(cmd: DatasetsCommand) -> Result<()> {
@@ -190,12 +194,85 @@ fn import(args: ImportArgs) -> Result<()> {
         parts.push(import_csv(csv, &spec)?);
     }
     let telemetry = merge_columns(parts)?;
-    datasets::writer::write_telemetry(&args.out, std::slice::from_ref(&telemetry))?;
+    let out = match (&args.out, args.dry_run) {
+        (Some(out), false) => out,
+        _ => {
+            print!("{}", import_preview(&telemetry, args.timezone));
+            return Ok(());
+        }
+    };
+    datasets::writer::write_telemetry(out, std::slice::from_ref(&telemetry))?;
     println!(
         "wrote {} rows of site `{}` to {}",
         telemetry.len(),
         telemetry.site_id,
-        args.out.display()
+        out.display()
     );
     Ok(())
+}
+
+/// What `datasets import --dry-run` shows: enough to see a wrong unit, zone or column before
+/// anything is written.
+fn import_preview(t: &datasets::SiteTelemetry, tz: Option<chrono_tz::Tz>) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let when = |s: i64| {
+        let utc = chrono::DateTime::from_timestamp(s, 0).unwrap_or_default();
+        match tz {
+            Some(tz) => format!(
+                "{} UTC ({} {})",
+                utc.format("%Y-%m-%d %H:%M"),
+                utc.with_timezone(&tz).format("%Y-%m-%d %H:%M %Z"),
+                tz
+            ),
+            None => format!("{} UTC", utc.format("%Y-%m-%d %H:%M")),
+        }
+    };
+    let _ = writeln!(
+        out,
+        "dry run: would write {} rows of site `{}` (nothing written)",
+        t.len(),
+        t.site_id
+    );
+    if let (Some(first), Some(last)) = (t.timestamps.first(), t.timestamps.last()) {
+        let _ = writeln!(out, "  span      {} .. {}", when(*first), when(*last));
+        let mut steps: Vec<i64> = t.timestamps.windows(2).map(|w| w[1] - w[0]).collect();
+        steps.sort_unstable();
+        if let Some(step) = steps.get(steps.len() / 2) {
+            let longer = steps.iter().filter(|s| **s > *step).count();
+            let _ = writeln!(out, "  step      {} s (median); {longer} longer gaps", step);
+        }
+    }
+    for (name, values) in t.columns() {
+        let Some(values) = values else { continue };
+        let present: Vec<f64> = values.iter().flatten().copied().collect();
+        let (min, max) = present
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+                (lo.min(*v), hi.max(*v))
+            });
+        let mean = present.iter().sum::<f64>() / present.len().max(1) as f64;
+        let _ = writeln!(
+            out,
+            "  {name:<22} {} values, {} missing, min {min:.3}, mean {mean:.3}, max {max:.3}",
+            present.len(),
+            values.len() - present.len()
+        );
+    }
+    for i in 0..t.len().min(3) {
+        let cells: Vec<String> = t
+            .columns()
+            .iter()
+            .filter_map(|(name, v)| {
+                v.map(|v| format!("{name}={}", v[i].map_or("-".into(), |x| format!("{x:.3}"))))
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "  row {i}     {}  {}",
+            when(t.timestamps[i]),
+            cells.join(" ")
+        );
+    }
+    out
 }
