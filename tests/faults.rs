@@ -30,9 +30,13 @@ const LENGTH: usize = 300;
 const ROUNDS: u64 = 2;
 
 /// The CI suite runs twice (redb, then PostgreSQL); these tests drive the binary on redb only,
-/// so the second pass skips them instead of repeating them.
+/// so the second pass skips them (saying so) instead of repeating them.
 fn second_pass() -> bool {
-    std::env::var("GRIDFED_TEST_STORAGE").is_ok_and(|s| s == "postgres")
+    let second = std::env::var("GRIDFED_TEST_STORAGE").is_ok_and(|s| s == "postgres");
+    if second {
+        eprintln!("faults: driven on redb in the first pass; skipped in the PostgreSQL pass");
+    }
+    second
 }
 
 fn spawn(config: &Path, log: &Path, crash_at: Option<&str>) -> Reaped {
@@ -201,7 +205,6 @@ async fn crash_and_recover(protection: &str, point: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn masked_rounds_survive_a_crash_at_every_phase_and_commit() {
     if second_pass() {
-        eprintln!("faults: driven on redb in the first pass; skipped in the PostgreSQL pass");
         return;
     }
     for point in [
@@ -222,7 +225,6 @@ async fn masked_rounds_survive_a_crash_at_every_phase_and_commit() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn encrypted_rounds_survive_a_crash_at_every_phase() {
     if second_pass() {
-        eprintln!("faults: driven on redb in the first pass; skipped in the PostgreSQL pass");
         return;
     }
     for point in [
@@ -322,7 +324,6 @@ impl Drop for Tmpfs {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_fails_the_commit_and_the_federation_resumes_when_there_is_room() {
     if second_pass() {
-        eprintln!("faults: driven on redb in the first pass; skipped in the PostgreSQL pass");
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -415,7 +416,6 @@ async fn a_full_disk_fails_the_commit_and_the_federation_resumes_when_there_is_r
 async fn a_crash_while_signing_a_registry_manifest_loses_no_manifest() {
     use proto::registry as rpb;
     if second_pass() {
-        eprintln!("faults: driven on redb in the first pass; skipped in the PostgreSQL pass");
         return;
     }
     let dir = tempfile::tempdir().unwrap();

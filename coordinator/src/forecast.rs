@@ -325,15 +325,11 @@ impl Forecast for ForecastService {
                 sha256: proto::chunk::sha256(&bytes).to_vec(),
             })),
         };
-        let bytes = prost::bytes::Bytes::from(bytes);
-        let chunks = (0..bytes.len())
-            .step_by(proto::CHUNK_BYTES)
-            .map(move |start| {
-                let end = (start + proto::CHUNK_BYTES).min(bytes.len());
-                Ok(pb::FetchModelChunk {
-                    part: Some(pb::fetch_model_chunk::Part::Data(bytes.slice(start..end))),
-                })
-            });
+        let chunks = proto::chunk::split(bytes.into()).map(|data| {
+            Ok(pb::FetchModelChunk {
+                part: Some(pb::fetch_model_chunk::Part::Data(data)),
+            })
+        });
         let stream = tokio_stream::iter(std::iter::once(Ok(header)).chain(chunks));
         Ok(Response::new(Box::pin(stream)))
     }

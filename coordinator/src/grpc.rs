@@ -521,15 +521,13 @@ impl Federation for FederationService {
         if let Ok(hub) = self.hub.lock() {
             hub.metrics().bytes_out(bytes.len());
         }
-        let total = bytes.len();
         let shared = Bytes::from_owner(SharedBytes(bytes));
         let header = pb::DownloadChunk {
             part: Some(pb::download_chunk::Part::Header(header)),
         };
-        let chunks = (0..total).step_by(proto::CHUNK_BYTES).map(move |start| {
-            let end = (start + proto::CHUNK_BYTES).min(total);
+        let chunks = proto::chunk::split(shared).map(|data| {
             Ok(pb::DownloadChunk {
-                part: Some(pb::download_chunk::Part::Data(shared.slice(start..end))),
+                part: Some(pb::download_chunk::Part::Data(data)),
             })
         });
         let stream = tokio_stream::iter(std::iter::once(Ok(header)).chain(chunks));

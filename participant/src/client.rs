@@ -309,16 +309,14 @@ impl FederationLink {
             round,
             &header,
         ));
-        let data = Bytes::from(data);
         let mut messages = vec![pb::UploadChunk {
             part: Some(upload_chunk::Part::Header(header)),
         }];
-        for start in (0..data.len()).step_by(proto::CHUNK_BYTES) {
-            let end = (start + proto::CHUNK_BYTES).min(data.len());
-            messages.push(pb::UploadChunk {
-                part: Some(upload_chunk::Part::Data(data.slice(start..end))),
-            });
-        }
+        messages.extend(
+            proto::chunk::split(Bytes::from(data)).map(|data| pb::UploadChunk {
+                part: Some(upload_chunk::Part::Data(data)),
+            }),
+        );
         for m in &messages {
             self.send_log("UploadUpdate", m);
         }

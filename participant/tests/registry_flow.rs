@@ -557,10 +557,9 @@ async fn publish_train_promote_forecast_rollback_over_grpc() {
                 sha256: proto::chunk::sha256(&bytes).to_vec(),
             })),
         };
-        let data = bytes
-            .chunks(proto::CHUNK_BYTES)
+        let data = proto::chunk::split(bytes.into())
             .map(|c| pb::RepairChunk {
-                part: Some(pb::repair_chunk::Part::Data(c.to_vec().into())),
+                part: Some(pb::repair_chunk::Part::Data(c)),
             })
             .collect::<Vec<_>>();
         authed(

@@ -390,7 +390,6 @@ fn hierarchy_config_is_checked() {
 /// coordinator.toml default of ten minutes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registry_spec_deadlines_bound_the_wait_for_a_killed_participant() {
-    use proto::registry as pb;
     let dir = tempfile::tempdir().unwrap();
     let coord = RunningCoordinator::start_registry(dir.path()).await;
     let spec = r#"
@@ -412,19 +411,7 @@ min_participants = 3
 keys_s = 3
 upload_s = 3
 "#;
-    let channel = participant::client::open_channel(&coord.endpoint())
-        .await
-        .unwrap();
-    let published = pb::registry_client::RegistryClient::new(channel)
-        .publish_spec(authed(
-            pb::PublishSpecRequest {
-                spec_toml: spec.into(),
-            },
-            OPERATOR,
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+    let published = coord.publish(spec).await;
     let d = published.parameters as usize;
     let started = std::time::Instant::now();
     let handles: Vec<_> = (0..3)

@@ -1,11 +1,21 @@
 //! Streaming large vectors: chunking on the sending side, bounded reassembly on the receiving
 //! side.
 //!
-//! The sender announces the exact byte length and SHA-256 first; the receiver allocates no more
-//! than the announced length (itself capped), refuses any byte beyond it, and hands the data out
-//! only after the length and digest match.
+//! The sender announces the exact byte length and SHA-256 first, then sends [`split`]'s chunks;
+//! the receiver refuses an announced length above its cap, grows its buffer only as bytes
+//! arrive, refuses any byte beyond the announcement, and hands the data out only after the
+//! length and digest match.
 
+use prost::bytes::Bytes;
 use sha2::{Digest, Sha256};
+
+/// The data chunks of a streamed vector: consecutive slices of at most
+/// [`crate::CHUNK_BYTES`] sharing `data`'s buffer (no copy). Every sender cuts with this.
+pub fn split(data: Bytes) -> impl Iterator<Item = Bytes> + Send {
+    (0..data.len())
+        .step_by(crate::CHUNK_BYTES)
+        .map(move |start| data.slice(start..(start + crate::CHUNK_BYTES).min(data.len())))
+}
 
 /// Why a streamed vector was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -152,7 +162,10 @@ mod tests {
     fn round_trip_in_chunks() {
         let data = payload(3 * crate::CHUNK_BYTES + 17);
         let mut r = Reassembly::new(data.len() as u64, &sha256(&data), u64::MAX, None).unwrap();
-        for c in data.chunks(crate::CHUNK_BYTES) {
+        let chunks: Vec<Bytes> = split(Bytes::from(data.clone())).collect();
+        assert_eq!(chunks.len(), 4);
+        assert!(chunks.iter().all(|c| c.len() <= crate::CHUNK_BYTES));
+        for c in &chunks {
             r.push(c).unwrap();
         }
         assert_eq!(r.finish().unwrap(), data);

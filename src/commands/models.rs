@@ -489,14 +489,12 @@ async fn run_async(cmd: ModelsCommand) -> Result<()> {
                     sha256: proto::chunk::sha256(&bytes).to_vec(),
                 })),
             };
-            let bytes = prost::bytes::Bytes::from(bytes);
             let chunks: Vec<pb::RepairChunk> = std::iter::once(header)
-                .chain((0..bytes.len()).step_by(proto::CHUNK_BYTES).map(|start| {
-                    let end = (start + proto::CHUNK_BYTES).min(bytes.len());
-                    pb::RepairChunk {
-                        part: Some(pb::repair_chunk::Part::Data(bytes.slice(start..end))),
-                    }
-                }))
+                .chain(
+                    proto::chunk::split(bytes.into()).map(|data| pb::RepairChunk {
+                        part: Some(pb::repair_chunk::Part::Data(data)),
+                    }),
+                )
                 .collect();
             let mut op = Operator::connect(&connection).await?;
             let request = op.request(tokio_stream::iter(chunks))?;

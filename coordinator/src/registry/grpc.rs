@@ -345,15 +345,11 @@ impl RegistryRpc for RegistryService {
                 coordinator_key: key.to_vec(),
             })),
         };
-        let bytes = prost::bytes::Bytes::from(bytes);
-        let chunks = (0..bytes.len())
-            .step_by(proto::CHUNK_BYTES)
-            .map(move |start| {
-                let end = (start + proto::CHUNK_BYTES).min(bytes.len());
-                Ok(pb::ExportChunk {
-                    part: Some(export_chunk::Part::Data(bytes.slice(start..end))),
-                })
-            });
+        let chunks = proto::chunk::split(bytes.into()).map(|data| {
+            Ok(pb::ExportChunk {
+                part: Some(export_chunk::Part::Data(data)),
+            })
+        });
         let stream = tokio_stream::iter(std::iter::once(Ok(header)).chain(chunks));
         Ok(Response::new(Box::pin(stream)))
     }

@@ -82,15 +82,13 @@ impl RunningCoordinator {
             .collect()
     }
 
-    /// [`Self::fixed_versions`] without asking the registry anything afterwards; returns the
-    /// model's name.
-    pub async fn run_fixed(&self, spec_toml: &str, daemons: usize) -> String {
+    /// Publishes a model spec through the registry (operator token [`OPERATOR`]).
+    pub async fn publish(&self, spec_toml: &str) -> proto::registry::PublishSpecResponse {
         use proto::registry as pb;
         let channel = participant::client::open_channel(&self.endpoint())
             .await
             .unwrap();
-        let mut registry = pb::registry_client::RegistryClient::new(channel);
-        let published = registry
+        pb::registry_client::RegistryClient::new(channel)
             .publish_spec(authed(
                 pb::PublishSpecRequest {
                     spec_toml: spec_toml.into(),
@@ -99,7 +97,13 @@ impl RunningCoordinator {
             ))
             .await
             .unwrap()
-            .into_inner();
+            .into_inner()
+    }
+
+    /// [`Self::fixed_versions`] without asking the registry anything afterwards; returns the
+    /// model's name.
+    pub async fn run_fixed(&self, spec_toml: &str, daemons: usize) -> String {
+        let published = self.publish(spec_toml).await;
         let d = published.parameters as usize;
         let handles = (0..daemons)
             .map(|i| {
