@@ -42,6 +42,10 @@ enum Command {
     Models(commands::models::ModelsCommand),
     /// Quantile forecasts (kW) from a registered model, via the coordinator's Forecast service.
     Forecast(commands::forecast::ForecastArgs),
+    /// Pictures (SVG and PNG): a model's accuracy per version, a version's forecasts for a
+    /// site against its meter.
+    #[command(subcommand)]
+    Plot(commands::plot::PlotCommand),
     /// Simulations that consume the forecasts: the microgrid market.
     #[command(subcommand)]
     Simulate(commands::market::SimulateCommand),
@@ -77,6 +81,7 @@ fn main() -> std::process::ExitCode {
         Command::Models(cmd) => commands::models::run(cmd),
         Command::Forecast(args) => commands::forecast::run(args),
         Command::Simulate(cmd) => commands::market::run(cmd),
+        Command::Plot(cmd) => commands::plot::run(cmd),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

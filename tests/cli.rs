@@ -350,11 +350,68 @@ fn an_initialized_project_runs_end_to_end() {
         );
     }
     let listed = registry(&["list", "fleet-load", "--format", "json"]);
+    // The pictures: accuracy per version from the registry, and a backtest of the production
+    // version on one site's own file through the Forecast service.
+    let plots = dir.path().join("plots");
+    let plot_versions = Command::new(env!("CARGO_BIN_EXE_gridfed"))
+        .args(["plot", "versions", "fleet-load", "--coordinator", &url])
+        .args(["--token", token.trim(), "--ca-cert"])
+        .arg(project.join("tls/ca.pem"))
+        .arg("--out")
+        .arg(&plots)
+        .output()
+        .unwrap();
+    let site_file = std::fs::read_dir(project.join("fleet"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .unwrap();
+    let plot_forecast = Command::new(env!("CARGO_BIN_EXE_gridfed"))
+        .args(["plot", "forecast", "--model", "fleet-load@2", "--days", "3"])
+        .args(["--coordinator", &url, "--ca-cert"])
+        .arg(project.join("tls/ca.pem"))
+        .arg("--input")
+        .arg(&site_file)
+        .arg("--out")
+        .arg(&plots)
+        .output()
+        .unwrap();
     let _ = coordinator.kill();
     let _ = coordinator.wait();
     assert!(listed.status.success());
     let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
     assert_eq!(listed["versions"].as_array().unwrap().len(), 2, "{listed}");
+    for (what, out) in [("versions", &plot_versions), ("forecast", &plot_forecast)] {
+        assert!(
+            out.status.success(),
+            "plot {what}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let stdout = String::from_utf8_lossy(&plot_forecast.stdout);
+    assert!(stdout.contains("fleet-load@2: 72 steps, nMAE"), "{stdout}");
+    let site = site_file.file_stem().unwrap().to_str().unwrap();
+    for stem in [
+        "fleet-load_accuracy_per_version".to_string(),
+        "fleet-load_coverage_per_version".to_string(),
+        format!("fleet-load_2_{site}_forecast_vs_actual"),
+    ] {
+        let svg = std::fs::read_to_string(plots.join(format!("{stem}.svg"))).unwrap();
+        let png = std::fs::metadata(plots.join(format!("{stem}.png"))).unwrap();
+        assert!(svg.contains("<svg") && svg.len() > 5_000, "{stem}.svg");
+        assert!(
+            png.len() > 10_000 && png.len() < 2_000_000,
+            "{stem}.png: {}",
+            png.len()
+        );
+    }
+    let accuracy =
+        std::fs::read_to_string(plots.join("fleet-load_accuracy_per_version.svg")).unwrap();
+    assert!(
+        accuracy.contains("persistence"),
+        "the legend names the baseline"
+    );
 }
 
 /// `datasets import --dry-run` parses and converts a meter export and shows what it would write

@@ -72,3 +72,17 @@ impl NonceBook {
         Ok(())
     }
 }
+
+/// Whether `metadata` carries `authorization: Bearer <t>` for one of `tokens` (each compared
+/// in constant time, all of them always, so timing does not say which one nearly matched).
+pub fn bearer_accepted(metadata: &tonic::metadata::MetadataMap, tokens: &[String]) -> bool {
+    let given = metadata
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    !given.is_empty()
+        && tokens.iter().fold(false, |ok, t| {
+            ok | crate::hub::constant_time_eq(t.as_bytes(), given.as_bytes())
+        })
+}

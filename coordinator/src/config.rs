@@ -440,6 +440,11 @@ pub struct CoordinatorConfig {
     /// disables those calls. At least 16 characters each.
     #[serde(default)]
     pub operator_tokens: Vec<String>,
+    /// Tokens that read every site's forecasts on the board (market engines, the utility;
+    /// operator tokens read it too). Participants read only their own sites, by signature;
+    /// nobody else reads it. At least 16 characters each.
+    #[serde(default)]
+    pub board_reader_tokens: Vec<String>,
     /// Where state and weights live (`[storage]`; embedded redb when omitted).
     #[serde(default)]
     pub storage: StorageConfig,
@@ -447,6 +452,16 @@ pub struct CoordinatorConfig {
     /// [`crate::limits::ServerLimits`]).
     #[serde(default)]
     pub limits: crate::limits::ServerLimits,
+}
+
+/// Reader tokens are bearer secrets like operator tokens: the same minimum length.
+pub(crate) fn check_board_reader_tokens(tokens: &[String]) -> Result<(), CoordinatorError> {
+    if tokens.iter().any(|t| t.len() < 16) {
+        return Err(CoordinatorError::Config(
+            "board_reader_tokens must be at least 16 characters each".into(),
+        ));
+    }
+    Ok(())
 }
 
 const NO_TRANSPORT: &str = "no [tls] section: set tls.cert and tls.key (see `gridfed coordinator \
@@ -484,6 +499,7 @@ impl CoordinatorConfig {
             insecure_plaintext: false,
             tls_identity: None,
             operator_tokens: Vec::new(),
+            board_reader_tokens: Vec::new(),
             limits: Default::default(),
         }
     }
@@ -523,6 +539,7 @@ impl CoordinatorConfig {
                 "operator tokens must be at least 16 characters".into(),
             ));
         }
+        check_board_reader_tokens(&self.board_reader_tokens)?;
         self.storage.validate()?;
         self.limits.check().map_err(CoordinatorError::Config)?;
         let mut names = std::collections::BTreeSet::new();

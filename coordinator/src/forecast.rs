@@ -79,27 +79,36 @@ pub struct ForecastService {
     cache: Arc<Mutex<HashMap<String, Arc<ServingModel>>>>,
     /// Published site forecasts (the forecast board).
     board: Arc<Board>,
+    /// Bearer tokens that read every site on the board.
+    board_readers: Arc<Vec<String>>,
 }
 
 impl ForecastService {
-    pub fn new(hub: Arc<Mutex<Hub>>, registry: Arc<Registry>, board: Arc<Board>) -> Self {
+    pub fn new(
+        hub: Arc<Mutex<Hub>>,
+        registry: Arc<Registry>,
+        board: Arc<Board>,
+        board_readers: Vec<String>,
+    ) -> Self {
         Self {
             hub: Some(hub),
             registry,
             cache: Arc::new(Mutex::new(HashMap::new())),
             board,
+            board_readers: Arc::new(board_readers),
         }
     }
 
     /// A read-only forecast replica: forecasts and board queries from the shared storage, for
     /// versions the coordinator has signed; publishing and model downloads go to the
     /// coordinator.
-    pub fn replica(registry: Arc<Registry>, board: Arc<Board>) -> Self {
+    pub fn replica(registry: Arc<Registry>, board: Arc<Board>, board_readers: Vec<String>) -> Self {
         Self {
             hub: None,
             registry,
             cache: Arc::new(Mutex::new(HashMap::new())),
             board,
+            board_readers: Arc::new(board_readers),
         }
     }
 
@@ -355,11 +364,20 @@ impl Forecast for ForecastService {
         request: Request<pb::QueryBoardRequest>,
     ) -> Result<Response<pb::QueryBoardResponse>, Status> {
         let board = self.board.clone();
+        let token_reader = crate::auth::bearer_accepted(request.metadata(), &self.board_readers);
+        let hub = self.hub.clone();
         let request = request.into_inner();
-        tokio::task::spawn_blocking(move || board::grpc::query(&board, request))
-            .await
-            .map_err(|e| Status::internal(format!("board task failed: {e}")))?
-            .map(Response::new)
+        tokio::task::spawn_blocking(move || {
+            let reader = if token_reader {
+                board::grpc::BoardReader::Token
+            } else {
+                board::grpc::participant_reader(hub.as_deref(), &request)?
+            };
+            board::grpc::query(&board, &reader, request)
+        })
+        .await
+        .map_err(|e| Status::internal(format!("board task failed: {e}")))?
+        .map(Response::new)
     }
 }
 

@@ -250,6 +250,12 @@ async fn run(
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(20)));
     let operator_tokens = config.operator_tokens.clone();
+    let board_readers: Vec<String> = config
+        .board_reader_tokens
+        .iter()
+        .chain(&config.operator_tokens)
+        .cloned()
+        .collect();
     let hub = tokio::task::spawn_blocking(move || Hub::open(config, grpc::now_ms(), metrics))
         .await
         .map_err(|e| CoordinatorError::Store(format!("opening state: {e}")))??;
@@ -298,10 +304,14 @@ async fn run(
         registry::grpc::RegistryService::new(hub.clone(), registry.clone(), operator_tokens),
     )
     .max_encoding_message_size(proto::MAX_MESSAGE_BYTES);
-    let forecast_service = proto::forecast::forecast_server::ForecastServer::new(
-        forecast::ForecastService::new(hub.clone(), registry.clone(), Arc::new(board)),
-    )
-    .max_decoding_message_size(proto::MAX_MESSAGE_BYTES);
+    let forecast_service =
+        proto::forecast::forecast_server::ForecastServer::new(forecast::ForecastService::new(
+            hub.clone(),
+            registry.clone(),
+            Arc::new(board),
+            board_readers,
+        ))
+        .max_decoding_message_size(proto::MAX_MESSAGE_BYTES);
     let server = routes::PathRoute::new(
         registry_service,
         routes::PathRoute::new(forecast_service, server),

@@ -55,6 +55,10 @@ pub struct ReplicaConfig {
     pub tls_identity: Option<ServerIdentity>,
     /// The coordinator's storage: PostgreSQL (redb files belong to one process).
     pub storage: StorageConfig,
+    /// Tokens that read the forecast board here (see the coordinator's `board_reader_tokens`;
+    /// participants' signed own-site reads go to the coordinator, which holds their keys).
+    #[serde(default)]
+    pub board_reader_tokens: Vec<String>,
 }
 
 fn default_listen() -> String {
@@ -75,6 +79,7 @@ impl ReplicaConfig {
             insecure_plaintext: true,
             tls_identity: None,
             storage,
+            board_reader_tokens: Vec::new(),
         }
     }
 
@@ -87,6 +92,7 @@ impl ReplicaConfig {
 
     pub fn validate(&self) -> Result<(), CoordinatorError> {
         self.coordinator_key()?;
+        crate::config::check_board_reader_tokens(&self.board_reader_tokens)?;
         match &self.storage {
             StorageConfig::Postgres { .. } => self.storage.validate(),
             StorageConfig::Redb => Err(CoordinatorError::Config(
@@ -140,10 +146,13 @@ pub async fn serve_forecast_replica(
     })
     .await
     .map_err(|e| CoordinatorError::Store(format!("opening storage: {e}")))??;
-    let service = proto::forecast::forecast_server::ForecastServer::new(
-        forecast::ForecastService::replica(Arc::new(registry), Arc::new(board)),
-    )
-    .max_decoding_message_size(proto::MAX_MESSAGE_BYTES);
+    let service =
+        proto::forecast::forecast_server::ForecastServer::new(forecast::ForecastService::replica(
+            Arc::new(registry),
+            Arc::new(board),
+            config.board_reader_tokens.clone(),
+        ))
+        .max_decoding_message_size(proto::MAX_MESSAGE_BYTES);
     info!(addr = ?listener.local_addr().ok(), tls = matches!(transport, Transport::Tls(_)),
         "forecast replica serving");
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));

@@ -6,7 +6,10 @@
 use datasets::Target;
 use models::serving::QuantileForecast;
 use proto::forecast::forecast_client::ForecastClient;
-use proto::forecast::{PublishSiteForecastRequest, PublishSiteForecastResponse, SiteForecast};
+use proto::forecast::{
+    PublishSiteForecastRequest, PublishSiteForecastResponse, QueryBoardRequest, QueryBoardResponse,
+    SiteForecast,
+};
 use tonic::transport::Channel;
 
 use crate::ParticipantError;
@@ -75,6 +78,22 @@ pub async fn publish_site_forecast(
     link.send_log("PublishSiteForecast", &request);
     Ok(ForecastClient::new(channel)
         .publish_site_forecast(request)
+        .await?
+        .into_inner())
+}
+
+/// Reads this participant's own forecasts from the board (the coordinator answers a signed
+/// query with the signer's sites only; other sites need a board reader token).
+pub async fn query_own_forecasts(
+    link: &FederationLink,
+    channel: Channel,
+    mut request: QueryBoardRequest,
+) -> Result<QueryBoardResponse, ParticipantError> {
+    request.auth = None;
+    request.auth = Some(link.authorize(proto::method::QUERY_BOARD, &request));
+    link.send_log("QueryBoard", &request);
+    Ok(ForecastClient::new(channel)
+        .query_board(request)
         .await?
         .into_inner())
 }

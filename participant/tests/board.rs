@@ -1,8 +1,9 @@
 //! The forecast board over real gRPC: two enrolled participants publish their sites'
 //! forecasts, declaring registered model versions (two small plain-protection models run to
-//! their first version with fixed updates); a market engine (an unauthenticated forecast client) queries by site, by sector
+//! their first version with fixed updates); a market engine (a forecast client with a board reader token) queries by site, by sector
 //! and time range, and the sector total; unenrolled, forged, replayed, impersonating and
-//! malformed publishes are refused with clear statuses.
+//! malformed publishes are refused with clear statuses; only reader tokens read every site, a
+//! participant reads its own.
 
 mod common;
 
@@ -13,13 +14,20 @@ use coordinator::registry::VersionManifest;
 use datasets::Target;
 use models::serving::QuantileForecast;
 use participant::SiteIdentity;
-use participant::board::{BoardEntry, publish_site_forecast, site_forecast};
+use participant::board::{BoardEntry, publish_site_forecast, query_own_forecasts, site_forecast};
 use participant::client::{FederationLink, WireTap, connect, open_channel};
 use proto::forecast::forecast_client::ForecastClient;
 use proto::forecast::{PublishSiteForecastRequest, QueryBoardRequest, SiteForecast};
 use tonic::Code;
 
 const HOUR: i64 = 3600;
+
+/// The sites a board answer holds, sorted.
+fn sites_of(response: proto::forecast::QueryBoardResponse) -> Vec<String> {
+    let mut sites: Vec<String> = response.forecasts.into_iter().map(|f| f.site).collect();
+    sites.sort();
+    sites
+}
 const STEPS: usize = 24;
 
 fn now_s() -> i64 {
@@ -154,8 +162,8 @@ async fn participants_publish_and_market_engines_query_the_board() {
             .unwrap();
     }
 
-    // The market engine: no identity at all.
-    let mut market = ForecastClient::new(channel.clone());
+    // The market engine: a board reader token, no enrolled identity.
+    let mut market = forecast_client_with(channel.clone(), BOARD_READER);
     let by_site = market
         .query_board(query("roof-a", "", t0 + 2 * HOUR, t0 + 6 * HOUR))
         .await
@@ -184,6 +192,75 @@ async fn participants_publish_and_market_engines_query_the_board() {
         .collect();
     sites.sort();
     assert_eq!(sites, ["roof-a", "roof-b"]);
+
+    // Without a reader token nobody reads the board; a wrong token is no better; the
+    // operator's token reads it.
+    let everything = query("", "", range.0, range.1);
+    for mut client in [
+        forecast_client_with(channel.clone(), "not-the-board-reader-token"),
+        forecast_client_with(channel.clone(), ""),
+    ] {
+        let err = client.query_board(everything.clone()).await.unwrap_err();
+        assert_eq!(err.code(), Code::Unauthenticated, "{err:?}");
+        assert!(err.message().contains("board_reader_tokens"), "{err:?}");
+    }
+    let err = ForecastClient::new(channel.clone())
+        .query_board(everything.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated, "{err:?}");
+    let operator_view = forecast_client_with(channel.clone(), OPERATOR)
+        .query_board(everything.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(operator_view.forecasts.len(), 3);
+
+    // A participant reads its own sites by signature, and nobody else's.
+    let own = sites_of(
+        query_own_forecasts(&bob, channel.clone(), everything.clone())
+            .await
+            .unwrap(),
+    );
+    assert_eq!(own, ["mall", "roof-b"]);
+    let none = query_own_forecasts(&bob, channel.clone(), query("roof-a", "", range.0, range.1))
+        .await
+        .unwrap();
+    assert!(none.forecasts.is_empty(), "{none:?}");
+    let mut alices = everything.clone();
+    alices.participant_id = alice.participant_id().to_string();
+    let err = query_own_forecasts(&bob, channel.clone(), alices)
+        .await
+        .unwrap_err();
+    let participant::ParticipantError::Status(status) = err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    assert!(status.message().contains("participant_id"), "{status:?}");
+    // The signature covers the filters: widening a signed query after signing is refused.
+    let mut signed = query("mall", "", range.0, range.1);
+    signed.auth = Some(bob.authorize(proto::method::QUERY_BOARD, &signed));
+    let mut widened = signed.clone();
+    widened.site.clear();
+    let err = ForecastClient::new(channel.clone())
+        .query_board(widened)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated, "{err:?}");
+    let stranger = SiteIdentity::generate().unwrap();
+    let mut forged = query("", "", range.0, range.1);
+    forged.auth = Some(stranger.authorize(
+        bob.participant_id(),
+        proto::method::QUERY_BOARD,
+        "",
+        0,
+        &forged,
+    ));
+    let err = ForecastClient::new(channel.clone())
+        .query_board(forged)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated, "{err:?}");
 
     let mut total_request = query("", "residential", range.0, range.1);
     total_request.target = "load".into();

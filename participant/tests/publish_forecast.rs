@@ -211,7 +211,7 @@ async fn participant_forecasts_its_site_with_the_production_model_and_publishes_
         (60 * 24, 48),
     )
     .unwrap();
-    let mut market = ForecastClient::new(channel.clone());
+    let mut market = forecast_client_with(channel.clone(), BOARD_READER);
     let served = market.forecast(request).await.unwrap().into_inner();
     assert_eq!(served.version_id, manifests[0].id);
     let served_p50 = &served

@@ -47,4 +47,5 @@ pub mod method {
     pub const DOWNLOAD_WEIGHTS: &str = "/gridfed.federation.v1.Federation/DownloadWeights";
     pub const PUBLISH_SITE_FORECAST: &str = "/gridfed.forecast.v1.Forecast/PublishSiteForecast";
     pub const FETCH_MODEL: &str = "/gridfed.forecast.v1.Forecast/FetchModel";
+    pub const QUERY_BOARD: &str = "/gridfed.forecast.v1.Forecast/QueryBoard";
 }

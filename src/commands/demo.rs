@@ -65,6 +65,13 @@ pub struct DemoArgs {
     /// L2 bound of each site's update in the private runs.
     #[arg(long, default_value_t = 1.0)]
     pub dp_clip: f32,
+    /// Where the pictures go (SVG and PNG per target: accuracy per round, every site's
+    /// error per method, a week of one site's forecast band against its meter).
+    #[arg(long, default_value = "gridfed-demo-plots")]
+    pub plots: PathBuf,
+    /// Draw nothing.
+    #[arg(long)]
+    pub no_plots: bool,
 }
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -127,6 +134,8 @@ struct DemoReport {
     differential_privacy: Vec<super::demo_privacy::PrivacyRow>,
     /// Targets whose stage failed; the others are reported in full.
     failed_targets: Vec<FailedTarget>,
+    /// Pictures written (SVG and PNG).
+    plots: Vec<PathBuf>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -200,12 +209,7 @@ fn federated(
     split: datasets::SplitSpec,
     args: &DemoArgs,
     protection: Protection,
-) -> Result<(
-    Scored,
-    Scored,
-    FederatedOutcome,
-    Option<FederatedEvaluationRow>,
-)> {
+) -> Result<FederatedStage> {
     let (prepared, _, test) = prepared_sets(fleet, target, split)?;
     let first = &prepared[0].train;
     let config =
@@ -231,7 +235,32 @@ fn federated(
             scores: scores.clone(),
             nmae_in_the_clear: window_weighted_nmae(&global.sites, &test),
         });
-    Ok((global, tuned, outcome, evaluation))
+    // The pictured site: the median one by fine-tuned error.
+    let mut by_error: Vec<usize> = (0..tuned.sites.len().min(test.len())).collect();
+    by_error.sort_by(|&a, &b| site_nmae(&tuned.sites[a]).total_cmp(&site_nmae(&tuned.sites[b])));
+    let fan = match by_error.get(by_error.len() / 2) {
+        Some(&i) => super::demo_plots::SiteFan::of(&test[i], &forecasts.tuned[i], 7)?,
+        None => None,
+    };
+    Ok(FederatedStage {
+        global,
+        tuned,
+        outcome,
+        evaluation,
+        test,
+        fan,
+    })
+}
+
+/// What the federated stage of one target produced.
+struct FederatedStage {
+    global: Scored,
+    tuned: Scored,
+    outcome: FederatedOutcome,
+    evaluation: Option<FederatedEvaluationRow>,
+    /// The held-out windows, one set per site (in fleet order).
+    test: Vec<SampleSet>,
+    fan: Option<super::demo_plots::SiteFan>,
 }
 
 /// Why a target cannot be federated under `protection` (masking needs neighbours, the
@@ -333,6 +362,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
     let mut medians = Vec::new();
     let mut evaluations = Vec::new();
     let mut privacy = Vec::new();
+    let mut plots = Vec::new();
     // One target failing (a stage error on a real fleet) must not lose the others: each is
     // reported as it finishes, a failure is reported and the run goes on.
     let mut failed_targets = Vec::new();
@@ -359,8 +389,14 @@ pub fn run(args: DemoArgs) -> Result<()> {
             args.seed,
         )?;
         let local = evaluate(&fleet, target, TrainingMode::Local, split, None, args.seed)?;
-        let (global, tuned, outcome, evaluation) =
-            federated(&fleet, target, split, &args, protection)?;
+        let FederatedStage {
+            global,
+            tuned,
+            outcome,
+            evaluation,
+            test,
+            fan,
+        } = federated(&fleet, target, split, &args, protection)?;
         let local_sites: Vec<&EvaluationRow> = local
             .rows
             .iter()
@@ -390,6 +426,56 @@ pub fn run(args: DemoArgs) -> Result<()> {
             sites: tuned.sites.len(),
             skipped_sites: centralized.skipped_sites.clone(),
         });
+        if !args.no_plots {
+            let site_rows = |report: &'_ EvaluationReport, kind: ModelKind| -> Vec<EvaluationRow> {
+                report
+                    .rows
+                    .iter()
+                    .filter(|r| r.model == kind && r.site.is_some())
+                    .cloned()
+                    .collect()
+            };
+            let naive_day = site_rows(&centralized, ModelKind::SeasonalNaiveDay);
+            let naive_week = site_rows(&centralized, ModelKind::SeasonalNaiveWeek);
+            let gbt = site_rows(&centralized, ModelKind::PooledGbt);
+            let local_rows: Vec<EvaluationRow> = local_sites.iter().map(|r| (*r).clone()).collect();
+            let pictures = super::demo_plots::TargetPictures {
+                target,
+                protection: outcome.protection.name(),
+                evaluations: &outcome.evaluations,
+                references: vec![
+                    (
+                        "seasonal naive (day)".into(),
+                        window_weighted_nmae(&naive_day, &test),
+                    ),
+                    (
+                        "seasonal naive (week)".into(),
+                        window_weighted_nmae(&naive_week, &test),
+                    ),
+                    (
+                        "pooled boosted trees (non-private)".into(),
+                        window_weighted_nmae(&gbt, &test),
+                    ),
+                    (
+                        "local-only MLP".into(),
+                        window_weighted_nmae(&local_rows, &test),
+                    ),
+                ],
+                methods: vec![
+                    ("seasonal naive (day)".into(), naive_day.iter().collect()),
+                    ("local-only MLP".into(), local_sites.clone()),
+                    ("pooled boosted trees".into(), gbt.iter().collect()),
+                    ("federated MLP".into(), global.sites.iter().collect()),
+                    ("federated + fine-tune".into(), tuned.sites.iter().collect()),
+                ],
+                fan,
+            };
+            let files = super::demo_plots::write(&args.plots, &pictures)?;
+            if table {
+                println!("  plots: {} files in {}", files.len(), args.plots.display());
+            }
+            plots.extend(files);
+        }
         let reference = (site_nmae(&global.pooled), site_nmae(&tuned.pooled));
         let mut methods = vec![
             (
@@ -516,6 +602,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
             federated_evaluation: evaluations,
             differential_privacy: privacy,
             failed_targets: failed_targets.clone(),
+            plots,
         };
         println!("{}", serde_json::to_string_pretty(&report)?);
     }

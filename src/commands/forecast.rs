@@ -81,48 +81,80 @@ pub(crate) fn parse_duration(text: &str) -> Result<i64> {
     Ok(n * unit_s)
 }
 
-pub fn run(args: ForecastArgs) -> Result<()> {
-    let metadata_path = match &args.metadata {
-        Some(p) => p.clone(),
-        None => args
-            .input
+/// One site's telemetry on its grid, with its metadata and the target to forecast.
+pub(super) struct SiteHistory {
+    pub series: datasets::RegularSeries,
+    pub site: datasets::SiteMetadata,
+    pub target: Target,
+}
+
+/// Reads `site` (default: the first) of a telemetry Parquet file and puts it on its grid.
+pub(super) fn load_site(
+    input: &std::path::Path,
+    metadata: Option<&std::path::Path>,
+    site: Option<&str>,
+    target: Option<Target>,
+) -> Result<SiteHistory> {
+    let metadata_path = match metadata {
+        Some(p) => p.to_path_buf(),
+        None => input
             .parent()
             .unwrap_or(std::path::Path::new("."))
             .join("sites.json"),
     };
     let sites = datasets::metadata::read_metadata(&metadata_path)
         .with_context(|| format!("reading site metadata {}", metadata_path.display()))?;
-    let validated = datasets::reader::read_telemetry(&args.input, &sites)
-        .with_context(|| format!("reading {}", args.input.display()))?;
-    let chosen = match &args.site {
+    let validated = datasets::reader::read_telemetry(input, &sites)
+        .with_context(|| format!("reading {}", input.display()))?;
+    let chosen = match site {
         Some(id) => validated
             .into_iter()
-            .find(|s| &s.telemetry.site_id == id)
-            .with_context(|| format!("site `{id}` is not in {}", args.input.display()))?,
+            .find(|s| s.telemetry.site_id == id)
+            .with_context(|| format!("site `{id}` is not in {}", input.display()))?,
         None => validated
             .into_iter()
             .next()
-            .with_context(|| format!("{} holds no site", args.input.display()))?,
+            .with_context(|| format!("{} holds no site", input.display()))?,
     };
     let site = sites
         .iter()
         .find(|s| s.site_id == chosen.telemetry.site_id)
-        .context("site without metadata")?;
+        .context("site without metadata")?
+        .clone();
     let series = datasets::grid_site(
         &chosen.telemetry,
         chosen.resolution,
         chosen.resolution,
-        site,
+        &site,
     )
     .context("putting the telemetry on its grid")?
     .series;
     let t = &series.telemetry;
-    let target = match (args.target, &t.load_kw, &t.pv_kw) {
+    let target = match (target, &t.load_kw, &t.pv_kw) {
         (Some(target), _, _) => target,
         (None, Some(_), None) => Target::Load,
         (None, None, Some(_)) => Target::Pv,
         _ => bail!("site `{}` measures load and PV: pass --target", t.site_id),
     };
+    Ok(SiteHistory {
+        series,
+        site,
+        target,
+    })
+}
+
+pub fn run(args: ForecastArgs) -> Result<()> {
+    let SiteHistory {
+        series,
+        site,
+        target,
+    } = load_site(
+        &args.input,
+        args.metadata.as_deref(),
+        args.site.as_deref(),
+        args.target,
+    )?;
+    let site = &site;
     let at_unix_s = args
         .origin
         .as_deref()
@@ -150,14 +182,21 @@ pub fn run(args: ForecastArgs) -> Result<()> {
     )
     .map_err(anyhow::Error::msg)?;
     let response = super::runtime::runtime()?.block_on(async {
-        let mut client = ForecastClient::new(args.remote.connect().await?)
-            .max_decoding_message_size(proto::MAX_MESSAGE_BYTES);
+        let mut client = forecast_client(&args.remote).await?;
         client
             .forecast(request)
             .await
             .map_err(|e| anyhow::anyhow!("{:?}: {}", e.code(), e.message()))
     })?;
     print(&response.into_inner(), args.format)
+}
+
+/// A Forecast client for the coordinator (or a replica) at `remote`.
+pub(super) async fn forecast_client(
+    remote: &super::models::Remote,
+) -> Result<ForecastClient<tonic::transport::Channel>> {
+    Ok(ForecastClient::new(remote.connect().await?)
+        .max_decoding_message_size(proto::MAX_MESSAGE_BYTES))
 }
 
 fn print(r: &proto::forecast::ForecastResponse, format: ForecastFormat) -> Result<()> {

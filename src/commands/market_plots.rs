@@ -3,80 +3,60 @@
 //! chart for one agent.
 
 use std::path::{Path, PathBuf};
-use std::sync::Once;
 
-use anyhow::{Result, anyhow};
+use anyhow::Result;
 use market::{MarketInputs, MarketReport, SourceOutcome};
 use plotters::coord::Shift;
 use plotters::prelude::*;
-use plotters::style::{FontStyle, register_font};
 
-/// DejaVu Sans (free license in assets/fonts), embedded so PNG text needs no system fonts.
-const FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
-const FAMILY: &str = "sans-serif";
-const SIZE: (u32, u32) = (1000, 560);
+use super::plots::{Drawing, FAMILY, SIZE, err, legend, palette, write_svg_and_png};
 
-fn register() -> Result<()> {
-    static ONCE: Once = Once::new();
-    let mut result = Ok(());
-    ONCE.call_once(|| {
-        result = register_font(FAMILY, FontStyle::Normal, FONT)
-            .map_err(|_| anyhow!("the embedded plot font does not load"));
-    });
-    result
+struct CumulativeCost<'a>(&'a MarketReport);
+struct PriceWeek<'a>(&'a MarketReport);
+struct Fan<'a> {
+    inputs: &'a MarketInputs,
+    agent: usize,
+    source: usize,
+}
+
+impl Drawing for CumulativeCost<'_> {
+    fn draw_on<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()> {
+        cumulative_cost(root, self.0)
+    }
+}
+
+impl Drawing for PriceWeek<'_> {
+    fn draw_on<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()> {
+        price_week(root, self.0)
+    }
+}
+
+impl Drawing for Fan<'_> {
+    fn draw_on<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()> {
+        fan_chart(root, self.inputs, self.agent, self.source)
+    }
 }
 
 /// Writes every plot under `dir`; returns the files written.
 pub fn write_all(dir: &Path, report: &MarketReport, inputs: &MarketInputs) -> Result<Vec<PathBuf>> {
-    register()?;
-    let mut written = Vec::new();
-    /// Draws one picture into `name.svg` and `name.png` (the drawing is generic over backends).
-    macro_rules! svg_and_png {
-        ($name:expr, |$root:ident| $draw:expr) => {{
-            for extension in ["svg", "png"] {
-                let path = dir.join(format!("{}.{extension}", $name));
-                let written_ok =
-                    |e: &dyn std::fmt::Display| anyhow!("writing {}: {e}", path.display());
-                if extension == "svg" {
-                    let $root = SVGBackend::new(&path, SIZE).into_drawing_area();
-                    $draw?;
-                    $root.present().map_err(|e| written_ok(&e))?;
-                } else {
-                    let $root = BitMapBackend::new(&path, SIZE).into_drawing_area();
-                    $draw?;
-                    $root.present().map_err(|e| written_ok(&e))?;
-                }
-                written.push(path);
-            }
-        }};
-    }
-    svg_and_png!("cumulative_imbalance_cost", |root| cumulative_cost(
-        &root, report
-    ));
-    svg_and_png!("price_and_imbalance_week", |root| price_week(&root, report));
+    let mut written = write_svg_and_png(dir, "cumulative_imbalance_cost", &CumulativeCost(report))?;
+    written.extend(write_svg_and_png(
+        dir,
+        "price_and_imbalance_week",
+        &PriceWeek(report),
+    )?);
     if let Some((agent, source)) = fan_subject(report, inputs) {
-        svg_and_png!("forecast_fan", |root| fan_chart(
-            &root, inputs, agent, source
-        ));
+        written.extend(write_svg_and_png(
+            dir,
+            "forecast_fan",
+            &Fan {
+                inputs,
+                agent,
+                source,
+            },
+        )?);
     }
     Ok(written)
-}
-
-fn palette(i: usize) -> RGBColor {
-    const COLORS: [RGBColor; 7] = [
-        RGBColor(127, 127, 127),
-        RGBColor(188, 189, 34),
-        RGBColor(255, 127, 14),
-        RGBColor(31, 119, 180),
-        RGBColor(44, 160, 44),
-        RGBColor(214, 39, 40),
-        RGBColor(148, 103, 189),
-    ];
-    COLORS[i % COLORS.len()]
-}
-
-fn err<E: std::fmt::Display>(e: E) -> anyhow::Error {
-    anyhow!("drawing a plot: {e}")
 }
 
 fn cumulative_cost<DB: DrawingBackend>(
@@ -305,23 +285,4 @@ fn fan_chart<DB: DrawingBackend>(
         .label("actual")
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.stroke_width(2)));
     legend(&mut chart, SeriesLabelPosition::UpperRight)
-}
-
-/// The boxed legend every picture uses.
-fn legend<'a, DB: DrawingBackend + 'a>(
-    chart: &mut ChartContext<
-        'a,
-        DB,
-        Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
-    >,
-    position: SeriesLabelPosition,
-) -> Result<()> {
-    chart
-        .configure_series_labels()
-        .position(position)
-        .label_font((FAMILY, 14))
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()
-        .map_err(err)
 }

@@ -183,6 +183,35 @@ fn status(e: tonic::Status) -> anyhow::Error {
     anyhow::anyhow!("{:?}: {}", e.code(), e.message())
 }
 
+/// The signed manifests of every version of `model`, oldest first, and its aliases as
+/// `alias=vN`.
+pub(super) async fn list_versions(
+    connection: &Connection,
+    model: &str,
+) -> Result<(Vec<VersionManifest>, Vec<String>)> {
+    let mut op = Operator::connect(connection).await?;
+    let r = op
+        .call(
+            pb::ListVersionsRequest {
+                model: model.to_string(),
+            },
+            async |c, r| c.list_versions(r).await,
+        )
+        .await?;
+    let mut manifests = r
+        .versions
+        .iter()
+        .map(manifest_of)
+        .collect::<Result<Vec<_>>>()?;
+    manifests.sort_by_key(|m| m.content.version);
+    let aliases = r
+        .aliases
+        .iter()
+        .map(|a| format!("{}=v{}", a.alias, a.version))
+        .collect();
+    Ok((manifests, aliases))
+}
+
 fn manifest_of(info: &pb::VersionInfo) -> Result<VersionManifest> {
     serde_json::from_str(&info.manifest_json).context("the coordinator sent a malformed manifest")
 }

@@ -205,10 +205,60 @@ pub fn domain_query(request: &pb::QueryBoardRequest) -> Result<BoardQuery, Board
     Ok(query)
 }
 
+/// Who reads the board: a bearer of a reader (or operator) token sees every site; an
+/// enrolled participant, by signature, only its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BoardReader {
+    Token,
+    Participant(String),
+}
+
+const WHO_MAY_READ: &str = "the forecast board is read with a board reader or operator token \
+     (`authorization: Bearer <token>`; coordinator `board_reader_tokens`), or by an enrolled \
+     participant for its own sites (a signed `auth`)";
+
+/// The participant that signed `request` (method QueryBoard, federation "", round 0); a
+/// request with neither a token nor a signature is refused saying who may read.
+pub fn participant_reader(
+    hub: Option<&Mutex<Hub>>,
+    request: &pb::QueryBoardRequest,
+) -> Result<BoardReader, Status> {
+    let Some(auth) = request.auth.as_ref() else {
+        tracing::warn!("board query without a reader token or a signature");
+        return Err(Status::unauthenticated(WHO_MAY_READ));
+    };
+    let Some(hub) = hub else {
+        return Err(Status::failed_precondition(
+            "this is a read-only forecast replica: send participants' signed board queries to \
+             the coordinator (it holds their keys), or read here with a board reader token",
+        ));
+    };
+    let mut unsigned = request.clone();
+    unsigned.auth = None;
+    let digest = payload_digest(&unsigned);
+    let participant = hub
+        .lock()
+        .map_err(|_| Status::internal("coordinator state poisoned"))?
+        .authenticate(proto::method::QUERY_BOARD, "", 0, Some(auth), digest)
+        .map_err(|e| crate::grpc::status_of(&e))?;
+    Ok(BoardReader::Participant(participant))
+}
+
 pub fn query(
     board: &Arc<Board>,
-    request: pb::QueryBoardRequest,
+    reader: &BoardReader,
+    mut request: pb::QueryBoardRequest,
 ) -> Result<pb::QueryBoardResponse, Status> {
+    if let BoardReader::Participant(id) = reader {
+        if !request.participant_id.is_empty() && request.participant_id != *id {
+            return Err(Status::permission_denied(format!(
+                "participant_id: `{id}` signed this query; a participant reads only its own \
+                 forecasts, not `{}`'s (other sites need a board reader token)",
+                request.participant_id
+            )));
+        }
+        request.participant_id = id.clone();
+    }
     let query = domain_query(&request).map_err(|e| status_of(&e))?;
     let forecasts = board.query(&query).map_err(|e| status_of(&e))?;
     if request.total {

@@ -12,7 +12,7 @@ use tonic::{Code, Request, Response, Status, Streaming};
 use super::{
     AliasRecord, ModelRef, ModelSpec, Registry, RegistryError, VersionDamage, VersionManifest,
 };
-use crate::hub::{Hub, constant_time_eq};
+use crate::hub::Hub;
 
 /// The one place registry errors become gRPC statuses.
 pub fn status_of(error: &RegistryError) -> Status {
@@ -123,15 +123,7 @@ impl RegistryService {
         if self.operator_tokens.is_empty() {
             return Err(status_of(&RegistryError::NoOperatorToken));
         }
-        let given = request
-            .metadata()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or("");
-        let ok = self.operator_tokens.iter().fold(false, |ok, t| {
-            ok | constant_time_eq(t.as_bytes(), given.as_bytes())
-        });
+        let ok = crate::auth::bearer_accepted(request.metadata(), &self.operator_tokens);
         if ok {
             Ok(())
         } else {

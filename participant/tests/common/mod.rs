@@ -18,6 +18,31 @@ pub const TOKEN: &str = "operator-token-123";
 /// The registry's operator token of [`RunningCoordinator::start_registry`].
 pub const OPERATOR: &str = "operator-secret-token-42";
 
+/// The board reader token of [`RunningCoordinator::start_registry`] (a market engine's).
+pub const BOARD_READER: &str = "market-engine-board-reader";
+
+/// A forecast client that sends `authorization: Bearer <token>` with every call.
+pub fn forecast_client_with(
+    channel: tonic::transport::Channel,
+    token: &str,
+) -> proto::forecast::forecast_client::ForecastClient<
+    tonic::service::interceptor::InterceptedService<
+        tonic::transport::Channel,
+        impl tonic::service::Interceptor,
+    >,
+> {
+    let value: tonic::metadata::MetadataValue<_> = format!("Bearer {token}").parse().unwrap();
+    proto::forecast::forecast_client::ForecastClient::with_interceptor(
+        channel,
+        move |mut request: tonic::Request<()>| {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+            Ok(request)
+        },
+    )
+}
+
 /// `message` with `authorization: Bearer <token>` (registry calls).
 pub fn authed<T>(message: T, token: &str) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
@@ -53,6 +78,7 @@ impl RunningCoordinator {
         let mut config = CoordinatorConfig::new(dir, TOKEN, vec![]);
         config.insecure_plaintext = true;
         config.operator_tokens = vec![OPERATOR.into()];
+        config.board_reader_tokens = vec![BOARD_READER.into()];
         Self::start_with("127.0.0.1:0", config).await
     }
 
