@@ -9,7 +9,8 @@
 //!   no completed version.
 //! - [`board`]: the forecast board (participants' published site forecasts, sector totals),
 //!   served by the forecast service.
-//! - [`grpc`]: the thin tonic service; [`metrics`]: Prometheus text over a tiny HTTP endpoint.
+//! - [`grpc`]: the thin tonic service; [`metrics`]: Prometheus text, served with the
+//!   operators' [`dashboard`] by [`http`].
 //! - [`serve`]: mini-redis style entry point taking a bound listener and a shutdown future;
 //!   gRPC runs over TLS ([`tls`]) unless the config explicitly asks for plaintext.
 
@@ -17,10 +18,12 @@ pub mod artifacts;
 pub mod auth;
 pub mod board;
 pub mod config;
+pub mod dashboard;
 pub mod error;
 pub mod faults;
 pub mod forecast;
 pub mod grpc;
+pub mod http;
 pub mod hub;
 pub mod identity;
 pub mod limits;
@@ -273,6 +276,7 @@ async fn run(
     sign_settled(&hub, &registry, "at start").await;
     let (changes, _) = watch::channel(0u64);
     let (stop_tx, stop_rx) = watch::channel(false);
+    let stop_http = stop_rx.clone();
     let tls = matches!(transport, tls::Transport::Tls(_));
     info!(addr = ?listener.local_addr().ok(), data_dir = %data_dir.display(), tls, "coordinator serving");
 
@@ -282,13 +286,6 @@ async fn run(
         changes.clone(),
         stop_rx.clone(),
     ));
-    let metrics_task = metrics_listener.map(|l| {
-        let mut stop = stop_rx.clone();
-        tokio::spawn(metrics::serve_metrics(l, metrics.clone(), async move {
-            let _ = stop.wait_for(|s| *s).await;
-        }))
-    });
-
     let service = grpc::FederationService::new(
         hub.clone(),
         changes,
@@ -304,14 +301,24 @@ async fn run(
         registry::grpc::RegistryService::new(hub.clone(), registry.clone(), operator_tokens),
     )
     .max_encoding_message_size(proto::MAX_MESSAGE_BYTES);
-    let forecast_service =
-        proto::forecast::forecast_server::ForecastServer::new(forecast::ForecastService::new(
-            hub.clone(),
-            registry.clone(),
-            Arc::new(board),
-            board_readers,
-        ))
-        .max_decoding_message_size(proto::MAX_MESSAGE_BYTES);
+    let board = Arc::new(board);
+    // The dashboard shows every site's board forecasts: the board's readers may open it.
+    let dashboard = (!board_readers.is_empty()).then(|| http::DashboardSource {
+        hub: hub.clone(),
+        registry: registry.clone(),
+        board: board.clone(),
+        tokens: Arc::new(board_readers.clone()),
+    });
+    let metrics_task = metrics_listener.map(|l| {
+        let mut stop = stop_http;
+        tokio::spawn(http::serve(l, metrics.clone(), dashboard, async move {
+            let _ = stop.wait_for(|s| *s).await;
+        }))
+    });
+    let forecast_service = proto::forecast::forecast_server::ForecastServer::new(
+        forecast::ForecastService::new(hub.clone(), registry.clone(), board, board_readers),
+    )
+    .max_decoding_message_size(proto::MAX_MESSAGE_BYTES);
     let server = routes::PathRoute::new(
         registry_service,
         routes::PathRoute::new(forecast_service, server),

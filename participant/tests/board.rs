@@ -428,3 +428,205 @@ async fn participants_publish_and_market_engines_query_the_board() {
     assert_eq!(roof_b_now.participant_id, bob.participant_id());
     coord.stop().await;
 }
+
+/// One HTTP/1.1 GET to the coordinator's HTTP listener: (status line and headers, body).
+async fn http_get(
+    addr: std::net::SocketAddr,
+    target: &str,
+    cookie: Option<&str>,
+) -> (String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let cookie = cookie.map_or(String::new(), |c| format!("Cookie: {c}\r\n"));
+    let request = format!("GET {target} HTTP/1.1\r\nHost: localhost\r\n{cookie}\r\n");
+    socket.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    socket.read_to_string(&mut response).await.unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").expect("HTTP response");
+    (head.to_string(), body.to_string())
+}
+
+/// Headless Chromium, as CI installs it (Debian `chromium`); `None` where it is missing,
+/// which outside CI skips the browser half of the test.
+fn chromium() -> Option<std::path::PathBuf> {
+    let found = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+        .into_iter()
+        .map(std::path::PathBuf::from)
+        .find(|p| p.exists());
+    if found.is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must install chromium (.ci/run) for the dashboard test"
+        );
+        eprintln!("SKIPPED the headless Chromium half: no chromium on this machine");
+    }
+    found
+}
+
+/// Runs headless Chromium on `url` with `extra` arguments; returns its stdout.
+fn run_chromium(
+    binary: &std::path::Path,
+    profile: &std::path::Path,
+    extra: &[String],
+    url: &str,
+) -> String {
+    let out = std::process::Command::new("timeout")
+        .arg("90")
+        .arg(binary)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--window-size=1280,1400",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(extra)
+        .arg(url)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "chromium: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The operators' dashboard: refused without a token, and in headless Chromium after signing
+/// in it shows the federation's latest version, the model's versions with their federated
+/// scores, and a board forecast drawn as a band.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_shows_federations_versions_and_board_forecasts() {
+    let dir = tempfile::tempdir().unwrap();
+    let coord = RunningCoordinator::start_registry(dir.path()).await;
+    let res = coord
+        .fixed_versions(&fixed_spec("res-load", "residential"), 1)
+        .await;
+    let channel = open_channel(&coord.endpoint()).await.unwrap();
+    let alice = enroll(&coord, "alice", None).await;
+    let issued = now_s();
+    let t0 = (issued / HOUR + 2) * HOUR;
+    let roof = site_forecast(
+        &entry("roof-a", "residential", issued, &res[0]),
+        &local_forecast(t0, 3.0),
+    )
+    .unwrap();
+    publish_site_forecast(&alice, channel.clone(), roof)
+        .await
+        .unwrap();
+
+    // No token, a wrong one: the login form, never the page; metrics stay open.
+    let (head, body) = http_get(coord.http_addr, "/", None).await;
+    assert!(head.starts_with("HTTP/1.1 401"), "{head}");
+    assert!(body.contains("<form") && !body.contains("roof-a"), "{body}");
+    let (head, _) = http_get(coord.http_addr, "/login?token=not-a-token-at-all", None).await;
+    assert!(head.starts_with("HTTP/1.1 401"), "{head}");
+    let (head, _) = http_get(coord.http_addr, "/", Some("gridfed_dashboard=guess")).await;
+    assert!(head.starts_with("HTTP/1.1 401"), "{head}");
+    let (head, body) = http_get(coord.http_addr, "/metrics", None).await;
+    assert!(
+        head.starts_with("HTTP/1.1 200") && body.contains("gridfed_"),
+        "{head}"
+    );
+    // A reader token signs in: a cookie that the page accepts.
+    let (head, _) = http_get(
+        coord.http_addr,
+        &format!("/login?token={BOARD_READER}"),
+        None,
+    )
+    .await;
+    assert!(head.starts_with("HTTP/1.1 303"), "{head}");
+    let cookie = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Set-Cookie: "))
+        .and_then(|c| c.split(';').next())
+        .unwrap()
+        .to_string();
+    assert!(
+        head.contains("HttpOnly") && head.contains("SameSite=Strict"),
+        "{head}"
+    );
+    let (head, page) = http_get(coord.http_addr, "/", Some(&cookie)).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(
+        page.contains("roof-a") && page.contains("res-load"),
+        "{page}"
+    );
+
+    let Some(browser) = chromium() else {
+        coord.stop().await;
+        return;
+    };
+    let url = format!("http://{}/login?token={BOARD_READER}", coord.http_addr);
+    let profile = dir.path().join("chromium-profile");
+    let shot = dir.path().join("dashboard.png");
+    let (dom, screenshot) = {
+        let (browser, profile, url, shot) =
+            (browser.clone(), profile.clone(), url.clone(), shot.clone());
+        tokio::task::spawn_blocking(move || {
+            // The login redirects to the page with the cookie set, as a person's browser does.
+            let dom = run_chromium(&browser, &profile, &["--dump-dom".to_string()], &url);
+            run_chromium(
+                &browser,
+                &profile,
+                &[format!("--screenshot={}", shot.display())],
+                &url,
+            );
+            (dom, std::fs::read(&shot).unwrap_or_default())
+        })
+        .await
+        .unwrap()
+    };
+    coord.stop().await;
+    // GRIDFED_KEEP_SCREENSHOT=path keeps the picture (docs/dashboard.png comes from here).
+    if let Some(keep) = std::env::var_os("GRIDFED_KEEP_SCREENSHOT") {
+        std::fs::write(keep, &screenshot).unwrap();
+    }
+    assert!(dom.contains("<h1>gridfed coordinator</h1>"), "{dom}");
+    // The federation of res-load, at its version 1, done.
+    let row = dom
+        .split("<tr class=\"federation\">")
+        .nth(1)
+        .expect("a federation row");
+    assert!(
+        row.contains("res-load") && row.contains("class=\"latest-version\">1<"),
+        "{row}"
+    );
+    assert!(row.contains("class=\"phase\">done<"), "{row}");
+    // Its version with the federated score the fixed participants reported.
+    let versions = dom
+        .split("data-model=\"res-load\"")
+        .nth(1)
+        .expect("the model's version table");
+    let version_row = versions.split("<tr class=\"version\">").nth(1).unwrap();
+    let nmae = res[0]
+        .content
+        .federated_evaluation
+        .values()
+        .next()
+        .unwrap()
+        .scores
+        .nmae;
+    assert!(
+        version_row.contains(&format!("{:.1}%", 100.0 * nmae)),
+        "{version_row} should show nMAE {nmae}"
+    );
+    // The board forecast, drawn.
+    let figure = dom
+        .split("class=\"board-forecast\" data-site=\"roof-a\"")
+        .nth(1)
+        .expect("roof-a's forecast on the page");
+    assert!(
+        figure.contains("<polygon class=\"band\"") && figure.contains("<polyline class=\"p50\"")
+    );
+    assert!(
+        screenshot.starts_with(b"\x89PNG") && screenshot.len() > 20_000,
+        "{} bytes",
+        screenshot.len()
+    );
+}

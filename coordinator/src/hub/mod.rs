@@ -21,6 +21,9 @@ use crate::store::{
 use crate::{CoordinatorError, round};
 
 mod rounds;
+mod status;
+
+pub use status::{FederationStatus, RoundInFlight};
 
 use rounds::next_round_state;
 

@@ -54,6 +54,8 @@ pub fn authed<T>(message: T, token: &str) -> tonic::Request<T> {
 
 pub struct RunningCoordinator {
     pub addr: SocketAddr,
+    /// The HTTP listener: `/metrics` and the operators' dashboard.
+    pub http_addr: SocketAddr,
     pub metrics: Arc<Metrics>,
     tls: bool,
     stop: Option<oneshot::Sender<()>>,
@@ -155,13 +157,15 @@ impl RunningCoordinator {
             .try_init();
         let listener = TcpListener::bind(addr).await.expect("bind");
         let addr = listener.local_addr().unwrap();
+        let http = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let http_addr = http.local_addr().unwrap();
         let tls = !config.insecure_plaintext;
         config.long_poll_ms = 2_000;
         let metrics = Arc::new(Metrics::default());
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(coordinator::serve_with(
             listener,
-            None,
+            Some(http),
             config,
             metrics.clone(),
             async move {
@@ -170,6 +174,7 @@ impl RunningCoordinator {
         ));
         Self {
             addr,
+            http_addr,
             metrics,
             tls,
             stop: Some(stop),
