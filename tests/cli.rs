@@ -378,7 +378,11 @@ fn an_initialized_project_runs_end_to_end() {
         .unwrap();
     let _ = coordinator.kill();
     let _ = coordinator.wait();
-    assert!(listed.status.success());
+    assert!(
+        listed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
     let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
     assert_eq!(listed["versions"].as_array().unwrap().len(), 2, "{listed}");
     for (what, out) in [("versions", &plot_versions), ("forecast", &plot_forecast)] {

@@ -57,7 +57,7 @@ pub fn run(args: InitArgs) -> Result<()> {
     let dir = args.dir.display();
     println!("created {dir}:");
     println!(
-        "  coordinator.toml, spec.toml, tls/, operator-token, fleet/ and sites/<site>/participant.toml\n"
+        "  coordinator.toml, spec.toml, tls/, operator-token, board-reader-token, fleet/ and sites/<site>/participant.toml\n"
     );
     println!("run it (three terminals, or append `&`):");
     println!(
@@ -76,6 +76,10 @@ pub fn run(args: InitArgs) -> Result<()> {
     println!(
         "\nthen: gridfed models list fleet-{} (and promote, forecast: see README \"Model registry\")",
         args.target
+    );
+    println!(
+        "dashboard: http://127.0.0.1:{}/login?token=$(cat {dir}/operator-token)",
+        args.port.wrapping_add(1)
     );
     Ok(())
 }
@@ -151,6 +155,12 @@ pub fn scaffold(args: &InitArgs) -> Result<Scaffold> {
     let enrollment = token()?;
     let operator = token()?;
     write(&dir.join("operator-token"), &format!("{operator}\n"))?;
+    // For market engines reading the forecast board (every site's forecasts).
+    let board_reader = token()?;
+    write(
+        &dir.join("board-reader-token"),
+        &format!("{board_reader}\n"),
+    )?;
     let coordinator_config = dir.join("coordinator.toml");
     write(
         &coordinator_config,
@@ -161,6 +171,7 @@ pub fn scaffold(args: &InitArgs) -> Result<Scaffold> {
              metrics_listen = \"127.0.0.1:{metrics}\"\n\
              enrollment_tokens = [\"{enrollment}\"]\n\
              operator_tokens = [\"{operator}\"]\n\
+             board_reader_tokens = [\"{board_reader}\"]   # market engines: every site's board forecasts\n\
              federation = []   # models come from the registry: gridfed models publish spec.toml\n\n\
              [tls]\ncert = \"tls/server.pem\"\nkey = \"tls/server.key\"\n",
             port = args.port,
