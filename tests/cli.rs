@@ -349,6 +349,32 @@ fn an_initialized_project_runs_end_to_end() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+    // Each site forecasts itself with its fine-tuned copy, offline: here its last day (the
+    // model reads weather forecasts, which the files hold only up to their last row).
+    let fleet = datasets::reader::read_fleet_dir(&project.join("fleet")).unwrap();
+    let last = *fleet.telemetry[0].telemetry.timestamps.last().unwrap();
+    let at = (last - 23 * 3600).to_string();
+    let personal = Command::new(env!("CARGO_BIN_EXE_gridfed"))
+        .args(["participant", "forecast", "--format", "json", "--at", &at])
+        .arg("--config")
+        .arg(&sites[0])
+        .output()
+        .unwrap();
+    assert!(
+        personal.status.success(),
+        "{}",
+        String::from_utf8_lossy(&personal.stderr)
+    );
+    let personal: serde_json::Value = serde_json::from_slice(&personal.stdout).unwrap();
+    assert_eq!(
+        personal["steps"].as_array().unwrap().len(),
+        24,
+        "{personal}"
+    );
+    assert!(
+        personal["steps"][0]["p50_kw"].as_f64().unwrap().is_finite(),
+        "{personal}"
+    );
     let listed = registry(&["list", "fleet-load", "--format", "json"]);
     // The pictures: accuracy per version from the registry, and a backtest of the production
     // version on one site's own file through the Forecast service.

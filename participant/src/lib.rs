@@ -24,6 +24,7 @@ pub mod daemon;
 pub mod encrypted;
 pub mod error;
 pub mod identity;
+pub mod personal;
 pub mod production;
 pub mod secure;
 pub mod site;

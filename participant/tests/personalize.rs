@@ -12,6 +12,7 @@ use datasets::synth::{FleetConfig, generate_fleet};
 use datasets::{Resolution, SplitSpec, Target, prepare_fleet};
 use models::{ForecasterConfig, ModelArtifact, TrainingMode};
 use participant::MlpTrainer;
+use participant::personal::{PersonalModel, PersonalSource};
 
 /// Runs two masked rounds of a 16-unit MLP over `sites` (federation `tag`) with each daemon
 /// personalizing the final model into `dir/<tag>-<i>`; returns those output folders.
@@ -80,7 +81,18 @@ async fn each_site_keeps_a_fine_tuned_copy_of_the_final_model() {
         let forecast = artifact.forecaster().unwrap().predict(&site.test).unwrap();
         assert_eq!(forecast.len(), site.test.len());
         assert!(forecast.values.iter().all(|v| v.is_finite()));
+
+        served_matches_the_trained_forecaster(&fleet, site, out, Target::Load);
     }
+
+    // Before the federation has finished there is nothing to forecast with, and saying so.
+    let series = &fleet.regular_series()[0];
+    let empty = dir.path().join("not-yet");
+    let err = PersonalModel::load(&empty, series)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("no fine-tuned model yet"), "{err}");
 }
 
 /// Net-metered prosumers (import minus export, negative at noon) federate like load sites:
@@ -119,5 +131,74 @@ async fn net_metered_sites_federate_and_keep_their_seasonal_guard_decision() {
         assert!(guard.learned_mae.is_finite() && guard.naive_mae.is_finite());
         let fallback = artifact.manifest().metrics["seasonal_guard_fallback"];
         assert_eq!(fallback, if guard.fell_back() { 1.0 } else { 0.0 });
+        let source = served_matches_the_trained_forecaster(&fleet, site, out, Target::NetLoad);
+        assert_eq!(
+            matches!(source, PersonalSource::SeasonalNaive(_)),
+            guard.fell_back(),
+            "the served forecast follows the guard"
+        );
+        eprintln!("{}: {source:?}", site.site.site_id);
     }
+}
+
+/// `gridfed participant forecast`: the site's fine-tuned model served from its telemetry
+/// forecasts a held-out day as the fine-tuned forecaster does on that window, or, where the
+/// seasonal guard fell back, as seasonal naive plus the guard's offset. Returns the source.
+fn served_matches_the_trained_forecaster(
+    fleet: &datasets::synth::Fleet,
+    site: &datasets::PreparedSite,
+    out: &std::path::Path,
+    target: Target,
+) -> PersonalSource {
+    let artifact = ModelArtifact::load(out).unwrap();
+    let kw = artifact
+        .forecaster()
+        .unwrap()
+        .predict(&site.test)
+        .unwrap()
+        .to_kw(&site.test)
+        .unwrap();
+    let index = fleet
+        .sites
+        .iter()
+        .position(|m| m.site_id == site.site.site_id)
+        .unwrap();
+    let series = &fleet.regular_series()[index];
+    let personal = PersonalModel::load(out, series).unwrap();
+    let sample = site.test.len() / 2;
+    let at = site.test.origins[sample];
+    let (served, source) = personal
+        .forecast(series, &fleet.sites[index], Some(at), site.test.horizon)
+        .unwrap();
+    assert_eq!(served.timestamps_unix_s[0], at);
+    let median = kw.median_level();
+    let level = served
+        .levels
+        .iter()
+        .position(|&l| (l - 0.5).abs() < 1e-6)
+        .unwrap();
+    let values = target.values(&series.telemetry).unwrap();
+    let origin = series
+        .telemetry
+        .timestamps
+        .iter()
+        .position(|&t| t == at)
+        .unwrap();
+    let scale = artifact.manifest().normalizations[0].scale_kw;
+    for h in 0..site.test.horizon {
+        let expected = match source {
+            PersonalSource::FineTuned => kw.value(sample, median, h),
+            PersonalSource::SeasonalNaive(season) => {
+                let back = usize::try_from(season.seconds() / 3600).unwrap();
+                values[origin + h - back].unwrap() as f32
+                    + personal.guard().unwrap().naive_offsets[level] * scale
+            }
+        };
+        let got = served.values_kw[level][h];
+        assert!(
+            (got - expected).abs() <= 1e-3 * expected.abs().max(1.0),
+            "step {h}: served {got} vs {expected} ({source:?})"
+        );
+    }
+    source
 }

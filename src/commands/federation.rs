@@ -92,6 +92,10 @@ pub enum ParticipantCommand {
         #[arg(long)]
         at: Option<String>,
     },
+    /// Forecast the site with its own fine-tuned model (`personalized_model_dir`, written
+    /// after the federation's last round), honouring its seasonal guard; runs entirely on
+    /// the site and sends nothing.
+    Forecast(super::participant_forecast::PersonalForecastArgs),
 }
 
 /// How the benchmarked rounds protect the updates.
@@ -393,6 +397,7 @@ pub fn run_participant(cmd: ParticipantCommand) -> Result<()> {
             horizon,
             at,
         } => publish_forecast(&config, &model, &horizon, at.as_deref()),
+        ParticipantCommand::Forecast(args) => super::participant_forecast::run(&args),
         ParticipantCommand::Check { config, format } => {
             let config = load_participant_config(&config)?;
             let report = participant::check(&config).context("participant check failed")?;

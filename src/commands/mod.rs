@@ -19,6 +19,7 @@ pub mod market_plots;
 pub mod market_report;
 pub mod models;
 mod models_view;
+mod participant_forecast;
 pub mod plot;
 pub mod plots;
 pub mod report;
