@@ -226,6 +226,7 @@ fn request() -> proto::forecast::ForecastRequest {
             }],
         }),
         site_normalization: None,
+        absent_covariates: Vec::new(),
     }
 }
 

@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 
 use datasets::{Normalization, Resolution, SiteKind, Target};
 use models::serving::{
-    CovariateSeries, ForecastRequest, FutureCovariates, History, ServedSite, ServingError,
-    ServingModel, ServingSpec,
+    Covariate, CovariateSeries, ForecastRequest, FutureCovariates, History, ServedSite,
+    ServingError, ServingModel, ServingSpec,
 };
 use proto::forecast::{self as pb, forecast_server::Forecast};
 use tokio_stream::Stream;
@@ -203,6 +203,21 @@ pub fn domain_request(
         }),
         None => None,
     };
+    let absent_covariates = req
+        .absent_covariates
+        .iter()
+        .map(|name| {
+            Covariate::from_name(name).ok_or_else(|| {
+                invalid(
+                    "absent_covariates",
+                    format!(
+                        "`{name}` is not a covariate ({})",
+                        Covariate::ALL.map(Covariate::name).join(", ")
+                    ),
+                )
+            })
+        })
+        .collect::<Result<Vec<_>, Status>>()?;
     Ok(ForecastRequest {
         site: ServedSite {
             kind,
@@ -231,6 +246,7 @@ pub fn domain_request(
                 .collect(),
         },
         site_normalization,
+        absent_covariates,
     })
 }
 
@@ -457,5 +473,10 @@ pub fn proto_request(model: &str, r: ForecastRequest) -> pb::ForecastRequest {
             offset_kw: n.offset_kw,
             scale_kw: n.scale_kw,
         }),
+        absent_covariates: r
+            .absent_covariates
+            .iter()
+            .map(|c| c.name().to_string())
+            .collect(),
     }
 }

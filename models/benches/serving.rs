@@ -66,6 +66,7 @@ fn request(target: Target, history_steps: usize) -> ForecastRequest {
             .collect(),
         },
         site_normalization: None,
+        absent_covariates: Vec::new(),
     }
 }
 

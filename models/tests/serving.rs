@@ -121,6 +121,7 @@ fn request(s: &Served, origin: usize, history_steps: usize) -> ForecastRequest {
                 .collect(),
         },
         site_normalization: None,
+        absent_covariates: Vec::new(),
     }
 }
 
@@ -278,6 +279,73 @@ fn load_forecast_normalized_on_its_history_equals_windows_built_with_that_normal
     for (p, full) in prefix.values_kw.iter().zip(&forecast.values_kw) {
         assert_eq!(p[..], full[..6]);
     }
+}
+
+/// A site with no weather feed (the columns absent, as in most operators' exports) trained
+/// the weather model with those inputs at 0; served from its own data, which declares the
+/// feeds absent, the model reads them as training did, and needs no future rows at all.
+#[test]
+fn a_site_without_weather_columns_is_served_as_it_trained() {
+    let s = served(Target::Load);
+    let mut dry = s.series.clone();
+    dry.telemetry.temperature_forecast_c = None;
+    dry.telemetry.ghi_forecast_w_m2 = None;
+    dry.telemetry.cloud_cover_forecast = None;
+    let site = &s.prepared.site;
+    let origin = index_of(&s, *s.prepared.test.origins.last().unwrap()) - 5;
+    let mut req =
+        ForecastRequest::from_series(&dry, site, Target::Load, origin, DAY, (CONTEXT, DAY))
+            .unwrap();
+    let norm = s.prepared.test.normalizations[0];
+    req.site_normalization = Some(norm);
+    let mut absent = req.absent_covariates.clone();
+    absent.sort();
+    assert_eq!(absent, Covariate::ALL.to_vec());
+    assert!(req.future.covariates.is_empty());
+    let forecast = s.model.forecast(&req).unwrap();
+    assert_well_formed(&forecast, &req);
+    let origin_unix_s = dry.telemetry.timestamps[origin];
+    let spec = WindowSpec {
+        context: CONTEXT,
+        horizon: DAY,
+        stride: 1,
+    };
+    let range = OriginRange {
+        from: origin_unix_s,
+        until: origin_unix_s + DAY as i64 * 3600,
+    };
+    let set = build_samples(&dry, site, Target::Load, spec, norm, range).unwrap();
+    assert_eq!(set.origins, vec![origin_unix_s]);
+    assert_close(&forecast.values_kw, &evaluated(&s, &set, 0));
+    // Different from the forecast with the weather it does have: the inputs mattered.
+    let with_weather = s.model.forecast(&{
+        let mut r = request(&s, origin, CONTEXT);
+        r.site_normalization = Some(norm);
+        r
+    });
+    assert_ne!(with_weather.unwrap().values_kw, forecast.values_kw);
+
+    // From the end of its file: no future rows are needed without covariates to read.
+    let end = dry.telemetry.timestamps.len();
+    let mut live =
+        ForecastRequest::from_series(&dry, site, Target::Load, end, DAY, (CONTEXT, DAY)).unwrap();
+    live.site_normalization = Some(norm);
+    let live_forecast = s.model.forecast(&live).unwrap();
+    assert_well_formed(&live_forecast, &live);
+
+    // Leaving the feeds out without declaring them absent is still refused by name, and a
+    // feed both sent and declared absent too.
+    let mut undeclared = req.clone();
+    undeclared.absent_covariates.clear();
+    assert!(matches!(
+        s.model.forecast(&undeclared).unwrap_err(),
+        ServingError::MissingCovariate { .. }
+    ));
+    let mut both = request(&s, origin, CONTEXT);
+    both.site_normalization = Some(norm);
+    both.absent_covariates = vec![Covariate::ALL[0]];
+    let err = s.model.forecast(&both).unwrap_err();
+    assert!(matches!(err, ServingError::DuplicateCovariate { .. }), "{err:?}");
 }
 
 #[test]

@@ -26,9 +26,12 @@ pub enum ServingError {
     /// A covariate the model was not trained with: its features would differ from training.
     #[error("covariate `{name}` is not one the model reads (it reads: {expected})")]
     UnknownCovariate { name: String, expected: String },
-    #[error("the model reads covariate `{name}`, the request's future covariates lack it")]
+    #[error(
+        "the model reads covariate `{name}`, the request's future covariates lack it (a site \
+         with no such feed at all declares it in absent_covariates)"
+    )]
     MissingCovariate { name: &'static str },
-    #[error("covariate `{name}` is given twice")]
+    #[error("covariate `{name}` is given twice (or given and declared absent)")]
     DuplicateCovariate { name: String },
     #[error(
         "history holds {have} steps, the model needs {need} steps ({hours} h) of {resolution} \

@@ -209,8 +209,11 @@ impl ServingModel {
                 origin_unix_s: origin,
             });
         }
-        let covariates = model_covariates(spec, future)?;
-        if future.timestamps_unix_s.len() < spec.horizon {
+        let covariates = model_covariates(spec, future, &request.absent_covariates)?;
+        // Without a covariate to read (none in the spec, or the site has none of them) the
+        // horizon's inputs are calendar and sun position, computed from the grid alone.
+        let reads_future = covariates.iter().any(Option::is_some);
+        if reads_future && future.timestamps_unix_s.len() < spec.horizon {
             return Err(ServingError::FutureTooShort {
                 have: future.timestamps_unix_s.len(),
                 need: spec.horizon,
@@ -226,6 +229,8 @@ impl ServingModel {
             .collect();
         *spec.target.column_mut(&mut t) = Some(target);
         for (&c, values) in spec.covariates.iter().zip(covariates) {
+            // An absent feed stays an absent column: 0, as in training.
+            let Some(values) = values else { continue };
             *c.column_mut(&mut t) = Some(
                 std::iter::repeat_n(None, l)
                     .chain(values[..h].iter().map(|&v| Some(v)))

@@ -64,6 +64,12 @@ pub struct ForecastRequest {
     /// scales exactly as training did (see `NormalizationRule`). Ignored for PV.
     #[serde(default)]
     pub site_normalization: Option<Normalization>,
+    /// Covariates the site has no feed of at all (not a gap: no such column). The model reads
+    /// them as training read a site without the column: a constant 0, so a weatherless site
+    /// that trained a weather model can forecast with it. A covariate neither sent nor
+    /// declared absent is refused.
+    #[serde(default)]
+    pub absent_covariates: Vec<Covariate>,
 }
 
 impl ForecastRequest {
@@ -133,6 +139,10 @@ impl ForecastRequest {
                     .collect(),
             },
             site_normalization: None,
+            absent_covariates: Covariate::ALL
+                .into_iter()
+                .filter(|c| c.column(t).is_none())
+                .collect(),
         })
     }
 }
@@ -289,11 +299,13 @@ pub(crate) fn check_values(
     }
 }
 
-/// The request's values of each covariate the model reads, in `spec.covariates` order.
+/// The request's values of each covariate the model reads, in `spec.covariates` order;
+/// `None` for one the request declares absent (the site has no such feed).
 pub(crate) fn model_covariates<'a>(
     spec: &ServingSpec,
     future: &'a FutureCovariates,
-) -> Result<Vec<&'a [f64]>, ServingError> {
+    absent: &[Covariate],
+) -> Result<Vec<Option<&'a [f64]>>, ServingError> {
     let mut found: Vec<Option<&[f64]>> = vec![None; spec.covariates.len()];
     for series in &future.covariates {
         let slot = Covariate::from_name(&series.name)
@@ -307,7 +319,7 @@ pub(crate) fn model_covariates<'a>(
                     .collect::<Vec<_>>()
                     .join(", "),
             })?;
-        if found[slot].is_some() {
+        if found[slot].is_some() || absent.contains(&spec.covariates[slot]) {
             return Err(ServingError::DuplicateCovariate {
                 name: series.name.clone(),
             });
@@ -333,7 +345,11 @@ pub(crate) fn model_covariates<'a>(
     found
         .into_iter()
         .zip(&spec.covariates)
-        .map(|(values, c)| values.ok_or(ServingError::MissingCovariate { name: c.name() }))
+        .map(|(values, c)| match values {
+            Some(values) => Ok(Some(values)),
+            None if absent.contains(c) => Ok(None),
+            None => Err(ServingError::MissingCovariate { name: c.name() }),
+        })
         .collect()
 }
 
