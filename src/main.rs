@@ -25,6 +25,9 @@ enum Command {
     /// Scaffold a runnable federation in a new directory: TLS, coordinator.toml with tokens, a
     /// model spec, site telemetry and one participant.toml per site.
     Init(commands::init::InitArgs),
+    /// Run a project from `gridfed init` on this machine: the coordinator, its model
+    /// published, one participant daemon per site (child processes, logs in DIR/logs).
+    Up(commands::up::UpArgs),
     /// Create, validate and import site telemetry.
     #[command(subcommand)]
     Datasets(commands::datasets::DatasetsCommand),
@@ -73,6 +76,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Demo(args) => commands::demo::run(args),
         Command::Init(args) => commands::init::run(args),
+        Command::Up(args) => commands::up::run(args),
         Command::Datasets(cmd) => commands::datasets::run(cmd),
         Command::Train(args) => commands::train::run(args),
         Command::Coordinator(cmd) => commands::federation::run_coordinator(cmd),

@@ -500,3 +500,64 @@ fn an_import_dry_run_previews_and_writes_nothing() {
     );
     assert!(!out.exists(), "a dry run wrote {}", out.display());
 }
+
+/// `gridfed init` then `gridfed up`: a whole local TLS federation from two commands, with no
+/// hand-written file; `--until-done` stops it once every site has finished.
+#[test]
+fn init_then_up_runs_a_local_federation() {
+    let dir = tempfile::tempdir().unwrap();
+    let project = dir.path().join("fed");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let init = Command::new(env!("CARGO_BIN_EXE_gridfed"))
+        .arg("init")
+        .arg(&project)
+        .args(["--participants", "3", "--days", "40", "--rounds", "2"])
+        .args(["--port", &port.to_string()])
+        .output()
+        .unwrap();
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+    let up = Command::new(env!("CARGO_BIN_EXE_gridfed"))
+        .arg("up")
+        .arg(&project)
+        .arg("--until-done")
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&up.stdout);
+    assert!(
+        up.status.success(),
+        "{printed}{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    assert!(printed.contains("every participant finished"), "{printed}");
+    assert_eq!(printed.matches("finished: ").count(), 3, "{printed}");
+    let logs = project.join("logs");
+    let coordinator_log = std::fs::read_to_string(logs.join("coordinator.log")).unwrap();
+    assert!(
+        coordinator_log.contains("coordinator serving"),
+        "{coordinator_log}"
+    );
+    let site_logs: Vec<_> = std::fs::read_dir(&logs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().is_some_and(|n| n != "coordinator.log"))
+        .collect();
+    assert_eq!(site_logs.len(), 3, "{site_logs:?}");
+    for log in site_logs {
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert!(
+            text.contains("final version 2"),
+            "{}: {text}",
+            log.display()
+        );
+    }
+    // The coordinator was stopped, not left behind: its port is free again.
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
+}

@@ -345,7 +345,10 @@ fn a_site_without_weather_columns_is_served_as_it_trained() {
     both.site_normalization = Some(norm);
     both.absent_covariates = vec![Covariate::ALL[0]];
     let err = s.model.forecast(&both).unwrap_err();
-    assert!(matches!(err, ServingError::DuplicateCovariate { .. }), "{err:?}");
+    assert!(
+        matches!(err, ServingError::DuplicateCovariate { .. }),
+        "{err:?}"
+    );
 }
 
 #[test]

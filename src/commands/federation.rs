@@ -160,7 +160,7 @@ fn init_tracing() {
 
 /// Resolves on Ctrl-C (SIGINT) or SIGTERM (what service managers and `kill` send): services
 /// then drain, close their state and exit 0 with their summary.
-async fn ctrl_c() {
+pub(super) async fn ctrl_c() {
     #[cfg(unix)]
     if let Ok(mut terminate) =
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())

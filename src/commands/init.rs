@@ -59,7 +59,8 @@ pub fn run(args: InitArgs) -> Result<()> {
     println!(
         "  coordinator.toml, spec.toml, tls/, operator-token, board-reader-token, fleet/ and sites/<site>/participant.toml\n"
     );
-    println!("run it (three terminals, or append `&`):");
+    println!("run it all at once: gridfed up {dir}   (logs in {dir}/logs, Ctrl-C stops)");
+    println!("or piece by piece (three terminals, or append `&`):");
     println!(
         "  gridfed coordinator serve --config {}",
         s.coordinator_config.display()

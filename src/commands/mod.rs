@@ -25,6 +25,7 @@ pub mod plots;
 pub mod report;
 pub mod runtime;
 pub mod train;
+pub mod up;
 
 /// Exit status of a permanent refusal (bad enrollment token, revoked key, unknown federation, a
 /// configuration the federation cannot use): restarting without a change would fail again.
