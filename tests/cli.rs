@@ -263,6 +263,24 @@ fn json_logs_are_one_object_per_line() {
     assert!(!text.contains('\u{1b}'), "no colour codes in JSON logs");
 }
 
+/// `gridfed init NAME` run inside `parent` (a relative directory, as a user types it: the
+/// project must not depend on where it ran): 3 sites, 40 days, 2 rounds, on a free port.
+fn init_small_project(parent: &std::path::Path, name: &str) -> (std::process::Output, u16) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let init = Command::new(env!("CARGO_BIN_EXE_gridfed"))
+        .current_dir(parent)
+        .args(["init", name])
+        .args(["--participants", "3", "--days", "40", "--rounds", "2"])
+        .args(["--port", &port.to_string()])
+        .output()
+        .unwrap();
+    (init, port)
+}
+
 /// `gridfed init` scaffolds a federation that runs as printed: the coordinator serves over TLS,
 /// the spec publishes with the written operator token, three participant daemons train it to
 /// the end, and the registry lists its signed versions.
@@ -270,19 +288,7 @@ fn json_logs_are_one_object_per_line() {
 fn an_initialized_project_runs_end_to_end() {
     let dir = tempfile::tempdir().unwrap();
     let project = dir.path().join("project");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    // A relative directory, as a user types it: the project must not depend on where it ran.
-    let init = Command::new(env!("CARGO_BIN_EXE_gridfed"))
-        .current_dir(dir.path())
-        .args(["init", "project"])
-        .args(["--participants", "3", "--days", "40", "--rounds", "2"])
-        .args(["--port", &port.to_string()])
-        .output()
-        .unwrap();
+    let (init, port) = init_small_project(dir.path(), "project");
     let printed = String::from_utf8_lossy(&init.stdout);
     assert!(
         init.status.success(),
@@ -507,18 +513,7 @@ fn an_import_dry_run_previews_and_writes_nothing() {
 fn init_then_up_runs_a_local_federation() {
     let dir = tempfile::tempdir().unwrap();
     let project = dir.path().join("fed");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let init = Command::new(env!("CARGO_BIN_EXE_gridfed"))
-        .arg("init")
-        .arg(&project)
-        .args(["--participants", "3", "--days", "40", "--rounds", "2"])
-        .args(["--port", &port.to_string()])
-        .output()
-        .unwrap();
+    let (init, port) = init_small_project(dir.path(), "fed");
     assert!(
         init.status.success(),
         "{}",

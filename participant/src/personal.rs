@@ -9,7 +9,7 @@
 use std::path::Path;
 
 use datasets::{RegularSeries, SiteMetadata, Target};
-use models::serving::{Covariate, ForecastRequest, QuantileForecast, ServingModel, origin_index};
+use models::serving::{Covariate, QuantileForecast, ServingModel};
 use models::{GuardDecision, ModelArtifact, Season, SiteChoice};
 
 use crate::ParticipantError;
@@ -112,20 +112,18 @@ impl PersonalModel {
         at_unix_s: Option<i64>,
         horizon_steps: usize,
     ) -> Result<(QuantileForecast, PersonalSource), ParticipantError> {
-        let spec = self.model.spec();
-        let serving = |e: models::serving::ServingError| ParticipantError::Forecast(e.to_string());
-        let origin = origin_index(series, spec.target, at_unix_s).map_err(serving)?;
-        let mut request = ForecastRequest::from_series(
+        let (origin, mut request) = crate::production::site_request(
+            self.model.spec(),
             series,
             site,
-            spec.target,
-            origin,
+            at_unix_s,
             horizon_steps,
-            (spec.history_steps(false), spec.horizon),
-        )
-        .map_err(serving)?;
+        )?;
         request.site_normalization = Some(self.normalization);
-        let learned = self.model.forecast(&request).map_err(serving)?;
+        let learned = self
+            .model
+            .forecast(&request)
+            .map_err(crate::production::serving)?;
         match self.guard.as_ref().map(|g| g.choice) {
             Some(SiteChoice::SeasonalNaive(season)) => {
                 let naive = self.seasonal_naive(series, origin, &learned, season)?;

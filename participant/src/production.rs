@@ -141,7 +141,19 @@ pub fn forecast_site(
     at_unix_s: Option<i64>,
     horizon_steps: usize,
 ) -> Result<QuantileForecast, ParticipantError> {
-    let spec = fetched.model.spec();
+    let (_, request) = site_request(fetched.model.spec(), series, site, at_unix_s, horizon_steps)?;
+    fetched.model.forecast(&request).map_err(serving)
+}
+
+/// The request `spec`'s model needs for the site of `series` from `at_unix_s` (default: the
+/// step after the last observation), and the origin's grid index.
+pub(crate) fn site_request(
+    spec: &models::serving::ServingSpec,
+    series: &RegularSeries,
+    site: &SiteMetadata,
+    at_unix_s: Option<i64>,
+    horizon_steps: usize,
+) -> Result<(usize, ForecastRequest), ParticipantError> {
     let origin = origin_index(series, spec.target, at_unix_s).map_err(serving)?;
     let request = ForecastRequest::from_series(
         series,
@@ -152,10 +164,10 @@ pub fn forecast_site(
         (spec.history_steps(false), spec.horizon),
     )
     .map_err(serving)?;
-    fetched.model.forecast(&request).map_err(serving)
+    Ok((origin, request))
 }
 
-fn serving(e: models::serving::ServingError) -> ParticipantError {
+pub(crate) fn serving(e: models::serving::ServingError) -> ParticipantError {
     ParticipantError::Forecast(e.to_string())
 }
 

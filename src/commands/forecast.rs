@@ -20,24 +20,42 @@ pub enum ForecastFormat {
     Csv,
 }
 
+/// Which site of which telemetry file.
 #[derive(Args)]
-pub struct ForecastArgs {
-    /// NAME (its production alias), NAME@VERSION or NAME@ALIAS.
-    #[arg(long)]
-    pub model: String,
-    /// Telemetry Parquet file: history of the target, then rows with the known-future
-    /// covariates (target empty) from the forecast origin on.
+pub struct SiteInput {
+    /// Telemetry Parquet file: the site's history, and for forecasts past its end rows with
+    /// the known-future covariates (target empty) from the forecast origin on.
     #[arg(long)]
     pub input: PathBuf,
     /// Site metadata (default: sites.json beside the input).
     #[arg(long)]
     pub metadata: Option<PathBuf>,
-    /// Site to forecast (default: the file's only or first site).
+    /// Site (default: the file's only or first site).
     #[arg(long)]
     pub site: Option<String>,
     /// load or pv (default: the one the site measures; required when it measures both).
     #[arg(long)]
     pub target: Option<Target>,
+}
+
+impl SiteInput {
+    pub(super) fn load(&self) -> Result<SiteHistory> {
+        load_site(
+            &self.input,
+            self.metadata.as_deref(),
+            self.site.as_deref(),
+            self.target,
+        )
+    }
+}
+
+#[derive(Args)]
+pub struct ForecastArgs {
+    /// NAME (its production alias), NAME@VERSION or NAME@ALIAS.
+    #[arg(long)]
+    pub model: String,
+    #[command(flatten)]
+    pub site: SiteInput,
     /// First forecast step (RFC 3339, e.g. 2024-02-10T00:00:00Z, or unix seconds); default: the step after
     /// the last observation. Later target values in the file are ignored (backtests).
     #[arg(long)]
@@ -89,7 +107,7 @@ pub(super) struct SiteHistory {
 }
 
 /// Reads `site` (default: the first) of a telemetry Parquet file and puts it on its grid.
-pub(super) fn load_site(
+fn load_site(
     input: &std::path::Path,
     metadata: Option<&std::path::Path>,
     site: Option<&str>,
@@ -148,12 +166,7 @@ pub fn run(args: ForecastArgs) -> Result<()> {
         series,
         site,
         target,
-    } = load_site(
-        &args.input,
-        args.metadata.as_deref(),
-        args.site.as_deref(),
-        args.target,
-    )?;
+    } = args.site.load()?;
     let site = &site;
     let at_unix_s = args
         .origin
@@ -199,37 +212,77 @@ pub(super) async fn forecast_client(
         .max_decoding_message_size(proto::MAX_MESSAGE_BYTES))
 }
 
-fn print(r: &proto::forecast::ForecastResponse, format: ForecastFormat) -> Result<()> {
-    let time = |unix_s: i64| {
-        chrono::DateTime::from_timestamp(unix_s, 0)
-            .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
-            .unwrap_or_else(|| unix_s.to_string())
-    };
-    let levels: Vec<String> = r
-        .quantiles
+/// A quantile forecast's columns: `p10_kw`-style names and each level's values.
+pub(super) type LevelColumns<'a> = Vec<(String, &'a [f32])>;
+
+pub(super) fn level_columns<'a>(
+    levels: impl Iterator<Item = (f32, &'a [f32])>,
+) -> LevelColumns<'a> {
+    levels
+        .map(|(level, values)| (format!("p{:02.0}_kw", level * 100.0), values))
+        .collect()
+}
+
+pub(super) fn utc_time(unix_s: i64) -> String {
+    chrono::DateTime::from_timestamp(unix_s, 0)
+        .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+        .unwrap_or_else(|| unix_s.to_string())
+}
+
+/// `[{timestamp, p10_kw, ...}]`, in watts' precision (the f32 forecast has no more).
+pub(super) fn steps_json(timestamps: &[i64], columns: &LevelColumns<'_>) -> serde_json::Value {
+    timestamps
         .iter()
-        .map(|q| format!("p{:02.0}_kw", q.level * 100.0))
-        .collect();
+        .enumerate()
+        .map(|(i, &ts)| {
+            let mut step = serde_json::Map::new();
+            step.insert("timestamp".into(), utc_time(ts).into());
+            for (name, values) in columns {
+                let kw = values.get(i).map(|&v| (f64::from(v) * 1e3).round() / 1e3);
+                step.insert(name.clone(), kw.into());
+            }
+            serde_json::Value::from(step)
+        })
+        .collect()
+}
+
+/// One line per step, with a header line: a table, or CSV.
+pub(super) fn print_steps(timestamps: &[i64], columns: &LevelColumns<'_>, csv: bool) {
+    if csv {
+        let names: Vec<&str> = columns.iter().map(|(n, _)| n.as_str()).collect();
+        println!("timestamp,{}", names.join(","));
+    } else {
+        print!("{:<22}", "timestamp (UTC)");
+        for (name, _) in columns {
+            print!(" {name:>10}");
+        }
+        println!();
+    }
+    for (i, &ts) in timestamps.iter().enumerate() {
+        let values: Vec<String> = columns
+            .iter()
+            .map(|(_, v)| v.get(i).map(|x| format!("{x:.3}")).unwrap_or_default())
+            .collect();
+        if csv {
+            println!("{},{}", utc_time(ts), values.join(","));
+        } else {
+            print!("{:<22}", utc_time(ts));
+            for v in values {
+                print!(" {v:>10}");
+            }
+            println!();
+        }
+    }
+}
+
+fn print(r: &proto::forecast::ForecastResponse, format: ForecastFormat) -> Result<()> {
+    let columns = level_columns(
+        r.quantiles
+            .iter()
+            .map(|q| (q.level, q.values_kw.as_slice())),
+    );
     match format {
         ForecastFormat::Json => {
-            let steps: Vec<serde_json::Value> = r
-                .timestamps_unix_s
-                .iter()
-                .enumerate()
-                .map(|(i, &ts)| {
-                    let mut step = serde_json::Map::new();
-                    step.insert("timestamp".into(), time(ts).into());
-                    for (name, q) in levels.iter().zip(&r.quantiles) {
-                        // Three decimals (watts): the f32 forecast has no more precision.
-                        let kw = q
-                            .values_kw
-                            .get(i)
-                            .map(|&v| (f64::from(v) * 1e3).round() / 1e3);
-                        step.insert(name.clone(), kw.into());
-                    }
-                    step.into()
-                })
-                .collect();
             let accuracy = r.accuracy.as_ref().map(|a| {
                 serde_json::json!({"sector": a.sector, "sites": a.sites, "nmae": a.nmae,
                     "nrmse": a.nrmse, "coverage": a.coverage, "skill": a.skill})
@@ -241,63 +294,35 @@ fn print(r: &proto::forecast::ForecastResponse, format: ForecastFormat) -> Resul
             println!(
                 "{}",
                 serde_json::json!({"model": r.model, "version": r.version, "version_id": r.version_id,
-                    "federated_accuracy": accuracy, "differential_privacy": privacy, "steps": steps})
+                    "federated_accuracy": accuracy, "differential_privacy": privacy,
+                    "steps": steps_json(&r.timestamps_unix_s, &columns)})
             );
         }
-        ForecastFormat::Csv | ForecastFormat::Table => {
-            let csv = format == ForecastFormat::Csv;
-            if csv {
-                println!("timestamp,{}", levels.join(","));
-            } else {
+        ForecastFormat::Csv => print_steps(&r.timestamps_unix_s, &columns, true),
+        ForecastFormat::Table => {
+            println!(
+                "{}@{} (id {})",
+                r.model,
+                r.version,
+                &r.version_id[..12.min(r.version_id.len())]
+            );
+            if let Some(a) = &r.accuracy {
                 println!(
-                    "{}@{} (id {})",
-                    r.model,
-                    r.version,
-                    &r.version_id[..12.min(r.version_id.len())]
+                    "federated evaluation ({}, {} sites): nMAE {:.1}%, p10-p90 coverage {:.0}%",
+                    a.sector,
+                    a.sites,
+                    100.0 * a.nmae,
+                    100.0 * a.coverage
                 );
-                if let Some(a) = &r.accuracy {
-                    println!(
-                        "federated evaluation ({}, {} sites): nMAE {:.1}%, p10-p90 coverage {:.0}%",
-                        a.sector,
-                        a.sites,
-                        100.0 * a.nmae,
-                        100.0 * a.coverage
-                    );
-                }
-                match &r.privacy {
-                    Some(p) => println!(
-                        "differential privacy: epsilon {:.2} at delta {:e} over {} rounds (site-level)",
-                        p.epsilon, p.delta, p.rounds
-                    ),
-                    None => println!("differential privacy: none"),
-                }
-                print!("{:<22}", "timestamp (UTC)");
-                for name in &levels {
-                    print!(" {name:>10}");
-                }
-                println!();
             }
-            for (i, &ts) in r.timestamps_unix_s.iter().enumerate() {
-                let values: Vec<String> = r
-                    .quantiles
-                    .iter()
-                    .map(|q| {
-                        q.values_kw
-                            .get(i)
-                            .map(|v| format!("{v:.3}"))
-                            .unwrap_or_default()
-                    })
-                    .collect();
-                if csv {
-                    println!("{},{}", time(ts), values.join(","));
-                } else {
-                    print!("{:<22}", time(ts));
-                    for v in values {
-                        print!(" {v:>10}");
-                    }
-                    println!();
-                }
+            match &r.privacy {
+                Some(p) => println!(
+                    "differential privacy: epsilon {:.2} at delta {:e} over {} rounds (site-level)",
+                    p.epsilon, p.delta, p.rounds
+                ),
+                None => println!("differential privacy: none"),
             }
+            print_steps(&r.timestamps_unix_s, &columns, false);
         }
     }
     Ok(())

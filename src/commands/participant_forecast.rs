@@ -62,72 +62,32 @@ pub fn run(args: &PersonalForecastArgs) -> Result<()> {
             season
         ),
     };
-    let time = |unix_s: i64| {
-        chrono::DateTime::from_timestamp(unix_s, 0)
-            .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
-            .unwrap_or_else(|| unix_s.to_string())
-    };
-    let names: Vec<String> = forecast
-        .levels
-        .iter()
-        .map(|l| format!("p{:02.0}_kw", l * 100.0))
-        .collect();
+    let columns = super::forecast::level_columns(
+        forecast
+            .levels
+            .iter()
+            .copied()
+            .zip(forecast.values_kw.iter().map(Vec::as_slice)),
+    );
     match args.format {
-        ForecastFormat::Json => {
-            let steps: Vec<serde_json::Value> = forecast
-                .timestamps_unix_s
-                .iter()
-                .enumerate()
-                .map(|(i, &ts)| {
-                    let mut step = serde_json::Map::new();
-                    step.insert("timestamp".into(), time(ts).into());
-                    for (name, values) in names.iter().zip(&forecast.values_kw) {
-                        let kw = values.get(i).map(|&v| (f64::from(v) * 1e3).round() / 1e3);
-                        step.insert(name.clone(), kw.into());
-                    }
-                    step.into()
-                })
-                .collect();
-            println!(
-                "{}",
-                serde_json::json!({"site": site.site_id, "target": model.target().as_str(),
-                    "source": match source { PersonalSource::FineTuned => "fine_tuned", PersonalSource::SeasonalNaive(_) => "seasonal_naive" },
-                    "model_dir": dir, "steps": steps})
-            );
+        ForecastFormat::Json => println!(
+            "{}",
+            serde_json::json!({"site": site.site_id, "target": model.target().as_str(),
+                "source": match source { PersonalSource::FineTuned => "fine_tuned", PersonalSource::SeasonalNaive(_) => "seasonal_naive" },
+                "model_dir": dir,
+                "steps": super::forecast::steps_json(&forecast.timestamps_unix_s, &columns)})
+        ),
+        ForecastFormat::Csv => {
+            super::forecast::print_steps(&forecast.timestamps_unix_s, &columns, true)
         }
-        ForecastFormat::Csv | ForecastFormat::Table => {
-            let csv = args.format == ForecastFormat::Csv;
-            if csv {
-                println!("timestamp,{}", names.join(","));
-            } else {
-                println!(
-                    "site {} ({}), {source_name}, from {}",
-                    site.site_id,
-                    model.target().as_str(),
-                    dir.display()
-                );
-                print!("{:<22}", "timestamp (UTC)");
-                for name in &names {
-                    print!(" {name:>10}");
-                }
-                println!();
-            }
-            for (i, &ts) in forecast.timestamps_unix_s.iter().enumerate() {
-                let values: Vec<String> = forecast
-                    .values_kw
-                    .iter()
-                    .map(|v| v.get(i).map(|x| format!("{x:.3}")).unwrap_or_default())
-                    .collect();
-                if csv {
-                    println!("{},{}", time(ts), values.join(","));
-                } else {
-                    print!("{:<22}", time(ts));
-                    for v in values {
-                        print!(" {v:>10}");
-                    }
-                    println!();
-                }
-            }
+        ForecastFormat::Table => {
+            println!(
+                "site {} ({}), {source_name}, from {}",
+                site.site_id,
+                model.target().as_str(),
+                dir.display()
+            );
+            super::forecast::print_steps(&forecast.timestamps_unix_s, &columns, false);
         }
     }
     Ok(())

@@ -6,10 +6,9 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, ensure};
 use clap::{Args, Subcommand};
-use datasets::Target;
 
 use super::demo_plots::SiteFan;
-use super::forecast::{SiteHistory, forecast_client, load_site, parse_instant};
+use super::forecast::{SiteHistory, SiteInput, forecast_client, parse_instant};
 use super::models::{Connection, Remote, list_versions};
 use super::plots::{LineChart, Stroke, palette, write_svg_and_png};
 
@@ -36,18 +35,8 @@ pub struct PlotForecastArgs {
     /// NAME (its production alias), NAME@VERSION or NAME@ALIAS.
     #[arg(long)]
     pub model: String,
-    /// The site's telemetry Parquet file (with the days to plot).
-    #[arg(long)]
-    pub input: PathBuf,
-    /// Site metadata (default: sites.json beside the input).
-    #[arg(long)]
-    pub metadata: Option<PathBuf>,
-    /// Site to plot (default: the file's only or first site).
-    #[arg(long)]
-    pub site: Option<String>,
-    /// load or pv (default: the one the site measures).
-    #[arg(long)]
-    pub target: Option<Target>,
+    #[command(flatten)]
+    pub site: SiteInput,
     /// First forecast step (RFC 3339 or unix seconds); default: `--days` days before the
     /// last observation.
     #[arg(long)]
@@ -177,12 +166,7 @@ fn forecast(args: &PlotForecastArgs) -> Result<Vec<PathBuf>> {
         series,
         site,
         target,
-    } = load_site(
-        &args.input,
-        args.metadata.as_deref(),
-        args.site.as_deref(),
-        args.target,
-    )?;
+    } = args.site.load()?;
     let t = &series.telemetry;
     let step_s = series.resolution.seconds();
     let per_day = usize::try_from(86_400 / step_s).context("step longer than a day")?;

@@ -224,6 +224,7 @@ pub fn run(args: UpArgs) -> Result<()> {
         // Watch: participants finish with their federation; the coordinator should not exit.
         let mut reported = vec![false; children.len()];
         let mut failed = 0usize;
+        let mut all_finished = false;
         loop {
             if stop_rx.recv_timeout(Duration::from_millis(200)).is_ok() {
                 println!("stopping");
@@ -255,7 +256,8 @@ pub fn run(args: UpArgs) -> Result<()> {
                     );
                 }
             }
-            if reported.iter().all(|&d| d) {
+            if !all_finished && reported.iter().all(|&d| d) {
+                all_finished = true;
                 ensure!(
                     failed == 0,
                     "{failed} participant(s) failed: see their logs in {}",
@@ -268,19 +270,6 @@ pub fn run(args: UpArgs) -> Result<()> {
                 println!(
                     "every participant finished; the coordinator keeps serving (Ctrl-C stops it)"
                 );
-                // Keep watching only the coordinator and the signal.
-                loop {
-                    if stop_rx.recv_timeout(Duration::from_millis(200)).is_ok() {
-                        println!("stopping");
-                        return Ok(());
-                    }
-                    if let Ok(Some(status)) = coordinator.child.try_wait() {
-                        bail!(
-                            "the coordinator exited ({status}) (log {})",
-                            coordinator.log.display()
-                        );
-                    }
-                }
             }
         }
     })();
