@@ -835,3 +835,37 @@ fn a_file_that_crashes_the_parquet_decoder_is_an_error_naming_it() {
     assert!(text.contains("corrupt-definition-levels.parquet"), "{text}");
     assert!(text.contains("the Parquet decoder failed"), "{text}");
 }
+
+/// A file on which the `parquet` decoder spins forever (found by fuzzing; the decoder's thrift
+/// skip of a corrupt page header never advances) is reported corrupt within the time limit,
+/// naming the file, instead of hanging the command or daemon.
+#[test]
+fn a_file_the_decoder_hangs_on_is_reported_within_the_limit() {
+    let fleet = datasets::synth::generate_fleet(&datasets::synth::FleetConfig {
+        sites: 2,
+        days: 3,
+        ..Default::default()
+    });
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/decoder-hang.parquet");
+    let limit = std::time::Duration::from_secs(3);
+    let started = std::time::Instant::now();
+    let err = datasets::reader::read_telemetry_within(&path, &fleet.sites, limit).unwrap_err();
+    let took = started.elapsed();
+    assert!(matches!(err, DatasetError::NotParquet { .. }), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("decoder-hang.parquet") && text.contains("made no progress"),
+        "{text}"
+    );
+    assert!(
+        took >= limit,
+        "gave up after {took:?}: the decoder did not hang, the test is void"
+    );
+    assert!(took < limit * 10, "{took:?}");
+    // The limit real files get is far longer than the hang's test limit, and grows with size.
+    assert!(datasets::reader::decode_time_limit(8_000) >= std::time::Duration::from_secs(60));
+    assert!(
+        datasets::reader::decode_time_limit(100_000_000)
+            > datasets::reader::decode_time_limit(1_000_000)
+    );
+}
