@@ -68,6 +68,44 @@ impl SiteFan {
         }
         Ok((!fan.hours.is_empty()).then_some(fan))
     }
+
+    /// nMAE of the p50 against the measured steps (those with a reading).
+    pub fn nmae(&self) -> f64 {
+        let (abs_error, total) = self
+            .p50
+            .iter()
+            .zip(&self.actual)
+            .filter(|(_, a)| a.is_finite())
+            .fold((0.0, 0.0), |(e, s), (p, a)| {
+                (e + (p - a).abs(), s + a.abs())
+            });
+        if total > 0.0 {
+            abs_error / total
+        } else {
+            f64::NAN
+        }
+    }
+
+    /// The p10-p90 band, the p50 and the meter (steps without a reading left out).
+    pub fn chart(&self, title: String) -> LineChart {
+        let zip = |values: &[f64]| -> Vec<(f64, f64)> {
+            self.hours
+                .iter()
+                .copied()
+                .zip(values.iter().copied())
+                .filter(|p| p.1.is_finite())
+                .collect()
+        };
+        LineChart::new(title, "hours from the first forecast step", "kW")
+            .band("p10-p90", palette(3), zip(&self.p10), zip(&self.p90))
+            .line("p50", palette(3), Stroke::Solid, zip(&self.p50))
+            .line(
+                "measured",
+                plotters::prelude::BLACK,
+                Stroke::Solid,
+                zip(&self.actual),
+            )
+    }
 }
 
 /// What the demo learned about one target, in the shape its pictures need.
@@ -174,30 +212,11 @@ fn fleet_scores(p: &TargetPictures<'_>) -> LineChart {
 }
 
 fn fan_chart(target: Target, fan: &SiteFan) -> LineChart {
-    let zip = |values: &[f64]| -> Vec<(f64, f64)> {
-        fan.hours
-            .iter()
-            .copied()
-            .zip(values.iter().copied())
-            .collect()
-    };
-    LineChart::new(
-        format!(
-            "{}: day-ahead forecasts of site {} against its meter (held-out days)",
-            name(target),
-            fan.site
-        ),
-        "hours from the first forecast step",
-        "kW",
-    )
-    .band("p10-p90", palette(3), zip(&fan.p10), zip(&fan.p90))
-    .line("p50", palette(3), Stroke::Solid, zip(&fan.p50))
-    .line(
-        "measured",
-        plotters::prelude::RGBColor(0, 0, 0),
-        Stroke::Solid,
-        zip(&fan.actual),
-    )
+    fan.chart(format!(
+        "{}: day-ahead forecasts of site {} against its meter (held-out days)",
+        name(target),
+        fan.site
+    ))
 }
 
 #[cfg(test)]

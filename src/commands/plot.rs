@@ -253,48 +253,14 @@ fn forecast(args: &PlotForecastArgs) -> Result<Vec<PathBuf>> {
         Ok::<_, anyhow::Error>(())
     })?;
     ensure!(!fan.hours.is_empty(), "no forecast step to plot");
-    let measured: Vec<(f64, f64)> = fan
-        .hours
-        .iter()
-        .copied()
-        .zip(fan.actual.iter().copied())
-        .filter(|p| p.1.is_finite())
-        .collect();
-    let (abs_error, total): (f64, f64) = fan
-        .p50
-        .iter()
-        .zip(&fan.actual)
-        .filter(|(_, a)| a.is_finite())
-        .fold((0.0, 0.0), |(e, s), (p, a)| {
-            (e + (p - a).abs(), s + a.abs())
-        });
-    let nmae = if total > 0.0 {
-        abs_error / total
-    } else {
-        f64::NAN
-    };
-    let zip = |v: &[f64]| -> Vec<(f64, f64)> {
-        fan.hours.iter().copied().zip(v.iter().copied()).collect()
-    };
-    let chart = LineChart::new(
-        format!(
-            "{version}: day-ahead {} of {} over {} days (nMAE {:.1}%)",
-            target.as_str(),
-            fan.site,
-            args.days,
-            100.0 * nmae
-        ),
-        "hours from the first forecast step",
-        "kW",
-    )
-    .band("p10-p90", palette(3), zip(&fan.p10), zip(&fan.p90))
-    .line("p50", palette(3), Stroke::Solid, zip(&fan.p50))
-    .line(
-        "measured",
-        plotters::prelude::BLACK,
-        Stroke::Solid,
-        measured,
-    );
+    let nmae = fan.nmae();
+    let chart = fan.chart(format!(
+        "{version}: day-ahead {} of {} over {} days (nMAE {:.1}%)",
+        target.as_str(),
+        fan.site,
+        args.days,
+        100.0 * nmae
+    ));
     println!(
         "{version}: {} steps, nMAE {:.2}% against the meter",
         fan.hours.len(),
