@@ -73,16 +73,21 @@ impl NonceBook {
     }
 }
 
-/// Whether `metadata` carries `authorization: Bearer <t>` for one of `tokens` (each compared
-/// in constant time, all of them always, so timing does not say which one nearly matched).
+/// Whether `given` is one of `tokens` (each compared in constant time, all of them always, so
+/// timing does not say which one nearly matched); never for an empty `given`.
+pub fn token_accepted(tokens: &[String], given: &str) -> bool {
+    !given.is_empty()
+        && tokens.iter().fold(false, |ok, t| {
+            ok | crate::hub::constant_time_eq(t.as_bytes(), given.as_bytes())
+        })
+}
+
+/// Whether `metadata` carries `authorization: Bearer <t>` for one of `tokens`.
 pub fn bearer_accepted(metadata: &tonic::metadata::MetadataMap, tokens: &[String]) -> bool {
     let given = metadata
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
-    !given.is_empty()
-        && tokens.iter().fold(false, |ok, t| {
-            ok | crate::hub::constant_time_eq(t.as_bytes(), given.as_bytes())
-        })
+    token_accepted(tokens, given)
 }

@@ -13,9 +13,10 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
+use crate::auth::token_accepted;
 use crate::board::Board;
 use crate::dashboard::{DashboardSnapshot, render};
-use crate::hub::{Hub, constant_time_eq};
+use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 
@@ -149,13 +150,6 @@ fn query_value(query: &str, name: &str) -> Option<String> {
         .and_then(|(_, v)| percent_decode(v))
 }
 
-fn accepted(tokens: &[String], given: &str) -> bool {
-    !given.is_empty()
-        && tokens.iter().fold(false, |ok, t| {
-            ok | constant_time_eq(t.as_bytes(), given.as_bytes())
-        })
-}
-
 fn response(status: &str, content_type: &str, extra_headers: &str, body: &str) -> Vec<u8> {
     format!(
         "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
@@ -198,7 +192,7 @@ async fn respond(head: &str, metrics: &Metrics, dashboard: Option<DashboardSourc
         ),
         ("/login", Some(d)) => {
             let token = query_value(&request.query, "token").unwrap_or_default();
-            if accepted(&d.tokens, &token) {
+            if token_accepted(&d.tokens, &token) {
                 // The cookie holds the token itself: HttpOnly keeps it from scripts (the
                 // page has none), SameSite=Strict from other sites' requests.
                 let cookie = format!(
@@ -222,7 +216,7 @@ async fn respond(head: &str, metrics: &Metrics, dashboard: Option<DashboardSourc
                 .as_deref()
                 .and_then(percent_decode)
                 .unwrap_or_default();
-            if !accepted(&d.tokens, &token) {
+            if !token_accepted(&d.tokens, &token) {
                 return response(
                     "401 Unauthorized",
                     HTML,
@@ -288,9 +282,9 @@ mod tests {
     #[test]
     fn only_configured_tokens_are_accepted() {
         let tokens = vec!["operator-token-0123456789".to_string()];
-        assert!(accepted(&tokens, "operator-token-0123456789"));
-        assert!(!accepted(&tokens, "operator-token-012345678"));
-        assert!(!accepted(&tokens, ""));
-        assert!(!accepted(&[], ""));
+        assert!(token_accepted(&tokens, "operator-token-0123456789"));
+        assert!(!token_accepted(&tokens, "operator-token-012345678"));
+        assert!(!token_accepted(&tokens, ""));
+        assert!(!token_accepted(&[], ""));
     }
 }

@@ -152,6 +152,25 @@ fn assert_close(served: &[Vec<f32>], expected: &[Vec<f32>]) {
     }
 }
 
+/// The training-side load window of `series` whose first forecast step is `origin_unix_s`.
+fn one_window(
+    series: &RegularSeries,
+    site: &datasets::SiteMetadata,
+    origin_unix_s: i64,
+    norm: Normalization,
+) -> datasets::SampleSet {
+    let spec = WindowSpec {
+        context: CONTEXT,
+        horizon: DAY,
+        stride: 1,
+    };
+    let range = OriginRange {
+        from: origin_unix_s,
+        until: origin_unix_s + DAY as i64 * 3600,
+    };
+    build_samples(series, site, Target::Load, spec, norm, range).unwrap()
+}
+
 fn index_of(s: &Served, unix_s: i64) -> usize {
     s.series.index_of(unix_s).unwrap()
 }
@@ -258,16 +277,7 @@ fn load_forecast_normalized_on_its_history_equals_windows_built_with_that_normal
     )
     .unwrap();
     let origin_unix_s = s.series.telemetry.timestamps[origin];
-    let spec = WindowSpec {
-        context: CONTEXT,
-        horizon: DAY,
-        stride: 1,
-    };
-    let range = OriginRange {
-        from: origin_unix_s,
-        until: origin_unix_s + DAY as i64 * 3600,
-    };
-    let set = build_samples(&s.series, &s.prepared.site, Target::Load, spec, norm, range).unwrap();
+    let set = one_window(&s.series, &s.prepared.site, origin_unix_s, norm);
     assert_eq!(set.origins, vec![origin_unix_s]);
     assert_close(&forecast.values_kw, &evaluated(&s, &set, 0));
 
@@ -305,16 +315,7 @@ fn a_site_without_weather_columns_is_served_as_it_trained() {
     let forecast = s.model.forecast(&req).unwrap();
     assert_well_formed(&forecast, &req);
     let origin_unix_s = dry.telemetry.timestamps[origin];
-    let spec = WindowSpec {
-        context: CONTEXT,
-        horizon: DAY,
-        stride: 1,
-    };
-    let range = OriginRange {
-        from: origin_unix_s,
-        until: origin_unix_s + DAY as i64 * 3600,
-    };
-    let set = build_samples(&dry, site, Target::Load, spec, norm, range).unwrap();
+    let set = one_window(&dry, site, origin_unix_s, norm);
     assert_eq!(set.origins, vec![origin_unix_s]);
     assert_close(&forecast.values_kw, &evaluated(&s, &set, 0));
     // Different from the forecast with the weather it does have: the inputs mattered.
