@@ -22,11 +22,12 @@ struct Cli {
 enum Command {
     /// Generate a synthetic fleet, train forecasters and print the accuracy table.
     Demo(commands::demo::DemoArgs),
-    /// Scaffold a runnable federation in a new directory: TLS, coordinator.toml with tokens, a
-    /// model spec, site telemetry and one participant.toml per site.
-    Init(commands::init::InitArgs),
-    /// Run a project from `gridfed init` on this machine: the coordinator, its model
-    /// published, one participant daemon per site (child processes, logs in DIR/logs).
+    /// Scaffold a runnable federation: `init local` (one machine, run by `gridfed up`), or
+    /// `init coordinator` and `init participant` for separate machines.
+    #[command(subcommand)]
+    Init(commands::init::InitCommand),
+    /// Run a project from `gridfed init local` (or `init coordinator`) on this machine: the
+    /// coordinator, its model published, one participant daemon per site (logs in DIR/logs).
     Up(commands::up::UpArgs),
     /// Create, validate and import site telemetry.
     #[command(subcommand)]
@@ -75,7 +76,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo(args) => commands::demo::run(args),
-        Command::Init(args) => commands::init::run(args),
+        Command::Init(cmd) => commands::init::run(cmd),
         Command::Up(args) => commands::up::run(args),
         Command::Datasets(cmd) => commands::datasets::run(cmd),
         Command::Train(args) => commands::train::run(args),
@@ -101,5 +102,46 @@ fn main() -> std::process::ExitCode {
                 std::process::ExitCode::FAILURE
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every subcommand and every argument a user can type says what it is in `--help`.
+    #[test]
+    fn every_command_and_argument_has_help_text() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if id == "help" || id == "version" || arg.is_hide_set() {
+                    continue;
+                }
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                if sub.get_name() == "help" {
+                    continue;
+                }
+                let sub_path = format!("{path} {}", sub.get_name());
+                if sub.get_about().is_none() && sub.get_long_about().is_none() {
+                    missing.push(format!("{sub_path} (command)"));
+                }
+                walk(sub, &sub_path, missing);
+            }
+        }
+        let cli = super::Cli::command();
+        cli.clone().debug_assert();
+        let mut missing = Vec::new();
+        walk(&cli, "gridfed", &mut missing);
+        assert!(
+            missing.is_empty(),
+            "{} without help text:\n{}",
+            missing.len(),
+            missing.join("\n")
+        );
     }
 }

@@ -263,8 +263,8 @@ fn json_logs_are_one_object_per_line() {
     assert!(!text.contains('\u{1b}'), "no colour codes in JSON logs");
 }
 
-/// `gridfed init NAME` run inside `parent` (a relative directory, as a user types it: the
-/// project must not depend on where it ran): 3 sites, 40 days, 2 rounds, on a free port.
+/// `gridfed init local NAME` run inside `parent` (a relative directory, as a user types it:
+/// the project must not depend on where it ran): 3 sites, 40 days, 2 rounds, on a free port.
 fn init_small_project(parent: &std::path::Path, name: &str) -> (std::process::Output, u16) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -273,8 +273,8 @@ fn init_small_project(parent: &std::path::Path, name: &str) -> (std::process::Ou
         .port();
     let init = Command::new(env!("CARGO_BIN_EXE_gridfed"))
         .current_dir(parent)
-        .args(["init", name])
-        .args(["--participants", "3", "--days", "40", "--rounds", "2"])
+        .args(["init", "local", name])
+        .args(["--sites", "3", "--days", "40", "--rounds", "2"])
         .args(["--port", &port.to_string()])
         .output()
         .unwrap();
@@ -301,7 +301,7 @@ fn an_initialized_project_runs_end_to_end() {
     );
     // A second init into the same directory refuses instead of overwriting.
     let again = Command::new(env!("CARGO_BIN_EXE_gridfed"))
-        .arg("init")
+        .args(["init", "local"])
         .arg(&project)
         .output()
         .unwrap();
@@ -507,22 +507,39 @@ fn an_import_dry_run_previews_and_writes_nothing() {
     assert!(!out.exists(), "a dry run wrote {}", out.display());
 }
 
-/// `gridfed init` then `gridfed up`: a whole local TLS federation from two commands, with no
-/// hand-written file; `--until-done` stops it once every site has finished.
+/// README's "Must show": `gridfed init local --sites 3 && gridfed up` in an empty directory is
+/// a whole local TLS federation from two commands with no hand-written file (here with fewer
+/// days and rounds, a free port, and `--until-done` so that it stops once every site is done).
 #[test]
-fn init_then_up_runs_a_local_federation() {
+fn init_local_then_up_runs_a_local_federation() {
     let dir = tempfile::tempdir().unwrap();
-    let project = dir.path().join("fed");
-    let (init, port) = init_small_project(dir.path(), "fed");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let init = Command::new(env!("CARGO_BIN_EXE_gridfed"))
+        .current_dir(dir.path())
+        .args([
+            "init", "local", "--sites", "3", "--days", "40", "--rounds", "2",
+        ])
+        .args(["--port", &port.to_string()])
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&init.stdout);
     assert!(
         init.status.success(),
-        "{}",
+        "{printed}{}",
         String::from_utf8_lossy(&init.stderr)
     );
+    assert!(
+        printed.contains("run it all at once: gridfed up "),
+        "{printed}"
+    );
+    let project = dir.path().join("gridfed-local");
     let up = Command::new(env!("CARGO_BIN_EXE_gridfed"))
-        .arg("up")
-        .arg(&project)
-        .arg("--until-done")
+        .current_dir(dir.path())
+        .args(["up", "--until-done"])
         .output()
         .unwrap();
     let printed = String::from_utf8_lossy(&up.stdout);
@@ -555,4 +572,221 @@ fn init_then_up_runs_a_local_federation() {
     }
     // The coordinator was stopped, not left behind: its port is free again.
     assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
+}
+
+/// `gridfed <args>` in `dir`.
+fn gridfed_in(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_gridfed"))
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// The separate-machine scaffolds: `init coordinator` on the coordinator's machine, then each
+/// site operator's `init participant` with what they were handed (URL, ca.pem, enrollment
+/// token, their own fleet directory). `gridfed up` runs the coordinator alone (it has no
+/// sites) and publishes the spec; three daemons federate it over TLS to its last version.
+/// Wrong input is refused before anything is written.
+#[test]
+fn coordinator_and_participant_scaffolds_federate_over_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        .to_string();
+    let synth = gridfed_in(
+        d,
+        &[
+            "datasets", "synth", "--sites", "3", "--days", "40", "--out", "fleet",
+        ],
+    );
+    assert!(
+        synth.status.success(),
+        "{}",
+        String::from_utf8_lossy(&synth.stderr)
+    );
+    let init = gridfed_in(
+        d,
+        &[
+            "init",
+            "coordinator",
+            "coord",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port,
+            "--rounds",
+            "2",
+        ],
+    );
+    let printed = String::from_utf8_lossy(&init.stdout);
+    assert!(
+        init.status.success(),
+        "{printed}{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+    assert!(printed.contains("gridfed init participant"), "{printed}");
+    for file in [
+        "coordinator.toml",
+        "spec.toml",
+        "tls/ca.pem",
+        "tls/server.key",
+        "enrollment-token",
+        "operator-token",
+        "board-reader-token",
+    ] {
+        assert!(d.join("coord").join(file).exists(), "{file}");
+    }
+    let url = format!("https://127.0.0.1:{port}");
+    let participant = |name: &str, extra: &[&str]| {
+        let mut args = vec![
+            "init",
+            "participant",
+            name,
+            "--coordinator",
+            &url,
+            "--ca-cert",
+            "coord/tls/ca.pem",
+            "--token-file",
+            "coord/enrollment-token",
+            "--data",
+            "fleet",
+        ];
+        args.extend_from_slice(extra);
+        gridfed_in(d, &args)
+    };
+    // Refused, naming what is wrong, and nothing written.
+    let refusals: [(&[&str], &str); 3] = [
+        (&[], "name one with --site"),
+        (&["--site", "no-such-site"], "no such site"),
+        (&["--site", "site-001", "--target", "pv"], "--target pv"), // a building: no PV
+    ];
+    for (extra, said) in refusals {
+        let out = participant("refused", extra);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && stderr.contains(said),
+            "{extra:?}: {stderr}"
+        );
+        assert!(!d.join("refused").exists(), "{extra:?} wrote a directory");
+    }
+    let plaintext_ca = gridfed_in(
+        d,
+        &[
+            "init",
+            "participant",
+            "refused",
+            "--coordinator",
+            &url,
+            "--token",
+            "t",
+            "--data",
+            "fleet",
+            "--site",
+            "site-000",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&plaintext_ca.stderr);
+    assert!(
+        !plaintext_ca.status.success() && stderr.contains("--ca-cert"),
+        "{stderr}"
+    );
+
+    let fleet = datasets::reader::read_fleet_dir(&d.join("fleet")).unwrap();
+    let sites: Vec<String> = fleet
+        .telemetry
+        .iter()
+        .map(|s| s.telemetry.site_id.clone())
+        .collect();
+    for (i, site) in sites.iter().enumerate() {
+        let out = participant(&format!("site-{i}"), &["--site", site]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(d.join(format!("site-{i}/ca.pem")).exists());
+    }
+    let check = gridfed_in(
+        d,
+        &[
+            "participant",
+            "check",
+            "--config",
+            "site-0/participant.toml",
+        ],
+    );
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+
+    let mut up = Command::new(env!("CARGO_BIN_EXE_gridfed"))
+        .current_dir(d)
+        .args(["up", "coord"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The daemons start once `up` has published the spec (it then prints the dashboard line).
+    let (lines_tx, lines_rx) = std::sync::mpsc::channel::<String>();
+    let up_stdout = up.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(up_stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = lines_tx.send(line);
+        }
+    });
+    let mut up_said = String::new();
+    while !up_said.contains("Ctrl-C stops all") {
+        match lines_rx.recv_timeout(std::time::Duration::from_secs(60)) {
+            Ok(line) => up_said.push_str(&(line + "\n")),
+            Err(_) => panic!("`gridfed up coord` never got ready: {up_said}"),
+        }
+    }
+    assert!(up_said.contains("published"), "{up_said}");
+    let daemons: Vec<_> = (0..sites.len())
+        .map(|i| {
+            Command::new(env!("CARGO_BIN_EXE_gridfed"))
+                .current_dir(d)
+                .args(["participant", "run", "--config"])
+                .arg(format!("site-{i}/participant.toml"))
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let outcomes: Vec<_> = daemons
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .collect();
+    // SAFETY: kill(2) on our own child's pid has no memory effects.
+    unsafe { libc::kill(up.id() as libc::pid_t, libc::SIGTERM) };
+    let up = up.wait_with_output().unwrap();
+    reader.join().unwrap();
+    up_said.extend(lines_rx.try_iter().map(|l| l + "\n"));
+    for out in outcomes {
+        let summary = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && summary.contains("final version 2"),
+            "{summary}{}\nup: {up_said}{}",
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&up.stderr)
+        );
+    }
+    assert!(
+        up.status.success() && up_said.contains("stopping"),
+        "{up_said}{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port.parse::<u16>().unwrap())).is_err());
 }

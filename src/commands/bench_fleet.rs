@@ -32,6 +32,7 @@ pub struct BenchFleetArgs {
     /// at once).
     #[arg(long, default_value_t = 2000)]
     pub flat_limit: u32,
+    /// Seed of the synthetic updates.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
 }

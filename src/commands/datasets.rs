@@ -21,13 +21,16 @@ pub enum DatasetsCommand {
 
 #[derive(Args)]
 pub struct SynthArgs {
+    /// Sites in the fleet.
     #[arg(long, default_value_t = 20)]
     pub sites: usize,
+    /// Days of telemetry per site.
     #[arg(long, default_value_t = 365)]
     pub days: usize,
     /// Grid resolution: 15min, 30min or 1h.
     #[arg(long, default_value = "1h")]
     pub resolution: Resolution,
+    /// Seed: the same seed writes the same fleet.
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
     /// `clean` (complete, with weather) or `realistic` (appliance-driven homes, no weather
@@ -38,6 +41,7 @@ pub struct SynthArgs {
     /// (`OUT/exports/SITE.csv`; `gridfed datasets import --timezone ZONE --unit W` reads it).
     #[arg(long)]
     pub local_csv: bool,
+    /// Fleet directory to write (sites.json + one Parquet file per site).
     #[arg(long)]
     pub out: PathBuf,
 }
@@ -65,6 +69,7 @@ pub struct ImportArgs {
     /// Name of the value column in each CSV, one per --csv.
     #[arg(long = "value", required = true)]
     pub value: Vec<String>,
+    /// Header of the CSV column holding the timestamps.
     #[arg(long, default_value = "timestamp")]
     pub timestamp_column: String,
     /// Unit of the values: power (W, kW) or energy per interval (Wh, kWh: divided by the
@@ -82,6 +87,7 @@ pub struct ImportArgs {
     /// chrono format of the timestamps (default: RFC 3339 or "%Y-%m-%d %H:%M:%S").
     #[arg(long)]
     pub timestamp_format: Option<String>,
+    /// The site id the telemetry is written under.
     #[arg(long)]
     pub site_id: String,
     /// Output Parquet file.

@@ -45,6 +45,7 @@ pub struct DemoArgs {
     /// Days of synthetic history per site.
     #[arg(long, default_value_t = 365)]
     pub days: usize,
+    /// Seed of the synthetic fleet and of training.
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
     /// Profile of the synthetic fleet: `clean` or `realistic` (appliance-driven homes, no
@@ -54,12 +55,14 @@ pub struct DemoArgs {
     /// Use a real fleet directory (sites.json + Parquet) instead of the synthetic one.
     #[arg(long)]
     pub data: Option<PathBuf>,
+    /// `table` for people, `json` for scripts.
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
     /// Also train the federated MLP under site-level differential privacy at these epsilons
     /// (comma-separated; `inf` is the non-private run), with delta `--dp-delta`.
     #[arg(long, value_delimiter = ',')]
     pub epsilon: Vec<f64>,
+    /// Differential privacy delta of the --epsilon runs.
     #[arg(long, default_value_t = 1e-5)]
     pub dp_delta: f64,
     /// L2 bound of each site's update in the private runs.

@@ -71,14 +71,17 @@ pub enum ParticipantCommand {
     },
     /// Validate the config and the site's data and print what the daemon would share.
     Check {
+        /// participant.toml (relative paths in it are relative to the file).
         #[arg(long)]
         config: PathBuf,
+        /// `table` for people, `json` for scripts.
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
     },
     /// Forecast the site with a registered model (fetched and verified under the coordinator
     /// key learned on Join) and publish the forecast to the coordinator's board.
     PublishForecast {
+        /// participant.toml (relative paths in it are relative to the file).
         #[arg(long)]
         config: PathBuf,
         /// NAME (its production alias), NAME@VERSION, NAME@ALIAS or NAME@<id prefix>.
@@ -128,6 +131,7 @@ pub struct BenchRoundArgs {
     /// Parameters per update.
     #[arg(long, default_value_t = 100_000)]
     pub length: usize,
+    /// Protection of the updates: plain, masked or encrypted.
     #[arg(long, value_enum, default_value = "masked")]
     pub mode: BenchMode,
     /// Rounds to run; latencies are averaged over them.
@@ -519,6 +523,7 @@ fn publish_forecast(path: &Path, model: &str, horizon: &str, at: Option<&str>) -
 /// What `gridfed bench round` prints.
 #[derive(Debug, Serialize)]
 pub struct BenchRoundReport {
+    /// The protection the benchmarked rounds ran under.
     pub mode: BenchMode,
     pub transport: BenchTransport,
     pub participants: usize,

@@ -65,6 +65,7 @@ pub struct ForecastArgs {
     pub horizon: String,
     #[command(flatten)]
     pub remote: super::models::Remote,
+    /// `table` for people, `json` for scripts.
     #[arg(long, value_enum, default_value_t = ForecastFormat::Table)]
     pub format: ForecastFormat,
 }

@@ -56,6 +56,7 @@ pub struct Connection {
     /// Operator token (default: the GRIDFED_OPERATOR_TOKEN environment variable).
     #[arg(long)]
     pub token: Option<String>,
+    /// `table` for people, `json` for scripts.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
 }
@@ -64,32 +65,41 @@ pub struct Connection {
 pub enum ModelsCommand {
     /// Validate a TOML model spec and publish it: its federation starts accepting participants.
     Publish {
+        /// The model spec (TOML; README "Model registry and forecasts").
         spec: PathBuf,
         #[command(flatten)]
         connection: Connection,
     },
     /// List published models, or the versions and aliases of one.
     List {
+        /// A model name: its versions and aliases (default: every model).
         model: Option<String>,
         #[command(flatten)]
         connection: Connection,
     },
     /// One version's signed manifest (NAME, NAME@VERSION, NAME@ALIAS, NAME@ID-PREFIX).
     Show {
+        /// The version: NAME (its production alias), NAME@VERSION, NAME@ALIAS or NAME@ID-PREFIX
+        /// (8+ hex digits).
         reference: String,
         #[command(flatten)]
         connection: Connection,
     },
     /// Two versions' metrics and lineage side by side.
     Compare {
+        /// The first version (NAME@VERSION, NAME@ALIAS or NAME@ID-PREFIX).
         first: String,
+        /// The second version, compared with the first.
         second: String,
         #[command(flatten)]
         connection: Connection,
     },
     /// Point an alias at a version.
     Promote {
+        /// The version: NAME (its production alias), NAME@VERSION, NAME@ALIAS or NAME@ID-PREFIX
+        /// (8+ hex digits).
         reference: String,
+        /// The alias (e.g. production, staging).
         #[arg(long, default_value = "production")]
         alias: String,
         #[command(flatten)]
@@ -97,7 +107,9 @@ pub enum ModelsCommand {
     },
     /// Point an alias back at the version it named before its last promotion.
     Rollback {
+        /// The model whose alias moves back.
         model: String,
+        /// The alias (e.g. production, staging).
         #[arg(long, default_value = "production")]
         alias: String,
         #[command(flatten)]
@@ -105,7 +117,10 @@ pub enum ModelsCommand {
     },
     /// Write weights.safetensors, manifest.json and the signed version.json into a directory.
     Export {
+        /// The version: NAME (its production alias), NAME@VERSION, NAME@ALIAS or NAME@ID-PREFIX
+        /// (8+ hex digits).
         reference: String,
+        /// Directory to write (created).
         #[arg(long)]
         out: PathBuf,
         /// The coordinator's Ed25519 key (hex) to verify against; default: the key the

@@ -21,6 +21,7 @@ pub struct PersonalForecastArgs {
     /// last observation. Later observations are ignored (backtests).
     #[arg(long)]
     pub at: Option<String>,
+    /// `table` for people, `json` for scripts.
     #[arg(long, value_enum, default_value_t = ForecastFormat::Table)]
     pub format: ForecastFormat,
 }

@@ -36,6 +36,7 @@ pub struct TrainArgs {
     /// What to forecast: load or pv.
     #[arg(long)]
     pub target: Target,
+    /// Who trains on what (see the values).
     #[arg(long, value_enum, default_value = "centralized")]
     pub mode: Mode,
     /// Grid to train on (data is averaged onto it; finer data than the grid is required).
@@ -53,8 +54,10 @@ pub struct TrainArgs {
     /// Upper bound on MLP training epochs (early stopping usually ends sooner).
     #[arg(long)]
     pub epochs: Option<usize>,
+    /// Seed of initialization and shuffling.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// `table` for people, `json` for scripts.
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
 }

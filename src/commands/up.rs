@@ -12,8 +12,9 @@ use clap::Args;
 
 #[derive(Args)]
 pub struct UpArgs {
-    /// Project directory from `gridfed init`.
-    pub dir: PathBuf,
+    /// Project directory from `gridfed init local` (default: gridfed-local) or `gridfed init
+    /// coordinator` (then only the coordinator runs).
+    pub dir: Option<PathBuf>,
     /// Stop everything once every participant has finished its federation (scripts, tests);
     /// by default the coordinator keeps serving forecasts, the registry and the dashboard.
     #[arg(long)]
@@ -121,29 +122,38 @@ fn wait_for_port(address: &str, coordinator: &mut Daemon, within: Duration) -> R
 }
 
 pub fn run(args: UpArgs) -> Result<()> {
-    let dir = &args.dir;
+    let dir = &args
+        .dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(super::init::DEFAULT_LOCAL_DIR));
     let coordinator_config = dir.join("coordinator.toml");
     ensure!(
         coordinator_config.exists(),
-        "{} is not a gridfed project (no coordinator.toml): create one with `gridfed init {}`",
+        "{} is not a gridfed project (no coordinator.toml): create one with `gridfed init local {}`",
         dir.display(),
         dir.display()
     );
-    let mut sites: Vec<(String, PathBuf)> = std::fs::read_dir(dir.join("sites"))
-        .with_context(|| format!("reading {}", dir.join("sites").display()))?
-        .filter_map(|e| e.ok())
-        .map(|e| {
-            (
-                e.file_name().to_string_lossy().into_owned(),
-                e.path().join("participant.toml"),
-            )
-        })
-        .filter(|(_, config)| config.exists())
-        .collect();
+    // A project from `init coordinator` has no sites: then only the coordinator runs here.
+    let mut sites: Vec<(String, PathBuf)> = match std::fs::read_dir(dir.join("sites")) {
+        Ok(entries) => entries
+            .filter_map(|e| e.ok())
+            .map(|e| {
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    e.path().join("participant.toml"),
+                )
+            })
+            .filter(|(_, config)| config.exists())
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => {
+            return Err(e).with_context(|| format!("reading {}", dir.join("sites").display()));
+        }
+    };
     sites.sort();
     ensure!(
-        !sites.is_empty(),
-        "{} has no sites/<site>/participant.toml",
+        !(sites.is_empty() && args.until_done),
+        "--until-done: {} has no sites/<site>/participant.toml, so nothing would finish",
         dir.display()
     );
     let token = std::fs::read_to_string(dir.join("operator-token"))
@@ -256,7 +266,7 @@ pub fn run(args: UpArgs) -> Result<()> {
                     );
                 }
             }
-            if !all_finished && reported.iter().all(|&d| d) {
+            if !all_finished && !children.is_empty() && reported.iter().all(|&d| d) {
                 all_finished = true;
                 ensure!(
                     failed == 0,
