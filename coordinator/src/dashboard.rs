@@ -206,13 +206,14 @@ fn versions(page: &mut String, model: &ModelView) {
         .collect();
     let _ = write!(
         page,
-        "<h2>Model {name}</h2><p>{target}, sector {sector}; aliases: {aliases}</p>\
+        "<h2>Model {name}</h2><p>{target}, sector {sector}; aliases: {aliases}</p>{curve}\
          <table class=\"versions\" data-model=\"{name}\"><tr><th>version</th><th>id</th>\
          <th>round</th><th>participants</th><th>protection</th><th>federated nMAE</th>\
          <th>persistence nMAE</th><th>p10-p90 coverage</th><th>sites</th><th>aliases</th></tr>",
         name = escape(&model.name),
         target = escape(&model.target),
         sector = escape(&model.sector),
+        curve = accuracy_svg(model),
         aliases = if aliases.is_empty() {
             "none".to_string()
         } else {
@@ -269,6 +270,79 @@ fn forecasts(page: &mut String, s: &DashboardSnapshot) {
         );
     }
     page.push_str("</div>");
+}
+
+/// The model's accuracy per version: federated nMAE (solid) against the persistence forecast
+/// on the same held-out windows (dashed), so a federation that stops improving or diverges is
+/// seen at a glance. Versions without a federated evaluation are left out.
+fn accuracy_svg(model: &ModelView) -> String {
+    const W: f64 = 480.0;
+    const H: f64 = 150.0;
+    const PAD: f64 = 24.0;
+    let points: Vec<(u64, f64, f64)> = model
+        .versions
+        .iter()
+        .filter_map(|m| {
+            let e = m.content.federated_evaluation.values().next()?;
+            let (nmae, naive) = (e.scores.nmae, e.scores.persistence_nmae);
+            (nmae.is_finite() && naive.is_finite()).then_some((m.content.version, nmae, naive))
+        })
+        .collect();
+    if points.is_empty() {
+        return String::new();
+    }
+    let first = points[0].0 as f64;
+    let span = (points[points.len() - 1].0 as f64 - first).max(1.0);
+    let hi = points
+        .iter()
+        .map(|p| p.1.max(p.2))
+        .fold(0.0_f64, f64::max)
+        .max(1e-9);
+    let x = |version: u64| PAD + (W - 2.0 * PAD) * (version as f64 - first) / span;
+    let y = |v: f64| H - PAD - (H - 2.0 * PAD) * v / hi;
+    let line = |pick: fn(&(u64, f64, f64)) -> f64| {
+        let mut out = String::new();
+        for p in &points {
+            let _ = write!(out, "{:.1},{:.1} ", x(p.0), y(pick(p)));
+        }
+        out
+    };
+    // A dot per version, so that a single version still shows.
+    let mut dots = String::new();
+    for p in &points {
+        let _ = write!(
+            dots,
+            "<circle class=\"version-nmae\" cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"3\" fill=\"#1f77b4\"/>\
+             <circle cx=\"{x:.1}\" cy=\"{naive:.1}\" r=\"2\" fill=\"#7f7f7f\"/>",
+            x = x(p.0),
+            y = y(p.1),
+            naive = y(p.2),
+        );
+    }
+    format!(
+        "<svg class=\"accuracy\" xmlns=\"http://www.w3.org/2000/svg\" width=\"480\" height=\"150\" \
+         role=\"img\" aria-label=\"federated nMAE per version\">\
+         <rect width=\"480\" height=\"150\" fill=\"white\" stroke=\"#ccc\"/>\
+         <polyline class=\"federated-nmae\" points=\"{model}\" fill=\"none\" stroke=\"#1f77b4\" stroke-width=\"2\"/>\
+         <polyline class=\"persistence-nmae\" points=\"{naive}\" fill=\"none\" stroke=\"#7f7f7f\" stroke-dasharray=\"4 3\"/>{dots}\
+         <text x=\"2\" y=\"12\" font-size=\"10\">nMAE {top}</text>\
+         <text x=\"{PAD}\" y=\"146\" font-size=\"10\">v{v0}</text>\
+         {last}\
+         <text x=\"300\" y=\"12\" font-size=\"10\" fill=\"#1f77b4\">federated</text>\
+         <text x=\"370\" y=\"12\" font-size=\"10\" fill=\"#7f7f7f\">persistence</text></svg>",
+        model = line(|p| p.1),
+        naive = line(|p| p.2),
+        top = percent(hi),
+        v0 = points[0].0,
+        last = match points.last() {
+            Some(p) if points.len() > 1 => format!(
+                "<text x=\"{:.1}\" y=\"146\" font-size=\"10\" text-anchor=\"end\">v{}</text>",
+                W - PAD,
+                p.0
+            ),
+            _ => String::new(),
+        },
+    )
 }
 
 /// A 320x120 picture of one forecast: the p10-p90 band and the p50 line, kW axis labelled.

@@ -616,6 +616,18 @@ async fn the_dashboard_shows_federations_versions_and_board_forecasts() {
         version_row.contains(&format!("{:.1}%", 100.0 * nmae)),
         "{version_row} should show nMAE {nmae}"
     );
+    // The accuracy curve above the table: one dot per evaluated version (here the one).
+    let curve = dom
+        .split("<h2>Model res-load</h2>")
+        .nth(1)
+        .and_then(|rest| rest.split("data-model=\"res-load\"").next())
+        .expect("the model's section");
+    assert!(curve.contains("class=\"accuracy\""), "{curve}");
+    assert_eq!(
+        curve.matches("class=\"version-nmae\"").count(),
+        1,
+        "{curve}"
+    );
     // The board forecast, drawn.
     let figure = dom
         .split("class=\"board-forecast\" data-site=\"roof-a\"")
