@@ -29,14 +29,9 @@ const PARTICIPANTS: usize = 4;
 const LENGTH: usize = 300;
 const ROUNDS: u64 = 2;
 
-/// The CI suite runs twice (redb, then PostgreSQL); these tests drive the binary on redb only,
-/// so the second pass skips them (saying so) instead of repeating them.
+/// These tests drive the binary on redb (the PostgreSQL pass skips them, saying so).
 fn second_pass() -> bool {
-    let second = std::env::var("GRIDFED_TEST_STORAGE").is_ok_and(|s| s == "postgres");
-    if second {
-        eprintln!("faults: driven on redb in the first pass; skipped in the PostgreSQL pass");
-    }
-    second
+    skip_in_postgres_pass("faults")
 }
 
 fn spawn(config: &Path, log: &Path, crash_at: Option<&str>) -> Reaped {

@@ -20,7 +20,7 @@ pub mod board;
 pub mod config;
 pub mod dashboard;
 pub mod error;
-pub mod faults;
+pub use proto::faults;
 pub mod forecast;
 pub mod grpc;
 pub mod http;

@@ -152,6 +152,9 @@ impl Metrics {
     pub fn connections_refused(&self) -> u64 {
         self.connections_refused.load(Relaxed)
     }
+    pub fn participants_enrolled(&self) -> u64 {
+        self.participants_enrolled.load(Relaxed)
+    }
     pub fn versions_damaged(&self) -> u64 {
         self.versions_damaged.load(Relaxed)
     }

@@ -280,6 +280,7 @@ impl FederationLink {
             &request,
         ));
         self.send_log("SubmitProtocol", &request);
+        proto::faults::crash_point(&format!("participant:{}", phase_point(phase)));
         Ok(self.client.submit_protocol(request).await?.into_inner())
     }
 
@@ -320,9 +321,18 @@ impl FederationLink {
         for m in &messages {
             self.send_log("UploadUpdate", m);
         }
+        proto::faults::crash_point(&format!("participant:{}", upload_point(element_type)));
+        // `participant:upload` fires as the stream is read past its header: a site killed
+        // halfway through an upload.
+        let stream = messages.into_iter().enumerate().map(|(i, m)| {
+            if i == 1 {
+                proto::faults::crash_point("participant:upload");
+            }
+            m
+        });
         Ok(self
             .client
-            .upload_update(tokio_stream::iter(messages))
+            .upload_update(tokio_stream::iter(stream))
             .await?
             .into_inner())
     }
@@ -435,5 +445,31 @@ impl FederationLink {
             }
         }
         Ok(data.finish()?)
+    }
+}
+
+/// The crash point name of a protocol message (`proto::faults`).
+fn phase_point(phase: pb::SecAggPhase) -> &'static str {
+    match phase {
+        pb::SecAggPhase::Unspecified => "unspecified",
+        pb::SecAggPhase::AdvertiseKeys => "advertise_keys",
+        pb::SecAggPhase::ShareKeys => "share_keys",
+        pb::SecAggPhase::MaskedInput => "masked_input",
+        pb::SecAggPhase::Unmask => "unmask",
+        pb::SecAggPhase::HeCommit => "he_commit",
+        pb::SecAggPhase::HeReveal => "he_reveal",
+        pb::SecAggPhase::HeDeal => "he_deal",
+        pb::SecAggPhase::HeInput => "he_input",
+        pb::SecAggPhase::HeDecrypt => "he_decrypt",
+    }
+}
+
+/// The crash point before an upload: the phase it answers.
+fn upload_point(element: pb::ElementType) -> &'static str {
+    match element {
+        pb::ElementType::Masked => phase_point(pb::SecAggPhase::MaskedInput),
+        pb::ElementType::Ciphertext => phase_point(pb::SecAggPhase::HeInput),
+        pb::ElementType::PartialDecryption => phase_point(pb::SecAggPhase::HeDecrypt),
+        _ => "plain_input",
     }
 }

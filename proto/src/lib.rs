@@ -8,6 +8,7 @@
 pub mod auth;
 pub mod chunk;
 pub mod codec;
+pub mod faults;
 
 /// Generated messages, client and server of `gridfed.federation.v1`.
 #[allow(clippy::all, missing_docs)]

@@ -62,6 +62,10 @@ struct Federation {
     velocity: Vec<f32>,
     members: BTreeSet<String>,
     last_seen: HashMap<String, u64>,
+    /// Members of the last round that failed, and when it failed: each is selected again only
+    /// once it has polled since, so a site that died mid-round is not picked into round after
+    /// round (an encrypted key generation needs every member) until its liveness window lapses.
+    failed_round_members: HashMap<String, u64>,
     round: RoundState,
     /// When a round last reported that it is waiting (see `Hub::report_waiting`).
     waiting_reported_ms: u64,
@@ -284,6 +288,7 @@ impl Hub {
             velocity,
             members,
             last_seen: HashMap::new(),
+            failed_round_members: HashMap::new(),
             round,
             waiting_reported_ms: 0,
             unfinished_round: false,

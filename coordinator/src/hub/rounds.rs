@@ -187,9 +187,12 @@ impl Hub {
             .iter()
             .filter(|m| participants.get(*m).is_some_and(|p| !p.revoked))
             .filter(|m| {
-                f.last_seen
-                    .get(*m)
-                    .is_some_and(|t| now_ms.saturating_sub(*t) <= AVAILABLE_WINDOW_MS)
+                f.last_seen.get(*m).is_some_and(|t| {
+                    now_ms.saturating_sub(*t) <= AVAILABLE_WINDOW_MS
+                        && f.failed_round_members
+                            .get(*m)
+                            .is_none_or(|failed| t > failed)
+                })
             })
             .cloned()
             .collect();
@@ -338,6 +341,7 @@ impl Hub {
             Ok(a) => a,
             Err(e) => {
                 warn!(federation = name, round = plan.round, error = %e, "round failed; a new round follows");
+                note_failed_round(f, &plan, now_ms);
                 self.store.end_round(name)?;
                 self.metrics.round_failed(name);
                 return Ok(RoundState::Idle { since_ms: now_ms });
@@ -478,6 +482,7 @@ impl Hub {
             Err(reason) => {
                 warn!(federation = name, round = plan.round, version = version.version,
                     attempts, error = %reason, "federated evaluation round failed");
+                note_failed_round(f, &plan, now_ms);
                 self.metrics.round_failed(name);
                 if attempts < EVALUATION_ATTEMPTS {
                     VersionEvaluation::Pending { attempts }
@@ -563,6 +568,14 @@ pub(super) fn spend_round(
     let mut spent = record.privacy_spent.clone().unwrap_or_default();
     spent.compose(1.0, dp.noise_multiplier, 1);
     Some(spent)
+}
+
+/// Remembers who was in a round that failed (see `Federation::failed_round_members`).
+fn note_failed_round(f: &mut super::Federation, plan: &RoundPlan, now_ms: u64) {
+    f.failed_round_members.clear();
+    for member in &plan.selected {
+        f.failed_round_members.insert(member.clone(), now_ms);
+    }
 }
 
 /// The Ed25519 keys of the selected participants.

@@ -426,3 +426,16 @@ impl participant::client::WireTap for Methods {
         self.0.lock().unwrap().push(method);
     }
 }
+
+/// The CI suite runs twice (redb, then PostgreSQL). Tests of behaviour that does not depend on
+/// the storage run in the first pass only: in the second this says so and returns true.
+pub fn skip_in_postgres_pass(what: &str) -> bool {
+    let second =
+        std::env::var(coordinator::storage::TEST_STORAGE_ENV).is_ok_and(|s| s == "postgres");
+    if second {
+        eprintln!(
+            "{what}: storage-independent, run in the redb pass; skipped in the PostgreSQL pass"
+        );
+    }
+    second
+}

@@ -1,10 +1,18 @@
-//! Crash points for fault-injection tests: `GRIDFED_CRASH_AT=<point>[@<n>]` makes the
-//! coordinator abort (like `kill -9`: no destructors, no flush) the `n`-th time (default the
-//! first) it reaches `point`. Points are named where state is about to move: every round phase
-//! a federation enters (`enter:<phase>`), just before and just after a version is committed
-//! (`commit:before`, `commit:after`), an evaluation round's scores being recorded
-//! (`evaluation:record`), and a registry manifest write (`registry:manifest`).
-//! Unset (every deployment), a crash point is one relaxed load.
+//! Crash points for fault-injection tests: `GRIDFED_CRASH_AT=<point>[@<n>]` makes the process
+//! abort (like `kill -9`: no destructors, no flush) the `n`-th time (default the first) it
+//! reaches `point`. Unset (every deployment), a crash point is one relaxed load.
+//!
+//! It lives here because the wire crate is the one both services share; the points are named
+//! where state is about to move:
+//! - coordinator: every round phase a federation enters (`enter:<phase>`), just before and just
+//!   after a version is committed (`commit:before`, `commit:after`), an evaluation round's
+//!   scores being recorded (`evaluation:record`), a registry manifest write
+//!   (`registry:manifest`);
+//! - participant: before each message of a round it would send (`participant:<phase>`, the
+//!   phase as in [`crate::v1::SecAggPhase`] in snake case: `advertise_keys`, `share_keys`,
+//!   `masked_input`, `unmask`, `he_commit`, `he_reveal`, `he_deal`, `he_input`, `he_decrypt`;
+//!   `plain_input` before a plain update), and in the middle of an upload stream, as it is read
+//!   past its header (`participant:upload`).
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
