@@ -63,11 +63,9 @@ pub fn status_of(error: &CoordinatorError) -> Status {
     Status::new(code, message)
 }
 
+/// Round time (see [`crate::clock`]): what every call into the hub is timed by.
 pub(crate) fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    crate::clock::round_ms()
 }
 
 /// The `gridfed.federation.v1.Federation` service.

@@ -226,7 +226,7 @@ async fn respond(head: &str, metrics: &Metrics, dashboard: Option<DashboardSourc
                     ),
                 );
             }
-            let now_s = (crate::grpc::now_ms() / 1000) as i64;
+            let now_s = (crate::clock::wall_ms() / 1000) as i64;
             let page = tokio::task::spawn_blocking(move || {
                 render(&DashboardSnapshot::read(
                     &d.hub,

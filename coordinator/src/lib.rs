@@ -17,6 +17,7 @@
 pub mod artifacts;
 pub mod auth;
 pub mod board;
+pub mod clock;
 pub mod config;
 pub mod dashboard;
 pub mod error;

@@ -32,7 +32,7 @@ pub fn status_of(error: &BoardError) -> Status {
 }
 
 fn now_unix_s() -> i64 {
-    (crate::grpc::now_ms() / 1000) as i64
+    (crate::clock::wall_ms() / 1000) as i64
 }
 
 fn parse_target(field: &str, value: &str) -> Result<Target, BoardError> {

@@ -284,7 +284,7 @@ impl RegistryRpc for RegistryService {
         let (hub, registry) = (self.hub.clone(), self.registry.clone());
         let record = blocking(move || {
             sync(&registry, &hub, &reference.model)?;
-            let record = registry.promote(&reference, &req.alias, crate::grpc::now_ms())?;
+            let record = registry.promote(&reference, &req.alias, crate::clock::wall_ms())?;
             Ok(alias_info(&reference.model, &record))
         })
         .await?;
@@ -300,7 +300,7 @@ impl RegistryRpc for RegistryService {
         let req = request.into_inner();
         let registry = self.registry.clone();
         let record = blocking(move || {
-            let record = registry.rollback(&req.model, &req.alias, crate::grpc::now_ms())?;
+            let record = registry.rollback(&req.model, &req.alias, crate::clock::wall_ms())?;
             Ok(alias_info(&req.model, &record))
         })
         .await?;

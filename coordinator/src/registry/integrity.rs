@@ -78,7 +78,7 @@ impl Registry {
                 version,
                 digest: digest.to_string(),
                 reason: reason.to_string(),
-                detected_unix_ms: crate::grpc::now_ms(),
+                detected_unix_ms: crate::clock::wall_ms(),
             },
         )?;
         if let Some(metrics) = self.metrics.get() {

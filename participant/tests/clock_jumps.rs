@@ -1,0 +1,91 @@
+//! The coordinator's wall clock stepped while a round runs (NTP correcting a machine that
+//! booted with a wrong clock, an operator setting the time, a VM resumed from a snapshot).
+//! Rounds run on the coordinator's round clock (`coordinator::clock`): a step back an hour
+//! must not hold a round with a dead participant for an hour, and a step forward an hour must
+//! not expire the deadlines of participants still training. The step is process-wide, so this
+//! file is its own test binary with one test.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use coordinator::{FederationSpec, Protection};
+use participant::FixedUpdate;
+
+const HOUR_MS: i64 = 3_600_000;
+const LENGTH: usize = 1_000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rounds_keep_their_deadlines_when_the_wall_clock_is_stepped() {
+    if skip_in_postgres_pass("clock jumps") {
+        return;
+    }
+    // Back an hour while one of four participants is dead (stalled in training): the upload
+    // deadline still closes the round over the three others within seconds.
+    let dir = tempfile::tempdir().unwrap();
+    let spec = FederationSpec {
+        min_participants: 3,
+        participants_per_round: 4,
+        selection_timeout_ms: 30_000,
+        keys_timeout_ms: 3_000,
+        upload_timeout_ms: 3_000,
+        ..FederationSpec::vector("load", LENGTH as u64, Protection::Masked, 1)
+    };
+    let coord = RunningCoordinator::start(dir.path(), vec![spec]).await;
+    let survivors = spawn_fixed(&coord.url(), "load", 3, LENGTH);
+    let training = TrainingStarts::default();
+    let victim = spawn_daemon(
+        &coord.url(),
+        "victim",
+        "load",
+        Arc::new(Stalled(training.clone())),
+    );
+    training.wait_for(1, Duration::from_secs(30)).await;
+    coordinator::clock::inject_wall_clock_step(-HOUR_MS);
+    let summaries = join_all(survivors, Duration::from_secs(60)).await;
+    coordinator::clock::inject_wall_clock_step(HOUR_MS);
+    victim.abort();
+    assert!(summaries.iter().all(|s| s.final_version == Some(1)));
+    coord.stop().await;
+    let (version, weights) = coordinator::load_latest(dir.path(), "load").unwrap();
+    assert_eq!(version.participants, 3);
+    assert!(max_abs_diff(&weights, &fixed_fedavg(3, LENGTH)) < 1e-4);
+
+    // Forward an hour while all four train (1.5 s each, deadlines 20 s): nobody is cut off.
+    let dir = tempfile::tempdir().unwrap();
+    let spec = FederationSpec {
+        min_participants: 3,
+        participants_per_round: 4,
+        selection_timeout_ms: 30_000,
+        keys_timeout_ms: 20_000,
+        upload_timeout_ms: 20_000,
+        ..FederationSpec::vector("load", LENGTH as u64, Protection::Masked, 1)
+    };
+    let coord = RunningCoordinator::start(dir.path(), vec![spec]).await;
+    let training = TrainingStarts::default();
+    let daemons: Vec<_> = (0..4)
+        .map(|i| {
+            let trainer = Arc::new(Slow(
+                FixedUpdate {
+                    delta: delta(i, LENGTH),
+                    samples: SAMPLES[i],
+                },
+                Duration::from_millis(1_500),
+                training.clone(),
+            ));
+            spawn_daemon(&coord.url(), &format!("site-{i}"), "load", trainer)
+        })
+        .collect();
+    training.wait_for(4, Duration::from_secs(30)).await;
+    coordinator::clock::inject_wall_clock_step(HOUR_MS);
+    let summaries = join_all(daemons, Duration::from_secs(60)).await;
+    coordinator::clock::inject_wall_clock_step(-HOUR_MS);
+    assert!(summaries.iter().all(|s| s.final_version == Some(1)));
+    coord.stop().await;
+    let (version, weights) = coordinator::load_latest(dir.path(), "load").unwrap();
+    assert_eq!(version.participants, 4, "a deadline expired early");
+    assert_eq!(version.round, 1);
+    assert!(max_abs_diff(&weights, &fixed_fedavg(4, LENGTH)) < 1e-4);
+}
