@@ -60,7 +60,15 @@ pub fn status_of(error: &CoordinatorError) -> Status {
     if code == Code::Internal {
         tracing::error!(error = %error, "internal error");
     }
-    Status::new(code, message)
+    let mut status = Status::new(code, message);
+    if let E::Replay { floor, .. } = error
+        && let Ok(value) = floor.to_string().parse()
+    {
+        status
+            .metadata_mut()
+            .insert(proto::auth::NONCE_FLOOR_METADATA, value);
+    }
+    status
 }
 
 /// Round time (see [`crate::clock`]): what every call into the hub is timed by.

@@ -134,6 +134,23 @@ impl Daemon {
             };
             match outcome {
                 Ok(Outcome::Finished) => return Ok(summary),
+                Err(e) if e.nonce_floor().is_some() => {
+                    // This site's clock is behind the coordinator's (or was stepped back):
+                    // continue above the floor it named, at once.
+                    let floor = e.nonce_floor().unwrap_or_default();
+                    if !self.identity.raise_nonce_floor(floor) {
+                        return Err(ParticipantError::Config(format!(
+                            "the coordinator refuses this site's request nonces (unix microseconds) below {floor}, more than 30 days ahead of this machine's clock: set the clock right"
+                        )));
+                    }
+                    warn!(site = %self.settings.site_label, floor, "request nonce below the coordinator's floor (this machine's clock is behind); continuing above it");
+                    summary.reconnects += 1;
+                    tokio::select! {
+                        () = &mut shutdown => return Ok(summary),
+                        () = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_millis(limits.backoff_max_ms));
+                }
                 Err(e) if e.is_transient() => {
                     warn!(site = %self.settings.site_label, error = %e, retry_in_ms = backoff.as_millis() as u64, "coordinator unreachable; retrying");
                     summary.reconnects += 1;

@@ -58,6 +58,18 @@ impl ParticipantError {
         }
     }
 
+    /// The nonce floor a coordinator named when it refused a request's nonce as not fresh.
+    pub fn nonce_floor(&self) -> Option<u64> {
+        match self {
+            ParticipantError::Status(s) if s.code() == tonic::Code::Unauthenticated => s
+                .metadata()
+                .get(proto::auth::NONCE_FLOOR_METADATA)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok()),
+            _ => None,
+        }
+    }
+
     pub fn is_transient(&self) -> bool {
         match self {
             ParticipantError::Transport(_) => true,

@@ -2,6 +2,7 @@
 
 use std::path::Path;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use ed25519_dalek::{Signer as _, SigningKey};
 use proto::auth::{SignedContext, payload_digest, signing_bytes};
@@ -9,10 +10,16 @@ use proto::v1::RequestAuth;
 
 use crate::ParticipantError;
 
+/// How far ahead of this site's clock a coordinator's nonce floor may move its counter: 30
+/// days (site clocks that are hours or days behind are common on embedded loggers).
+pub const MAX_NONCE_CATCH_UP_US: u64 = 30 * 86_400 * 1_000_000;
+
 /// A participant's signing key plus its nonce counter.
 pub struct SiteIdentity {
     key: SigningKey,
     last_nonce: Mutex<u64>,
+    /// Fault injection: how far this site's clock is off (see [`Self::inject_clock_skew`]).
+    clock_skew_us: AtomicI64,
 }
 
 impl std::fmt::Debug for SiteIdentity {
@@ -28,6 +35,7 @@ impl SiteIdentity {
         Self {
             key: SigningKey::from_bytes(&secret),
             last_nonce: Mutex::new(0),
+            clock_skew_us: AtomicI64::new(0),
         }
     }
 
@@ -82,13 +90,38 @@ impl SiteIdentity {
 
     /// A strictly increasing nonce: unix microseconds, or one above the last if the clock lags.
     fn next_nonce(&self) -> u64 {
-        let now = std::time::SystemTime::now()
+        let now = self.clock_us();
+        let mut last = self.last_nonce.lock().unwrap_or_else(|p| p.into_inner());
+        *last = now.max(last.saturating_add(1));
+        *last
+    }
+
+    fn clock_us(&self) -> u64 {
+        std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_micros() as u64)
-            .unwrap_or(0);
+            .unwrap_or(0)
+            .saturating_add_signed(self.clock_skew_us.load(Ordering::Relaxed))
+    }
+
+    /// Moves the nonce counter above `floor`, the coordinator's answer to a nonce it refused
+    /// as not fresh (`proto::auth::NONCE_FLOOR_METADATA`). Returns false, changing nothing,
+    /// for a floor more than [`MAX_NONCE_CATCH_UP_US`] ahead of this site's clock: a clock
+    /// that far off needs fixing, and a counter pushed to the end of its range would be stuck.
+    pub fn raise_nonce_floor(&self, floor: u64) -> bool {
+        if floor > self.clock_us().saturating_add(MAX_NONCE_CATCH_UP_US) {
+            return false;
+        }
         let mut last = self.last_nonce.lock().unwrap_or_else(|p| p.into_inner());
-        *last = now.max(*last + 1);
-        *last
+        *last = (*last).max(floor);
+        true
+    }
+
+    /// Fault injection: this site's clock reads `skew_us` off (negative: behind), as a site
+    /// with a wrong or stepped clock does.
+    #[doc(hidden)]
+    pub fn inject_clock_skew(&self, skew_us: i64) {
+        self.clock_skew_us.store(skew_us, Ordering::Relaxed);
     }
 
     /// Signs `unsigned` (a request with its `auth` unset) for `method`.

@@ -3,7 +3,8 @@
 //! Rounds run on the coordinator's round clock (`coordinator::clock`): a step back an hour
 //! must not hold a round with a dead participant for an hour, and a step forward an hour must
 //! not expire the deadlines of participants still training. The step is process-wide, so this
-//! file is its own test binary with one test.
+//! file is its own test binary, and its other test (a site whose clock is behind) does not
+//! read the wall clock the step moves.
 
 mod common;
 
@@ -88,4 +89,40 @@ async fn rounds_keep_their_deadlines_when_the_wall_clock_is_stepped() {
     assert_eq!(version.participants, 4, "a deadline expired early");
     assert_eq!(version.round, 1);
     assert!(max_abs_diff(&weights, &fixed_fedavg(4, LENGTH)) < 1e-4);
+}
+
+/// A site whose clock is two hours behind the coordinator's signs its requests with nonces
+/// (unix microseconds) below the coordinator's floor (its start time). It is refused once,
+/// told the floor (`proto::auth::NONCE_FLOOR_METADATA`), continues above it and takes part;
+/// before, it was refused until its clock caught up. A floor absurdly far ahead is ignored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_site_whose_clock_is_behind_catches_up_with_the_nonce_floor() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = FederationSpec {
+        min_participants: 3,
+        participants_per_round: 3,
+        ..FederationSpec::vector("load", LENGTH as u64, Protection::Masked, 1)
+    };
+    let coord = RunningCoordinator::start(dir.path(), vec![spec]).await;
+    let mut daemons = spawn_fixed(&coord.url(), "load", 2, LENGTH);
+    let behind = Arc::new(participant::SiteIdentity::generate().unwrap());
+    behind.inject_clock_skew(-2 * HOUR_MS * 1_000);
+    assert!(
+        !behind.raise_nonce_floor(u64::MAX / 2),
+        "a floor centuries ahead must not move the counter"
+    );
+    let daemon = participant::Daemon::new(
+        settings(&coord.url(), "site-2", "load"),
+        behind,
+        fixed(2, LENGTH, SAMPLES[2]),
+    )
+    .unwrap();
+    daemons.push(tokio::spawn(daemon.run(std::future::pending())));
+    let summaries = join_all(daemons, Duration::from_secs(60)).await;
+    assert!(summaries.iter().all(|s| s.final_version == Some(1)));
+    assert!(summaries[2].reconnects >= 1, "{:?}", summaries[2]);
+    coord.stop().await;
+    let (version, weights) = coordinator::load_latest(dir.path(), "load").unwrap();
+    assert_eq!(version.participants, 3);
+    assert!(max_abs_diff(&weights, &fixed_fedavg(3, LENGTH)) < 1e-4);
 }

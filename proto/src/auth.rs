@@ -12,6 +12,12 @@ use sha2::{Digest, Sha256};
 /// Domain separation tag of version 1 request signatures.
 pub const DOMAIN: &[u8] = b"gridfed/federation/v1/request\0";
 
+/// Metadata of an `UNAUTHENTICATED` answer to a nonce at or below what the coordinator last
+/// accepted (or its start time): that floor, in decimal. A participant whose clock is behind
+/// the coordinator's (or was stepped back) moves its nonce counter above it and is accepted on
+/// the next try, instead of being refused until its clock catches up.
+pub const NONCE_FLOOR_METADATA: &str = "gridfed-nonce-floor";
+
 /// The context a signature binds a request to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SignedContext<'a> {
