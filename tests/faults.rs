@@ -405,23 +405,31 @@ async fn a_full_disk_fails_the_commit_and_the_federation_resumes_when_there_is_r
     drop(disk);
 }
 
-/// The coordinator crashes while writing a registry manifest: after the restart every version
-/// of the published model has exactly one signed manifest that verifies, in version order.
+/// The coordinator crashes (kill -9) while writing a registry manifest: after the restart every
+/// version of the published model has exactly one signed manifest that verifies, in version
+/// order. Unlike the tests above it runs in both passes: on redb, then on PostgreSQL (the
+/// coordinator binary configured with `[storage] backend = "postgres"`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_while_signing_a_registry_manifest_loses_no_manifest() {
     use proto::registry as rpb;
-    if second_pass() {
-        return;
-    }
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let config = dir.path().join("coordinator.toml");
+    let storage =
+        match coordinator::storage::StorageConfig::for_in_process(&dir.path().join("data")) {
+            coordinator::storage::StorageConfig::Postgres { url, schema, .. } => {
+                format!(
+                    "\n[storage]\nbackend = \"postgres\"\nurl = \"{url}\"\nschema = \"{schema}\"\n"
+                )
+            }
+            coordinator::storage::StorageConfig::Redb => String::new(),
+        };
     std::fs::write(
         &config,
         format!(
             "data_dir = \"data\"\nlisten = \"127.0.0.1:{port}\"\nenrollment_tokens = \
              [\"{TOKEN}\"]\noperator_tokens = [\"{OPERATOR}\"]\ninsecure_plaintext = true\n\
-             long_poll_ms = 1000\nfederation = []\n"
+             long_poll_ms = 1000\nfederation = []\n{storage}"
         ),
     )
     .unwrap();
