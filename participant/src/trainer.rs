@@ -130,6 +130,13 @@ impl LocalTrainer for MlpTrainer {
         })?;
         let s = &self.samples;
         if config.n_features == s.n_features && config.horizon == s.horizon {
+            // A daemon (re)started after the federation's last round trains nothing here but
+            // still fine-tunes the final model: it does so with the spec it joined.
+            if let Ok(mut last) = self.last_config.lock()
+                && last.is_none()
+            {
+                *last = Some(config);
+            }
             return Ok(());
         }
         Err(ParticipantError::Config(format!(

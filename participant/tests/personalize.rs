@@ -46,6 +46,19 @@ async fn federate_and_personalize(
         .collect();
     let summaries = join_all(daemons, Duration::from_secs(120)).await;
     assert!(summaries.iter().all(|s| s.final_version == Some(2)));
+    // A site's daemon restarted after the last round (killed before it heard the federation
+    // was done) trains nothing, yet finishes cleanly and keeps its fine-tuned copy.
+    let late = dir.join(format!("{tag}-late"));
+    let trainer =
+        MlpTrainer::new(sites[0].train.clone()).with_personalization(late.clone(), target);
+    let restarted = spawn_daemon(&coord.url(), &sites[0].site.site_id, tag, Arc::new(trainer));
+    let summary = join_all(vec![restarted], Duration::from_secs(120)).await;
+    assert_eq!(summary[0].final_version, Some(2));
+    assert_eq!(summary[0].rounds_uploaded, 0);
+    assert!(
+        ModelArtifact::load(&late).is_ok(),
+        "no fine-tuned copy after a late restart"
+    );
     coord.stop().await;
     outputs
 }

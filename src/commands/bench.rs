@@ -21,6 +21,10 @@ pub enum BenchCommand {
     /// Forecast throughput of read-only replicas on PostgreSQL (1, 2, 4) against one
     /// coordinator on redb, and registry operations per second on each engine; prints JSON.
     Replicas(super::bench_replicas::BenchReplicasArgs),
+    /// A local TLS federation (separate processes) trained while the coordinator and the
+    /// sites are killed with SIGKILL on a seeded schedule; checks every version arrived once
+    /// and verifies; prints JSON (with --baseline, the slowdown against no faults).
+    Chaos(super::bench_chaos::BenchChaosArgs),
 }
 
 pub fn run(cmd: BenchCommand) -> Result<()> {
@@ -30,5 +34,6 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
         BenchCommand::Market(args) => super::bench_market::run(args),
         BenchCommand::Fleet(args) => super::bench_fleet::run(args),
         BenchCommand::Replicas(args) => super::bench_replicas::run(args),
+        BenchCommand::Chaos(args) => super::bench_chaos::run(args),
     }
 }

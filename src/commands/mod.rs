@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod bench;
+pub mod bench_chaos;
 pub mod bench_fleet;
 pub mod bench_forecast;
 pub mod bench_market;

@@ -22,22 +22,27 @@ pub struct UpArgs {
 }
 
 /// One child daemon and where its output goes.
-struct Daemon {
-    name: String,
-    child: Child,
-    log: PathBuf,
+pub(super) struct Daemon {
+    pub(super) name: String,
+    pub(super) child: Child,
+    pub(super) log: PathBuf,
 }
 
 impl Daemon {
-    fn spawn(
+    /// Starts `gridfed ARGS` logging into `LOGS/NAME.log` (appended: a restarted daemon's
+    /// earlier output stays).
+    pub(super) fn spawn(
         name: &str,
         args: &[&std::ffi::OsStr],
         logs: &Path,
         env: &[(&str, &str)],
     ) -> Result<Self> {
         let log = logs.join(format!("{name}.log"));
-        let file =
-            std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .with_context(|| format!("creating {}", log.display()))?;
         let child = Command::new(std::env::current_exe().context("locating the gridfed binary")?)
             .args(args)
             .envs(env.iter().copied())
@@ -54,7 +59,7 @@ impl Daemon {
     }
 
     /// Asks the daemon to drain (SIGTERM), then waits up to `grace`, then kills it.
-    fn stop(&mut self, grace: Duration) {
+    pub(super) fn stop(&mut self, grace: Duration) {
         if matches!(self.child.try_wait(), Ok(Some(_))) {
             return;
         }
@@ -76,7 +81,7 @@ impl Daemon {
         let _ = self.child.wait();
     }
 
-    fn last_line(&self) -> String {
+    pub(super) fn last_line(&self) -> String {
         std::fs::read_to_string(&self.log)
             .ok()
             .and_then(|text| {
@@ -89,8 +94,25 @@ impl Daemon {
     }
 }
 
+/// `gridfed models ARGS` against the project's coordinator at `url`, as its operator.
+pub(super) fn operator_command(
+    dir: &Path,
+    url: &str,
+    token: &str,
+    args: &[&std::ffi::OsStr],
+) -> Result<std::process::Output> {
+    Command::new(std::env::current_exe().context("locating the gridfed binary")?)
+        .arg("models")
+        .args(args)
+        .args(["--coordinator", url, "--ca-cert"])
+        .arg(dir.join("tls").join("ca.pem"))
+        .env("GRIDFED_OPERATOR_TOKEN", token)
+        .output()
+        .context("running gridfed models")
+}
+
 /// The coordinator's gRPC address from coordinator.toml (`listen`).
-fn listen_address(config: &Path) -> Result<String> {
+pub(super) fn listen_address(config: &Path) -> Result<String> {
     let text =
         std::fs::read_to_string(config).with_context(|| format!("reading {}", config.display()))?;
     let parsed = coordinator::config::CoordinatorConfig::from_toml(&text)
@@ -98,7 +120,11 @@ fn listen_address(config: &Path) -> Result<String> {
     Ok(parsed.listen)
 }
 
-fn wait_for_port(address: &str, coordinator: &mut Daemon, within: Duration) -> Result<()> {
+pub(super) fn wait_for_port(
+    address: &str,
+    coordinator: &mut Daemon,
+    within: Duration,
+) -> Result<()> {
     let deadline = Instant::now() + within;
     loop {
         if std::net::TcpStream::connect(address).is_ok() {
@@ -192,14 +218,8 @@ pub fn run(args: UpArgs) -> Result<()> {
     let result = (|| -> Result<()> {
         wait_for_port(&address, &mut coordinator, Duration::from_secs(60))?;
         let url = format!("https://127.0.0.1:{port}");
-        let ca = dir.join("tls").join("ca.pem");
-        let publish = Command::new(std::env::current_exe()?)
-            .args(["models", "publish"])
-            .arg(dir.join("spec.toml"))
-            .args(["--coordinator", &url, "--ca-cert"])
-            .arg(&ca)
-            .env("GRIDFED_OPERATOR_TOKEN", &token)
-            .output()
+        let spec = dir.join("spec.toml");
+        let publish = operator_command(dir, &url, &token, &["publish".as_ref(), spec.as_os_str()])
             .context("publishing spec.toml")?;
         let said = String::from_utf8_lossy(&publish.stdout);
         let complaint = String::from_utf8_lossy(&publish.stderr);

@@ -29,13 +29,13 @@ pub struct LocalArgs {
     pub port: u16,
 }
 
-/// What `init local` wrote, for the printed instructions.
-struct Scaffold {
-    dir: PathBuf,
-    coordinator_config: PathBuf,
-    spec: PathBuf,
-    participant_configs: Vec<PathBuf>,
-    ca_cert: PathBuf,
+/// What `init local` wrote.
+pub struct Scaffold {
+    pub dir: PathBuf,
+    pub coordinator_config: PathBuf,
+    pub spec: PathBuf,
+    pub participant_configs: Vec<PathBuf>,
+    pub ca_cert: PathBuf,
 }
 
 pub fn run(args: LocalArgs) -> Result<()> {
@@ -75,7 +75,7 @@ pub fn run(args: LocalArgs) -> Result<()> {
     Ok(())
 }
 
-fn scaffold(args: &LocalArgs) -> Result<Scaffold> {
+pub fn scaffold(args: &LocalArgs) -> Result<Scaffold> {
     let target = args.model.target()?;
     if args.sites < 3 {
         bail!(

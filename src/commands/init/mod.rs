@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::{Args, Subcommand};
 
-pub use local::LocalArgs;
+pub use local::{LocalArgs, scaffold};
 pub use machines::{CoordinatorArgs, ParticipantArgs};
 
 /// Where `init local` and `up` put and find a project when no directory is named.
