@@ -104,13 +104,8 @@ pub fn scaffold(args: &LocalArgs) -> Result<Scaffold> {
     };
     let fleet = datasets::reader::read_fleet_dir(&fleet_dir)
         .with_context(|| format!("reading the fleet {}", fleet_dir.display()))?;
-    let chosen: Vec<&str> = fleet
-        .telemetry
-        .iter()
-        .filter(|s| target.values(&s.telemetry).is_some())
-        .map(|s| s.telemetry.site_id.as_str())
-        .take(args.sites)
-        .collect();
+    let mut chosen = super::machines::sites_measuring(&fleet, target);
+    chosen.truncate(args.sites);
     if chosen.len() < args.sites {
         bail!(
             "{} has {} sites measuring {}; --sites asks for {}",

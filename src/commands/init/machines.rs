@@ -78,6 +78,19 @@ pub(super) fn has_weather(telemetry: &datasets::SiteTelemetry) -> bool {
         .any(|(name, values)| *name == "temperature_forecast_c" && values.is_some())
 }
 
+/// The fleet's sites that have a column for `target`, in the fleet's order.
+pub(super) fn sites_measuring(
+    fleet: &datasets::reader::FleetData,
+    target: datasets::Target,
+) -> Vec<&str> {
+    fleet
+        .telemetry
+        .iter()
+        .filter(|s| target.values(&s.telemetry).is_some())
+        .map(|s| s.telemetry.site_id.as_str())
+        .collect()
+}
+
 /// This machine's host name, when it is one a certificate can carry.
 fn host_name() -> Option<String> {
     let mut buf = [0u8; 256];
@@ -176,12 +189,7 @@ fn choose_site(
     site: Option<&str>,
     target: datasets::Target,
 ) -> Result<String> {
-    let measuring: Vec<&str> = fleet
-        .telemetry
-        .iter()
-        .filter(|s| target.values(&s.telemetry).is_some())
-        .map(|s| s.telemetry.site_id.as_str())
-        .collect();
+    let measuring = sites_measuring(fleet, target);
     match site {
         Some(site) => {
             ensure!(
