@@ -18,6 +18,18 @@ use participant::FixedUpdate;
 const HOUR_MS: i64 = 3_600_000;
 const LENGTH: usize = 1_000;
 
+/// One masked round of four sites (three suffice) with both deadlines `deadline_ms`.
+fn four_site_round(deadline_ms: u64) -> FederationSpec {
+    FederationSpec {
+        min_participants: 3,
+        participants_per_round: 4,
+        selection_timeout_ms: 30_000,
+        keys_timeout_ms: deadline_ms,
+        upload_timeout_ms: deadline_ms,
+        ..FederationSpec::vector("load", LENGTH as u64, Protection::Masked, 1)
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rounds_keep_their_deadlines_when_the_wall_clock_is_stepped() {
     if skip_in_postgres_pass("clock jumps") {
@@ -26,14 +38,7 @@ async fn rounds_keep_their_deadlines_when_the_wall_clock_is_stepped() {
     // Back an hour while one of four participants is dead (stalled in training): the upload
     // deadline still closes the round over the three others within seconds.
     let dir = tempfile::tempdir().unwrap();
-    let spec = FederationSpec {
-        min_participants: 3,
-        participants_per_round: 4,
-        selection_timeout_ms: 30_000,
-        keys_timeout_ms: 3_000,
-        upload_timeout_ms: 3_000,
-        ..FederationSpec::vector("load", LENGTH as u64, Protection::Masked, 1)
-    };
+    let spec = four_site_round(3_000);
     let coord = RunningCoordinator::start(dir.path(), vec![spec]).await;
     let survivors = spawn_fixed(&coord.url(), "load", 3, LENGTH);
     let training = TrainingStarts::default();
@@ -56,14 +61,7 @@ async fn rounds_keep_their_deadlines_when_the_wall_clock_is_stepped() {
 
     // Forward an hour while all four train (1.5 s each, deadlines 20 s): nobody is cut off.
     let dir = tempfile::tempdir().unwrap();
-    let spec = FederationSpec {
-        min_participants: 3,
-        participants_per_round: 4,
-        selection_timeout_ms: 30_000,
-        keys_timeout_ms: 20_000,
-        upload_timeout_ms: 20_000,
-        ..FederationSpec::vector("load", LENGTH as u64, Protection::Masked, 1)
-    };
+    let spec = four_site_round(20_000);
     let coord = RunningCoordinator::start(dir.path(), vec![spec]).await;
     let training = TrainingStarts::default();
     let daemons: Vec<_> = (0..4)

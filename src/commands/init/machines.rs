@@ -101,10 +101,10 @@ fn host_name() -> Option<String> {
     }
     let end = buf.iter().position(|&b| b == 0)?;
     let name = std::str::from_utf8(&buf[..end]).ok()?.to_string();
-    rustls_name_ok(&name).then_some(name)
+    certificate_name_ok(&name).then_some(name)
 }
 
-fn rustls_name_ok(name: &str) -> bool {
+fn certificate_name_ok(name: &str) -> bool {
     !name.is_empty()
         && name
             .chars()
