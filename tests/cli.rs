@@ -5,7 +5,7 @@ use std::process::{Command, Stdio};
 #[path = "support/process.rs"]
 #[allow(dead_code)]
 mod process;
-use process::free_port;
+use process::{free_port, free_port_pair};
 
 /// `gridfed ... | head` must end quietly when the reader goes away, not panic.
 #[test]
@@ -267,7 +267,7 @@ fn json_logs_are_one_object_per_line() {
 /// `gridfed init local NAME` run inside `parent` (a relative directory, as a user types it:
 /// the project must not depend on where it ran): 3 sites, 40 days, 2 rounds, on a free port.
 fn init_small_project(parent: &std::path::Path, name: &str) -> (std::process::Output, u16) {
-    let port = free_port();
+    let port = free_port_pair();
     let init = Command::new(env!("CARGO_BIN_EXE_gridfed"))
         .current_dir(parent)
         .args(["init", "local", name])
@@ -510,7 +510,7 @@ fn an_import_dry_run_previews_and_writes_nothing() {
 #[test]
 fn init_local_then_up_runs_a_local_federation() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let port = free_port_pair();
     let init = Command::new(env!("CARGO_BIN_EXE_gridfed"))
         .current_dir(dir.path())
         .args([
@@ -585,7 +585,7 @@ fn gridfed_in(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
 fn coordinator_and_participant_scaffolds_federate_over_tls() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let port = free_port().to_string();
+    let port = free_port_pair().to_string();
     let synth = gridfed_in(
         d,
         &[

@@ -11,6 +11,18 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// A free loopback port whose successor is free too: `gridfed init` puts the coordinator's
+/// dashboard and metrics on the next port, and a port taken there fails the coordinator's start.
+#[allow(dead_code)] // used by tests/cli.rs only
+pub fn free_port_pair() -> u16 {
+    loop {
+        let port = free_port();
+        if port < u16::MAX && std::net::TcpListener::bind(("127.0.0.1", port + 1)).is_ok() {
+            return port;
+        }
+    }
+}
+
 /// Kills the child when the test ends, however it ends.
 pub struct Reaped(pub Child);
 
